@@ -1,0 +1,77 @@
+"""``continuity-studio``: the GUI by default, sub-commands for headless work.
+
+    continuity-studio [PROJECT] [--demo]       open the window
+    continuity-studio validate PROJECT         check a project, exit 1 with the reason
+    continuity-studio bench NAME               print a benchmark's JSON figures
+    continuity-studio <command> --help         every other sub-command (see studio/commands/)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from types import ModuleType
+
+from studio import __version__
+
+
+def _command_modules() -> dict[str, ModuleType]:
+    import studio.commands as pkg
+
+    found: dict[str, ModuleType] = {}
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"studio.commands.{info.name}")
+        name = getattr(mod, "NAME", None)
+        if name and hasattr(mod, "run") and hasattr(mod, "register"):
+            found[name] = mod
+    return found
+
+
+def _gui_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="continuity-studio",
+        description="Continuity Studio: storyboard to video with consistent faces. "
+                    "Run without a sub-command to open the window. Sub-commands: "
+                    + ", ".join(sorted(_command_modules())) + " (each has --help).")
+    p.add_argument("project", nargs="?", help="project folder (or its project.json) to open")
+    p.add_argument("--demo", action="store_true", help="open a copy of the bundled demo project")
+    p.add_argument("--version", action="version", version=f"continuity-studio {__version__}")
+    return p
+
+
+def gui_main(argv: list[str] | None = None) -> int:
+    args = _gui_parser().parse_args(argv)
+    from studio.ui.app import run_app
+
+    return run_app(project=args.project, demo=args.demo)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-"):
+        commands = _command_modules()
+        if argv[0] in commands:
+            mod = commands[argv[0]]
+            parser = argparse.ArgumentParser(prog=f"continuity-studio {mod.NAME}",
+                                             description=mod.HELP)
+            mod.register(parser)
+            args = parser.parse_args(argv[1:])
+            from studio.core.errors import StudioError
+
+            try:
+                return int(mod.run(args) or 0)
+            except StudioError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+            except KeyboardInterrupt:
+                print("interrupted", file=sys.stderr)
+                return 130
+    return gui_main(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Project model and persistence. Pure Python: no Qt, no numpy, no heavy imports."""

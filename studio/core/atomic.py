@@ -1,0 +1,80 @@
+"""Crash-safe file writes: temp file in the same folder, fsync, rename, fsync the folder.
+
+A kill at any instant leaves either the old file or the new one at ``path``, never a mix.
+``STUDIO_CRASH_AT`` (tests only) makes the process exit hard at a named step so the kill test can
+hit every point of a save deterministically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_CRASH_AT = os.environ.get("STUDIO_CRASH_AT", "")
+
+
+def _maybe_crash(step: str) -> None:
+    if _CRASH_AT and _CRASH_AT == step:
+        os._exit(70)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            half = len(data) // 2
+            fh.write(data[:half])
+            _maybe_crash("half-written")
+            fh.write(data[half:])
+            fh.flush()
+            _maybe_crash("before-fsync")
+            os.fsync(fh.fileno())
+        _maybe_crash("before-rename")
+        os.replace(tmp, path)
+        _maybe_crash("after-rename")
+        fsync_dir(folder)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_copy(src: Path, dst: Path, chunk: int = 1 << 20) -> None:
+    """Copy ``src`` to ``dst`` atomically (used for imported assets and take files)."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            while block := inp.read(chunk):
+                out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dst)
+        fsync_dir(dst.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

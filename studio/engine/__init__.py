@@ -1,0 +1,1 @@
+"""Generation backends and the job queue. Qt-free; heavy imports happen inside functions."""

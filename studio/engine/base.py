@@ -1,0 +1,120 @@
+"""The one interface every generator implements.
+
+The job queue only ever talks to :class:`Backend`; a local diffusers pipeline, the CPU preview
+animatic, or (later) a remote server all look the same to it.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class Cancelled(Exception):
+    """Raised inside a backend when the job was cancelled; the queue treats it as a clean stop."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    text_prompt: bool = True
+    negative_prompt: bool = True
+    size_multiple: int = 16  # width and height must be multiples of this
+    frame_step: int = 4  # valid frame counts are frame_step * k + frame_offset
+    frame_offset: int = 1
+    max_frames: int = 1025
+    default_fps: int = 16
+    last_frame: bool = False  # supports a first+last frame conditioning
+    needs_gpu: bool = False
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int  # denoising step (or frame, for the preview backend) just finished
+    total: int
+    stage: str = "generating"  # "loading", "generating", "decoding", "encoding"
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Everything a backend needs to make one take. Built by the queue from a shot."""
+
+    start_image: Path
+    prompt: str
+    width: int
+    height: int
+    num_frames: int
+    fps: int
+    seed: int
+    negative_prompt: str = ""
+    steps: int = 30
+    guidance: float = 5.0
+    model: str | None = None
+    last_image: Path | None = None
+    loras: tuple[tuple[Path, float], ...] = ()
+    # Landmarks of the face in the start image, when the identity layer found one:
+    # a (68, 2) float list in image pixel coordinates. Lets the preview animate the face.
+    face_landmarks: tuple[tuple[float, float], ...] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def with_changes(self, **kw: Any) -> "GenerationRequest":
+        return replace(self, **kw)
+
+
+ProgressFn = Callable[[Progress], None]
+CancelledFn = Callable[[], bool]
+
+
+def snap_request(req: GenerationRequest, caps: Capabilities) -> tuple[GenerationRequest, list[str]]:
+    """Snap size and frame count to a family's rules; return the request and what changed, in
+    words for the user."""
+    notes: list[str] = []
+    m = max(1, caps.size_multiple)
+    w = max(m, int(round(req.width / m)) * m)
+    h = max(m, int(round(req.height / m)) * m)
+    if (w, h) != (req.width, req.height):
+        notes.append(f"size {req.width}x{req.height} → {w}x{h} (multiples of {m})")
+    n = req.num_frames
+    step, off = max(1, caps.frame_step), caps.frame_offset
+    k = max(0, round((n - off) / step))
+    snapped = min(step * k + off, caps.max_frames)
+    snapped = max(snapped, off if off > 0 else step)
+    if snapped != n:
+        rule = f"{step}k+{off}" if step > 1 else "any"
+        notes.append(f"frames {n} → {snapped} ({rule}, at most {caps.max_frames})")
+    return replace(req, width=w, height=h, num_frames=snapped), notes
+
+
+class Backend(abc.ABC):
+    """A generator. Instances are used from one worker thread at a time."""
+
+    name: str = ""  # stable id stored in shots and takes: "preview", "diffusers"
+    label: str = ""  # shown to the user
+
+    @abc.abstractmethod
+    def capabilities(self, model: str | None) -> Capabilities: ...
+
+    def snap(self, req: GenerationRequest) -> tuple[GenerationRequest, list[str]]:
+        return snap_request(req, self.capabilities(req.model))
+
+    def load(self, model: str | None, on_progress: ProgressFn | None = None) -> None:
+        """Prepare ``model`` (no-op for backends without weights). May be slow."""
+
+    @abc.abstractmethod
+    def generate(self, req: GenerationRequest, on_progress: ProgressFn,
+                 cancelled: CancelledFn) -> "np.ndarray":
+        """Return frames as uint8 RGB (T, H, W, 3). Raise :class:`Cancelled` when
+        ``cancelled()`` turns true (checked at least once per step)."""
+
+    def unload(self) -> None:
+        """Release memory (models, GPU caches)."""
+
+    def model_fingerprint(self, model: str | None) -> str | None:
+        """A short stable hash of the model's weights, for the take's sidecar."""
+        return None

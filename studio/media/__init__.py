@@ -1,0 +1,1 @@
+"""Image and video I/O, frame caches and export. No Qt here."""

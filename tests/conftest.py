@@ -1,0 +1,28 @@
+"""Shared fixtures. Qt runs offscreen; every test gets its own config/cache folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep settings, recent files and caches out of the real home folder."""
+    base = tmp_path_factory.mktemp("userdirs")
+    monkeypatch.setenv("CONTINUITY_STUDIO_HOME", str(base))
+
+
+@pytest.fixture
+def photo_png(tmp_path: Path) -> Path:
+    """A real photograph (scikit-image's public-domain astronaut portrait) as a PNG file."""
+    from PIL import Image
+    from skimage import data
+
+    path = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    return path
