@@ -14,6 +14,17 @@ from pathlib import Path
 _CRASH_AT = os.environ.get("STUDIO_CRASH_AT", "")
 
 
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; done once at import, before any worker threads.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files readable by the owner only; project files get the usual permissions.
+_FILE_MODE = 0o666 & ~_read_umask()
+
+
 def _maybe_crash(step: str) -> None:
     if _CRASH_AT and _CRASH_AT == step:
         os._exit(70)
@@ -40,6 +51,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     tmp = Path(tmp_name)
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             half = len(data) // 2
             fh.write(data[:half])
@@ -68,6 +80,7 @@ def atomic_copy(src: Path, dst: Path, chunk: int = 1 << 20) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     tmp = Path(tmp_name)
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
             while block := inp.read(chunk):
                 out.write(block)

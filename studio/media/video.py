@@ -14,7 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from studio.core.atomic import fsync_dir
+from studio.core.atomic import _FILE_MODE, fsync_dir
 from studio.core.errors import AssetError
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ class VideoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix or ".mp4",
                                    dir=self.path.parent)
+        os.fchmod(fd, _FILE_MODE)
         os.close(fd)
         self._tmp = Path(tmp)
         self.width, self.height = width, height
