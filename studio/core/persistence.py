@@ -177,12 +177,23 @@ def save_project(project: Project, folder: Path) -> Path:
     if not project.created_at:
         project.created_at = project.modified_at
     path = folder / PROJECT_FILE
+    _remove_stale_temps(folder)
     try:
         atomic_write_text(path, dump_project(project))
     except OSError as exc:
         raise ProjectError(f"cannot save: {exc.strerror or exc}", path) from None
     (folder / AUTOSAVE_FILE).unlink(missing_ok=True)
     return path
+
+
+def _remove_stale_temps(folder: Path) -> None:
+    """Temp files of a save that was killed half-way (never the live file)."""
+    for name in (PROJECT_FILE, AUTOSAVE_FILE):
+        for stale in folder.glob(f".{name}.*.tmp"):
+            try:
+                stale.unlink()
+            except OSError:
+                pass
 
 
 # -- autosave and crash recovery ---------------------------------------------------------------
