@@ -1,0 +1,555 @@
+"""The built-in CPU preview backend: an animatic made from the shot's start image.
+
+No torch, no weights: it runs on any machine so the whole app works end to end. Per take it builds
+its layers once (the start image fitted to the output aspect, a soft subject matte around the face
+or the frame centre, and a background plate with the subject painted out), then renders each frame
+with one ``cv2.warpAffine`` per layer and one blend. Camera moves (static, push-in, pull-out, pan,
+tilt, orbit-like parallax) come from the shot's params (``GenerationRequest.extra``) or from words
+in the motion prompt. With 68 facial landmarks the face moves too: blink, smile, talking mouth,
+nod, slight head turn — piecewise-affine warps over the landmark triangulation, precomputed once as
+one displacement field per action at half resolution and mixed per frame.
+
+Everything random comes from ``numpy.random.default_rng(req.seed)``: one seed, one animatic.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from studio.core.errors import StudioError
+from studio.engine.base import (Backend, CancelledFn, Capabilities, Cancelled, GenerationRequest,
+                                Progress, ProgressFn)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+CAMERA_MOVES = ("static", "push_in", "pull_out", "pan_left", "pan_right", "tilt_up", "tilt_down",
+                "orbit_left", "orbit_right")
+FACE_ACTIONS = ("blink", "smile", "talk", "nod", "turn")
+
+# Phrases recognised in the motion prompt, most specific first. Matched case-insensitively on
+# word boundaries; the first camera phrase found (by position in the prompt) wins.
+_CAMERA_WORDS: tuple[tuple[str, str], ...] = (
+    (r"static (?:camera|shot)|locked[- ]off|still camera|camera (?:is )?(?:static|still)|"
+     r"no camera (?:movement|motion)|fixed camera|tripod", "static"),
+    (r"(?:push(?:es|ing)?|dolly|dollies|dollying|mov(?:e|es|ing)|track(?:s|ing)?) in\b|"
+     r"zoom(?:s|ing)? in|push-in|closer|close in", "push_in"),
+    (r"(?:pull(?:s|ing)?|dolly|dollies|dollying|mov(?:e|es|ing)|track(?:s|ing)?) (?:out|back)|"
+     r"zoom(?:s|ing)? out|pull-out|pull-back|widens?", "pull_out"),
+    (r"pan(?:s|ning)? (?:to the )?left", "pan_left"),
+    (r"pan(?:s|ning)? (?:to the )?right", "pan_right"),
+    (r"tilt(?:s|ing)? up|crane(?:s)? up|pedestal up", "tilt_up"),
+    (r"tilt(?:s|ing)? down|crane(?:s)? down|pedestal down", "tilt_down"),
+    (r"orbit(?:s|ing)? (?:to the )?right|arc(?:s)? right|circl(?:e|es|ing) right", "orbit_right"),
+    (r"orbit(?:s|ing)?|arc shot|arc(?:s)? (?:left|around)|circl(?:e|es|ing)(?: around| left)?|"
+     r"parallax", "orbit_left"),
+)
+_FACE_WORDS: tuple[tuple[str, str], ...] = (
+    (r"talk(?:s|ing)?|speak(?:s|ing)?|say(?:s|ing)?|chat(?:s|ting)?|sing(?:s|ing)?|"
+     r"whisper(?:s|ing)?|explain(?:s|ing)?|tell(?:s|ing)?|convers\w*|lip[- ]?sync\w*", "talk"),
+    (r"smil(?:e|es|ing)|grin(?:s|ning)?|laugh(?:s|ing)?|beam(?:s|ing)?", "smile"),
+    (r"blink(?:s|ing)?|wink(?:s|ing)?", "blink"),
+    (r"nod(?:s|ding)?", "nod"),
+    (r"turn(?:s|ing)? (?:her |his |their |the )?head|head turn|look(?:s|ing)? (?:left|right|"
+     r"away|aside|over)|glanc(?:e|es|ing)|shak(?:e|es|ing) (?:her |his |their )?head", "turn"),
+)
+_SLOW = re.compile(r"\b(?:slow(?:ly)?|gentle|gently|subtle|slight(?:ly)?)\b", re.I)
+_FAST = re.compile(r"\b(?:fast|quick(?:ly)?|rapid(?:ly)?|dramatic)\b", re.I)
+
+
+@dataclass(frozen=True)
+class MotionPlan:
+    """What the animatic will do; recorded in the take's sidecar."""
+
+    camera: str
+    camera_source: str  # "params", "prompt" or "seed" (nothing recognised: picked per seed)
+    strength: float
+    face_actions: tuple[str, ...] = ()
+    face_motion: bool = False  # True when landmarks were available and used
+    turn_direction: int = 1
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["face_actions"] = list(self.face_actions)
+        d["notes"] = list(self.notes)
+        return d
+
+
+def parse_motion(prompt: str, extra: dict[str, Any] | None, seed: int) -> MotionPlan:
+    """Camera move and face actions from the shot's params first, then the motion prompt."""
+    import numpy as np
+
+    extra = extra or {}
+    text = (prompt or "").lower()
+    rng = np.random.default_rng([seed, 1])  # independent of the per-frame stream
+    notes: list[str] = []
+    camera, source = None, "prompt"
+    want = extra.get("camera")
+    if want:
+        key = str(want).strip().lower().replace("-", "_").replace(" ", "_")
+        key = {"orbit": "orbit_left", "push": "push_in", "pull": "pull_out", "zoom_in": "push_in",
+               "zoom_out": "pull_out"}.get(key, key)
+        if key in CAMERA_MOVES:
+            camera, source = key, "params"
+        else:
+            notes.append(f"unknown camera move {want!r} ignored; known: {', '.join(CAMERA_MOVES)}")
+    if camera is None:
+        best = None
+        for pattern, move in _CAMERA_WORDS:
+            m = re.search(rf"\b(?:{pattern})", text)
+            if m and (best is None or m.start() < best[0]):
+                best = (m.start(), move)
+        if best is not None:
+            camera = best[1]
+    if camera is None:
+        # Nothing said about the camera: a gentle move chosen by the seed, so re-rolls differ.
+        camera = str(rng.choice(["push_in", "pull_out", "pan_left", "pan_right", "orbit_left",
+                                 "orbit_right"]))
+        source = "seed"
+    strength = 1.0 if source != "seed" else 0.6
+    if _SLOW.search(text):
+        strength *= 0.6
+    if _FAST.search(text):
+        strength *= 1.6
+    try:
+        strength *= float(extra.get("camera_strength", 1.0))
+    except (TypeError, ValueError):
+        notes.append("camera_strength is not a number; ignored")
+    strength = float(min(max(strength, 0.0), 3.0))
+
+    actions: list[str] = []
+    listed = extra.get("face_actions")
+    if isinstance(listed, (list, tuple)):
+        actions = [a for a in (str(x).lower() for x in listed) if a in FACE_ACTIONS]
+    else:
+        for pattern, action in _FACE_WORDS:
+            if re.search(rf"\b(?:{pattern})\b", text) and action not in actions:
+                actions.append(action)
+    direction = -1 if re.search(r"\b(?:left)\b", text) and "turn" in actions else 1
+    if "turn" in actions and not re.search(r"\b(?:left|right)\b", text):
+        direction = int(rng.choice([-1, 1]))
+    return MotionPlan(camera=camera, camera_source=source, strength=strength,
+                      face_actions=tuple(actions), turn_direction=direction, notes=tuple(notes))
+
+
+# -- geometry helpers ---------------------------------------------------------------------------
+
+def _ease(t: "np.ndarray") -> "np.ndarray":
+    return t * t * (3.0 - 2.0 * t)
+
+
+def fit_crop(src_w: int, src_h: int, out_w: int, out_h: int,
+             focus: tuple[float, float] | None = None) -> tuple[float, float, float, float]:
+    """The largest box of the output's aspect inside the source (x, y, w, h), centred on
+    ``focus`` (the face) when given, else on the image centre."""
+    target = out_w / out_h
+    if src_w / src_h > target:
+        h = float(src_h)
+        w = h * target
+    else:
+        w = float(src_w)
+        h = w / target
+    fx, fy = focus if focus is not None else (src_w / 2.0, src_h / 2.0)
+    # A portrait's face sits a little above the middle of a good frame.
+    x = min(max(fx - w / 2.0, 0.0), src_w - w)
+    y = min(max(fy - h * 0.42, 0.0), src_h - h)
+    return x, y, w, h
+
+
+class _FaceRig:
+    """Per-action displacement fields over a face region of interest, built once per take."""
+
+    def __init__(self, canvas: "np.ndarray", lm: "np.ndarray", plan: MotionPlan) -> None:
+        import numpy as np
+        from scipy.spatial import Delaunay
+
+        ch, cw = canvas.shape[:2]
+        eye_r = lm[36:42].mean(axis=0)
+        eye_l = lm[42:48].mean(axis=0)
+        u = float(np.linalg.norm(eye_l - eye_r))  # inter-ocular distance: the face's unit
+        self.unit = u
+        x0, y0 = lm.min(axis=0) - u * np.array([0.9, 1.4])
+        x1, y1 = lm.max(axis=0) + u * np.array([0.9, 0.7])
+        self.x0, self.y0 = int(max(0, np.floor(x0))), int(max(0, np.floor(y0)))
+        self.x1, self.y1 = int(min(cw, np.ceil(x1))), int(min(ch, np.ceil(y1)))
+        rw, rh = self.x1 - self.x0, self.y1 - self.y0
+        if rw < 16 or rh < 16:
+            raise ValueError("face too small to animate")
+        self.rw, self.rh = rw, rh
+        # Fields are built at half resolution and upsampled per frame (smooth, 4× cheaper).
+        self.lw, self.lh = max(8, rw // 2), max(8, rh // 2)
+        pts = lm - np.array([self.x0, self.y0], dtype=np.float32)
+        border = []
+        for k in range(9):  # zero-displacement anchors around the ROI: motion fades to nothing
+            f = k / 8.0
+            border += [(f * (rw - 1), 0), (f * (rw - 1), rh - 1), (0, f * (rh - 1)),
+                       (rw - 1, f * (rh - 1))]
+        anchors = np.unique(np.array(border, dtype=np.float64), axis=0)
+        verts = np.vstack([pts.astype(np.float64), anchors])
+        tri = Delaunay(verts)
+        sx, sy = rw / self.lw, rh / self.lh
+        gx, gy = np.meshgrid((np.arange(self.lw) + 0.5) * sx - 0.5,
+                             (np.arange(self.lh) + 0.5) * sy - 0.5)
+        q = np.stack([gx.ravel(), gy.ravel()], axis=1)
+        simplex = tri.find_simplex(q)
+        simplex[simplex < 0] = 0  # outside the hull: the ROI corners, displacement ~0 anyway
+        trans = tri.transform[simplex]
+        bary2 = np.einsum("nij,nj->ni", trans[:, :2], q - trans[:, 2])
+        bary = np.hstack([bary2, 1.0 - bary2.sum(axis=1, keepdims=True)])
+        idx = tri.simplices[simplex]
+        self._bary, self._idx, self._n = bary, idx, len(verts)
+        self.fields: dict[str, np.ndarray] = {}
+        for action in FACE_ACTIONS:
+            d = np.zeros((len(verts), 2), dtype=np.float64)
+            d[:68] = self._displacement(action, pts, u, plan.turn_direction)
+            f = (bary[:, :, None] * d[idx]).sum(axis=1)
+            self.fields[action] = f.reshape(self.lh, self.lw, 2).astype(np.float32)
+        gxf, gyf = np.meshgrid(np.arange(rw, dtype=np.float32), np.arange(rh, dtype=np.float32))
+        self.grid_x, self.grid_y = gxf, gyf
+        # Inner-mouth mask (in the mouth-open pose), darkened as the mouth opens.
+        import cv2
+
+        inner = pts[60:68] + self._displacement("talk", pts, u, 1)[60:68]
+        mask = np.zeros((rh, rw), dtype=np.float32)
+        cv2.fillPoly(mask, [np.round(inner).astype(np.int32)], 1.0, lineType=cv2.LINE_AA)
+        k = max(3, int(u * 0.08) | 1)
+        self.mouth_mask = cv2.GaussianBlur(mask, (k, k), 0)[:, :, None]
+
+    @staticmethod
+    def _displacement(action: str, p: "np.ndarray", u: float, direction: int) -> "np.ndarray":
+        """Where each of the 68 landmarks goes at full strength of ``action`` (pixels)."""
+        import numpy as np
+
+        d = np.zeros((68, 2), dtype=np.float64)
+        if action == "blink":
+            for upper, lower in (((37, 41), (38, 40)), ((43, 47), (44, 46))):
+                for a, b in upper, lower:
+                    gap = p[b, 1] - p[a, 1]
+                    d[a, 1] = gap * 0.85  # upper lid comes down over the eye
+                    d[b, 1] = -gap * 0.1
+            d[[36, 39, 42, 45], 1] = u * 0.01
+        elif action == "smile":
+            d[48] = (-0.09 * u, -0.06 * u)
+            d[54] = (0.09 * u, -0.06 * u)
+            d[[49, 59, 60]] = (-0.04 * u, -0.035 * u)
+            d[[53, 55, 64]] = (0.04 * u, -0.035 * u)
+            d[[50, 52]] = (0.0, -0.015 * u)
+            d[[1, 2, 3]] += (-0.015 * u, -0.02 * u)  # cheeks lift a little
+            d[[13, 14, 15]] += (0.015 * u, -0.02 * u)
+            d[[40, 41, 46, 47], 1] = -0.02 * u
+        elif action == "talk":
+            d[[56, 57, 58, 65, 66, 67], 1] = 0.16 * u
+            d[[55, 59], 1] = 0.08 * u
+            d[[61, 62, 63], 1] = -0.02 * u
+            d[[7, 8, 9], 1] = 0.11 * u
+            d[[6, 10], 1] = 0.06 * u
+            d[[5, 11], 1] = 0.025 * u
+        elif action == "nod":
+            d[17:68, 1] = 0.10 * u
+            d[4:13, 1] = 0.07 * u
+            d[27:36, 1] += 0.02 * u  # the nose tip leads
+        elif action == "turn":
+            s = float(direction)
+            d[27:36, 0] = 0.14 * u * s
+            d[36:48, 0] = 0.09 * u * s
+            d[48:68, 0] = 0.09 * u * s
+            d[17:27, 0] = 0.07 * u * s
+            d[0:17, 0] = 0.03 * u * s
+        return d
+
+    def render(self, src: "np.ndarray", dst: "np.ndarray", amounts: dict[str, float]) -> None:
+        """Warp the face ROI of ``src`` into ``dst`` for the given action amounts (0..1)."""
+        import cv2
+        import numpy as np
+
+        active = [(a, w) for a, w in amounts.items() if abs(w) > 1e-3]
+        roi = (slice(self.y0, self.y1), slice(self.x0, self.x1))
+        if not active:
+            dst[roi] = src[roi]
+            return
+        field_lo = self.fields[active[0][0]] * active[0][1]
+        for a, w in active[1:]:
+            field_lo = field_lo + self.fields[a] * w
+        disp = cv2.resize(field_lo, (self.rw, self.rh), interpolation=cv2.INTER_LINEAR)
+        mx = self.grid_x - disp[:, :, 0]
+        my = self.grid_y - disp[:, :, 1]
+        warped = cv2.remap(src[roi], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        talk = amounts.get("talk", 0.0)
+        if talk > 0.05:  # the open mouth is dark inside
+            shade = 1.0 - 0.6 * talk * self.mouth_mask
+            warped = (warped.astype(np.float32) * shade).astype(np.uint8)
+        dst[roi] = warped
+
+
+def _action_curves(plan: MotionPlan, n: int, fps: float, rng: "np.random.Generator",
+                   ) -> dict[str, "np.ndarray"]:
+    """Per-frame amount (0..1, turn −1..1) of each face action."""
+    import numpy as np
+
+    t = np.arange(n, dtype=np.float64) / fps
+    dur = max(t[-1], 1e-6) if n > 1 else 1.0
+    out = {a: np.zeros(n) for a in FACE_ACTIONS}
+    acts = set(plan.face_actions)
+    # Blinks happen anyway (a face that never blinks looks dead); "blinks" makes them frequent.
+    gap = (1.0, 2.2) if "blink" in acts else (2.2, 4.5)
+    when = rng.uniform(0.2, 1.2)
+    while when < dur + 0.3:
+        blink_len = rng.uniform(0.18, 0.28)
+        phase = (t - when) / blink_len
+        inside = (phase >= 0) & (phase <= 1)
+        out["blink"][inside] = np.maximum(out["blink"][inside], np.sin(np.pi * phase[inside]))
+        when += rng.uniform(*gap)
+    if "smile" in acts:
+        start = rng.uniform(0.1, 0.35) * dur
+        ramp = max(0.5, 0.35 * dur)
+        out["smile"] = _ease(np.clip((t - start) / ramp, 0, 1)) * rng.uniform(0.8, 1.0)
+    if "talk" in acts:
+        f1, f2 = rng.uniform(3.0, 4.5), rng.uniform(1.1, 1.9)
+        p1, p2 = rng.uniform(0, 2 * np.pi, 2)
+        syll = 0.5 + 0.5 * np.sin(2 * np.pi * f1 * t + p1)
+        phrase = np.clip(0.55 + 0.6 * np.sin(2 * np.pi * f2 * t * 0.5 + p2), 0, 1)
+        out["talk"] = np.clip(syll * phrase, 0, 1) * rng.uniform(0.75, 1.0)
+    if "nod" in acts:
+        nods = 2 if dur > 2.5 else 1
+        centre = rng.uniform(0.3, 0.5) * dur
+        for k in range(nods):
+            phase = (t - centre - k * 0.6) / 0.55
+            inside = (phase >= 0) & (phase <= 1)
+            out["nod"][inside] += np.sin(np.pi * phase[inside])
+    if "turn" in acts:
+        start = rng.uniform(0.1, 0.3) * dur
+        out["turn"] = _ease(np.clip((t - start) / max(0.6, 0.5 * dur), 0, 1))
+    else:
+        # An idle face sways a little so a still portrait reads as alive.
+        out["turn"] = 0.18 * np.sin(2 * np.pi * t / rng.uniform(3.5, 6.0) + rng.uniform(0, 6.28))
+    return out
+
+
+def _camera_path(plan: MotionPlan, n: int, rng: "np.random.Generator",
+                 ) -> tuple["np.ndarray", "np.ndarray", "np.ndarray", "np.ndarray", "np.ndarray",
+                            "np.ndarray"]:
+    """Per frame: zoom and centre offset (fractions of the canvas) for background and subject."""
+    import numpy as np
+
+    t = _ease(np.linspace(0.0, 1.0, n)) if n > 1 else np.zeros(1)
+    k = plan.strength
+    z = np.ones(n)
+    ox = np.zeros(n)
+    oy = np.zeros(n)
+    par = 1.0  # subject moves this much more than the background (it is closer)
+    move = plan.camera
+    if move == "push_in":
+        z = 1.0 + 0.16 * k * t
+        par = 1.35
+    elif move == "pull_out":
+        z = 1.0 + 0.16 * k * (1.0 - t)
+        par = 1.35
+    elif move in ("pan_left", "pan_right", "tilt_up", "tilt_down"):
+        z = np.full(n, 1.0 + 0.12 * min(k, 1.5))
+        r = 0.9 * (1.0 - 1.0 / z[0]) / 2.0 * min(k, 1.0)
+        s = -1.0 if move in ("pan_left", "tilt_up") else 1.0
+        path = s * r * (2.0 * t - 1.0)
+        if move.startswith("pan"):
+            ox = path
+        else:
+            oy = path
+        par = 1.25
+    elif move.startswith("orbit"):
+        z = np.full(n, 1.0 + 0.10 * min(k, 1.5))
+        r = 0.8 * (1.0 - 1.0 / z[0]) / 2.0 * min(k, 1.0)
+        s = -1.0 if move == "orbit_left" else 1.0
+        ox = s * r * (2.0 * t - 1.0)
+        par = -0.35  # the subject slides against the background: the orbit's parallax
+    zf = 1.0 + (z - 1.0) * abs(par) if move in ("push_in", "pull_out") else z.copy()
+    fx, fy = ox * par, oy * par
+    if move != "static":
+        # Gentle seeded hand-held sway (a fraction of a percent), so every seed is its own take.
+        tt = np.arange(n, dtype=np.float64)
+        a = 0.0025 * max(k, 0.3)
+        sx = a * np.sin(tt / rng.uniform(9, 17) + rng.uniform(0, 6.28))
+        sy = a * np.sin(tt / rng.uniform(11, 19) + rng.uniform(0, 6.28))
+        headroom = (1.0 - 1.0 / np.maximum(z, 1.0)) / 2.0
+        ox = np.clip(ox + sx, -headroom, headroom)
+        oy = np.clip(oy + sy, -headroom, headroom)
+        fx, fy = fx + sx, fy + sy
+    return z, ox, oy, zf, fx, fy
+
+
+def _affine(cw: int, ch: int, w: int, h: int, zoom: float, ox: float, oy: float) -> "np.ndarray":
+    """Canvas → output: scale by zoom about the canvas point (centre + offset)."""
+    import numpy as np
+
+    s = (w / cw) * zoom
+    cx, cy = cw * (0.5 + ox), ch * (0.5 + oy)
+    return np.array([[s, 0.0, w / 2.0 - s * cx], [0.0, s, h / 2.0 - s * cy]], dtype=np.float64)
+
+
+# -- the backend --------------------------------------------------------------------------------
+
+class PreviewBackend(Backend):
+    name = "preview"
+    label = "Preview (CPU animatic)"
+
+    def __init__(self) -> None:
+        self._landmark_cache: dict[tuple[str, int, int], Any] = {}
+        self._lock = threading.Lock()
+        self.last_plan: MotionPlan | None = None
+
+    def capabilities(self, model: str | None) -> Capabilities:
+        # Any frame count; even sizes (H.264 yuv420p needs them).
+        return Capabilities(text_prompt=True, negative_prompt=False, size_multiple=2,
+                            frame_step=1, frame_offset=0, max_frames=4000, default_fps=16,
+                            last_frame=False, needs_gpu=False)
+
+    def model_fingerprint(self, model: str | None) -> str | None:
+        return "preview-animatic-1"  # the algorithm version: same seed + inputs → same frames
+
+    def detect_landmarks(self, path: Path, rgb: "np.ndarray") -> "np.ndarray | None":
+        """68 landmarks of the largest face via the identity layer; None when unavailable."""
+        try:
+            st = Path(path).stat()
+            key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+        except OSError:
+            key = None
+        with self._lock:
+            if key is not None and key in self._landmark_cache:
+                return self._landmark_cache[key]
+        try:
+            from studio.identity.landmarks import detect_landmarks_68
+
+            lm = detect_landmarks_68(rgb)
+        except Exception:  # missing models or a detector error: animate without the face
+            lm = None
+        with self._lock:
+            if key is not None:
+                self._landmark_cache[key] = lm
+        return lm
+
+    def generate(self, req: GenerationRequest, on_progress: ProgressFn,
+                 cancelled: CancelledFn) -> "np.ndarray":
+        import numpy as np
+
+        frames = self.render(req, on_progress, cancelled)
+        assert frames.dtype == np.uint8
+        return frames
+
+    def render(self, req: GenerationRequest, on_progress: ProgressFn | None = None,
+               cancelled: CancelledFn | None = None) -> "np.ndarray":
+        import cv2
+        import numpy as np
+
+        from studio.media.images import load_rgb
+
+        w, h, n = int(req.width), int(req.height), int(req.num_frames)
+        if w < 2 or h < 2 or n < 1:
+            raise StudioError(f"invalid preview size {w}x{h} with {n} frames")
+        on_progress = on_progress or (lambda p: None)
+        cancelled = cancelled or (lambda: False)
+        on_progress(Progress(0, n, "loading", "preparing the animatic"))
+        src = load_rgb(req.start_image)
+        sh, sw = src.shape[:2]
+
+        plan = parse_motion(req.prompt, req.extra, req.seed)
+        want_face = req.extra.get("face_motion", True) is not False
+        lm = None
+        if want_face:
+            if req.face_landmarks is not None:
+                lm = np.asarray(req.face_landmarks, dtype=np.float64).reshape(-1, 2)
+                if lm.shape != (68, 2) or not np.isfinite(lm).all():
+                    lm = None
+            else:
+                found = self.detect_landmarks(req.start_image, src)
+                lm = None if found is None else np.asarray(found, dtype=np.float64)
+
+        focus = tuple(lm.mean(axis=0)) if lm is not None else None
+        x, y, cw_src, ch_src = fit_crop(sw, sh, w, h, focus)  # type: ignore[arg-type]
+        # Canvas: the crop at output size, up to 1.3× larger when the source has the detail, so
+        # push-ins stay sharp.
+        c = float(min(max(cw_src / w, 1.0), 1.3))
+        cw, chh = int(round(w * c)), int(round(h * c))
+        m_crop = np.array([[cw / cw_src, 0, -x * cw / cw_src], [0, chh / ch_src, -y * chh / ch_src]])
+        interp = cv2.INTER_AREA if cw < cw_src else cv2.INTER_CUBIC
+        canvas = cv2.warpAffine(src, m_crop, (cw, chh), flags=interp, borderMode=cv2.BORDER_REFLECT)
+
+        rng = np.random.default_rng([req.seed, 2])
+        rig = None
+        if lm is not None:
+            lmc = lm * np.array([cw / cw_src, chh / ch_src]) + np.array([m_crop[0, 2], m_crop[1, 2]])
+            inside = ((lmc[:, 0] >= 0) & (lmc[:, 0] < cw) & (lmc[:, 1] >= 0) & (lmc[:, 1] < chh))
+            if inside.mean() > 0.9:
+                try:
+                    rig = _FaceRig(canvas, lmc.astype(np.float32), plan)
+                except (ValueError, Exception):  # degenerate landmarks: no face motion
+                    rig = None
+            if rig is None:
+                plan = MotionPlan(**{**plan.__dict__, "notes": plan.notes + (
+                    "the face is too small or cut off for face motion",)})
+        else:
+            lmc = None
+        plan = MotionPlan(**{**plan.__dict__, "face_motion": rig is not None})
+        if rig is None and plan.face_actions:
+            plan = MotionPlan(**{**plan.__dict__, "notes": plan.notes + (
+                "no face landmarks: face actions skipped",)})
+        self.last_plan = plan
+
+        # Subject matte: around the head and shoulders when the face is known, else the frame's
+        # centre (subjects are usually framed there). It drives the parallax layering.
+        matte = np.zeros((chh, cw), dtype=np.float32)
+        if lmc is not None:
+            u = float(np.linalg.norm(lmc[42:48].mean(0) - lmc[36:42].mean(0)))
+            cx, cy = lmc[:, 0].mean(), lmc[:, 1].mean() - 0.4 * u
+            cv2.ellipse(matte, (int(cx), int(cy)), (int(1.9 * u), int(2.5 * u)), 0, 0, 360, 1.0, -1)
+            cv2.ellipse(matte, (int(cx), int(cy + 4.5 * u)), (int(3.6 * u), int(2.6 * u)), 0, 0,
+                        360, 1.0, -1)
+        else:
+            cv2.ellipse(matte, (cw // 2, int(chh * 0.55)), (int(cw * 0.22), int(chh * 0.42)), 0, 0,
+                        360, 1.0, -1)
+        blur = max(3, (int(min(cw, chh) * 0.06)) | 1)
+        matte = cv2.GaussianBlur(matte, (blur, blur), 0)
+
+        z, ox, oy, zf, fx, fy = _camera_path(plan, n, rng)
+        curves = _action_curves(plan, n, req.fps or 16, rng) if rig is not None else None
+        layered = bool(np.any(np.abs(zf - z) > 1e-6) or np.any(np.abs(fx - ox) > 1e-6)
+                       or np.any(np.abs(fy - oy) > 1e-6))
+        bg = canvas
+        if layered:
+            # Background plate: paint the subject out (at quarter size; it is mostly covered).
+            q = 4
+            small = cv2.resize(canvas, (max(8, cw // q), max(8, chh // q)),
+                               interpolation=cv2.INTER_AREA)
+            hole = (cv2.resize(matte, (small.shape[1], small.shape[0])) > 0.05).astype(np.uint8)
+            filled = cv2.inpaint(small, hole, 3, cv2.INPAINT_TELEA)
+            filled = cv2.resize(filled, (cw, chh), interpolation=cv2.INTER_LINEAR)
+            hard = np.clip(matte * 3.0, 0, 1)[:, :, None]
+            bg = (canvas * (1 - hard) + filled * hard).astype(np.uint8)
+        work = canvas.copy()
+
+        out = np.empty((n, h, w, 3), dtype=np.uint8)
+        alpha = np.empty((h, w), dtype=np.float32)
+        fg = np.empty((h, w, 3), dtype=np.uint8)
+        flags = cv2.INTER_LINEAR
+        for i in range(n):
+            if cancelled():
+                raise Cancelled()
+            if rig is not None and curves is not None:
+                rig.render(canvas, work, {a: float(curves[a][i]) for a in FACE_ACTIONS})
+            m_fg = _affine(cw, chh, w, h, zf[i], fx[i], fy[i])
+            if layered:
+                m_bg = _affine(cw, chh, w, h, z[i], ox[i], oy[i])
+                cv2.warpAffine(bg, m_bg, (w, h), dst=out[i], flags=flags,
+                               borderMode=cv2.BORDER_REFLECT)
+                cv2.warpAffine(work, m_fg, (w, h), dst=fg, flags=flags,
+                               borderMode=cv2.BORDER_REFLECT)
+                cv2.warpAffine(matte, m_fg, (w, h), dst=alpha, flags=flags,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                out[i] = cv2.blendLinear(fg, out[i], alpha, 1.0 - alpha)
+            else:
+                cv2.warpAffine(work, m_fg, (w, h), dst=out[i], flags=flags,
+                               borderMode=cv2.BORDER_REFLECT)
+            on_progress(Progress(i + 1, n, "generating"))
+        return out

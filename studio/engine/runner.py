@@ -1,0 +1,273 @@
+"""Running queued jobs: prepare (from the project), execute (heavy), commit (into the project).
+
+The three steps are separate so each runs on the right thread, as napari does its background work:
+
+* :func:`prepare_job` reads the shot and builds a frozen :class:`JobSpec` — cheap, pure Python, on
+  the thread that owns the document (the UI thread in the app);
+* :func:`execute_job` loads the backend, generates and writes the take files — slow, in a worker
+  thread; it never touches the document;
+* :func:`commit_take` inserts the finished take into the document (UI thread again).
+
+:class:`QueueRunner` chains them synchronously for the CLI (and tests).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studio.core.document import ProjectDocument
+from studio.core.errors import StudioError
+from studio.core.model import Take
+from studio.engine.base import Cancelled, GenerationRequest, Progress, ProgressFn
+from studio.engine.queue import Job, JobQueue, JobState
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything the worker needs; built from the shot when the job starts."""
+
+    job_id: str
+    shot_id: str
+    take_id: str
+    shot_title: str
+    backend: str
+    model: str | None
+    folder: Path
+    request: GenerationRequest
+    draft: bool
+    overrides: dict[str, int]
+    start_asset: str
+    start_sha256: str | None
+    character_id: str | None
+    loras: tuple[tuple[str, float], ...] = ()  # project-relative, for the sidecar
+    requeued: int = 0
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    shot_id: str
+    take: Take
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare_job(document: ProjectDocument, job: Job) -> JobSpec:
+    """Build the request for ``job`` from its shot as it is now. Raises StudioError when the
+    shot cannot be generated (deleted, no start image, project never saved)."""
+    project = document.project
+    if document.folder is None:
+        raise StudioError("save the project before generating (takes are stored in its folder)")
+    shot = project.shot(job.shot_id)
+    if shot is None:
+        raise StudioError(f"the shot of this job ({job.label or job.shot_id}) no longer exists")
+    if not shot.start_asset:
+        raise StudioError(f"shot {shot.title!r} has no start image: drop an image on it first")
+    start = document.path_of(shot.start_asset)
+    asset = project.asset_by_path(shot.start_asset)
+    w, h = shot.size
+    params = dict(shot.params)
+    steps = params.get("steps", 30)
+    guidance = params.get("guidance", 5.0)
+    loras: list[tuple[Path, float]] = []
+    rel_loras: list[tuple[str, float]] = []
+    character = project.character(shot.character_id)
+    if character is not None and character.lora is not None:
+        loras.append((document.path_of(character.lora.path), float(character.lora.weight)))
+        rel_loras.append((character.lora.path, float(character.lora.weight)))
+    req = GenerationRequest(
+        start_image=start,
+        prompt=shot.prompt,
+        negative_prompt=shot.negative_prompt,
+        width=job.width or w,
+        height=job.height or h,
+        num_frames=job.frames or shot.frame_count,
+        fps=shot.fps,
+        seed=job.seed,
+        steps=int(job.steps or (steps if isinstance(steps, int) and steps > 0 else 30)),
+        guidance=float(guidance) if isinstance(guidance, (int, float)) else 5.0,
+        model=job.model or shot.model,
+        loras=tuple(loras),
+        extra=params,
+    )
+    return JobSpec(job_id=job.id, shot_id=shot.id, take_id=job.take_id, shot_title=shot.title,
+                   backend=job.backend or shot.backend, model=job.model or shot.model,
+                   folder=Path(document.folder), request=req, draft=job.draft,
+                   overrides=job.overrides, start_asset=shot.start_asset,
+                   start_sha256=asset.sha256 if asset else None, character_id=shot.character_id,
+                   loras=tuple(rel_loras), requeued=job.requeued)
+
+
+def _request_record(req: GenerationRequest, folder: Path) -> dict[str, Any]:
+    def rel(p: Path | None) -> str | None:
+        if p is None:
+            return None
+        try:
+            return Path(p).resolve().relative_to(Path(folder).resolve()).as_posix()
+        except ValueError:
+            return str(p)
+
+    return {"start_image": rel(req.start_image), "last_image": rel(req.last_image),
+            "prompt": req.prompt, "negative_prompt": req.negative_prompt, "width": req.width,
+            "height": req.height, "num_frames": req.num_frames, "fps": req.fps, "seed": req.seed,
+            "steps": req.steps, "guidance": req.guidance, "model": req.model,
+            "loras": [{"path": rel(p), "weight": w} for p, w in req.loras],
+            "face_landmarks": req.face_landmarks is not None, "extra": req.extra}
+
+
+def execute_job(spec: JobSpec, on_progress: ProgressFn, cancelled: Callable[[], bool]) -> JobResult:
+    """Generate and write one take (worker thread). Raises Cancelled, StudioError or anything
+    the backend raises; leaves no partial take behind."""
+    from studio.engine.registry import get_backend
+
+    t_start = time.perf_counter()
+    backend = get_backend(spec.backend)
+    on_progress(Progress(0, 1, "loading", f"loading {backend.label or backend.name}"))
+    backend.load(spec.model, on_progress)
+    t_loaded = time.perf_counter()
+    if cancelled():
+        raise Cancelled()
+    req, notes = backend.snap(spec.request)
+    frames = backend.generate(req, on_progress, cancelled)
+    t_generated = time.perf_counter()
+    if cancelled():
+        raise Cancelled()
+    n = int(frames.shape[0]) if getattr(frames, "ndim", 0) == 4 else 0
+    if n and (frames.shape[1], frames.shape[2]) != (req.height, req.width):
+        notes.append(f"the backend returned {frames.shape[2]}x{frames.shape[1]} instead of "
+                     f"{req.width}x{req.height}")
+    try:
+        fingerprint = backend.model_fingerprint(spec.model)
+    except Exception as exc:  # a fingerprint is nice to have, never worth failing a take
+        fingerprint = None
+        notes.append(f"weights fingerprint unavailable: {exc}")
+    plan = getattr(backend, "last_plan", None)
+    timings = {"load_s": round(t_loaded - t_start, 4),
+               "generate_s": round(t_generated - t_loaded, 4)}
+    sidecar = {
+        "job_id": spec.job_id, "shot_id": spec.shot_id, "shot_title": spec.shot_title,
+        "backend": {"name": backend.name, "label": backend.label, "model": spec.model,
+                    "model_fingerprint": fingerprint},
+        "request": _request_record(req, spec.folder),
+        "requested": {"width": spec.request.width, "height": spec.request.height,
+                      "num_frames": spec.request.num_frames},
+        "snap_notes": notes, "draft": spec.draft, "draft_overrides": spec.overrides,
+        "start_image_sha256": spec.start_sha256, "character_id": spec.character_id,
+        "character_loras": [{"path": p, "weight": w} for p, w in spec.loras],
+        "seed": req.seed, "prompt": req.prompt, "negative_prompt": req.negative_prompt,
+        "preview_plan": plan.as_dict() if plan is not None and hasattr(plan, "as_dict") else None,
+        "timings": dict(timings),
+    }
+
+    def on_frame(i: int, total: int) -> None:
+        if i == total or i % 8 == 0:
+            on_progress(Progress(i, total, "encoding"))
+
+    fps = float(req.fps or backend.capabilities(spec.model).default_fps)
+    take = _write(spec, frames, fps, req.seed, backend.name, sidecar, on_frame, cancelled)
+    timings["encode_s"] = round(time.perf_counter() - t_generated, 4)
+    timings["total_s"] = round(time.perf_counter() - t_start, 4)
+    return JobResult(job_id=spec.job_id, shot_id=spec.shot_id, take=take, timings=timings,
+                     notes=list(notes))
+
+
+def _write(spec: JobSpec, frames: Any, fps: float, seed: int, backend: str,
+           sidecar: dict[str, Any], on_frame: Any, cancelled: Any) -> Take:
+    from studio.engine.takes import write_take
+
+    return write_take(spec.folder, shot_id=spec.shot_id, take_id=spec.take_id, frames=frames,
+                      fps=fps, seed=seed, backend=backend, model=spec.model, draft=spec.draft,
+                      sidecar=sidecar, on_frame=on_frame, cancelled=cancelled)
+
+
+def commit_take(document: ProjectDocument, result: JobResult) -> bool:
+    """Insert the finished take into its shot (False when the shot was deleted meanwhile: the
+    files stay on disk and recover_takes brings the take back if the shot returns)."""
+    shot = document.project.shot(result.shot_id)
+    if shot is None or shot.take(result.take.id) is not None:
+        return False
+    document.insert_take(result.shot_id, result.take, make_active=True)
+    return True
+
+
+def finished_take(document: ProjectDocument, job: Job) -> Take | None:
+    """The take this job already produced (a job interrupted after its take was saved but
+    before the queue recorded it): re-running it would only repeat the work."""
+    shot = document.project.shot(job.shot_id)
+    return shot.take(job.take_id) if shot is not None else None
+
+
+def error_text(exc: BaseException) -> str:
+    """A readable one-line message for a failed job."""
+    if isinstance(exc, StudioError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "out of memory: try a draft (smaller size, fewer frames)"
+    name = type(exc).__name__
+    return f"{name}: {exc}" if str(exc) else name
+
+
+@dataclass
+class RunSummary:
+    done: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (job id, error)
+    cancelled: list[str] = field(default_factory=list)
+
+
+class QueueRunner:
+    """Runs the queue synchronously until it is empty or paused (the CLI, tests)."""
+
+    def __init__(self, document: ProjectDocument, queue: JobQueue, *,
+                 after_take: Callable[[JobResult], None] | None = None,
+                 on_event: Callable[[str, Job], None] | None = None) -> None:
+        self.document = document
+        self.queue = queue
+        self.after_take = after_take  # e.g. save the project
+        self.on_event = on_event or (lambda kind, job: None)  # "start", "done", "failed", ...
+
+    def run_one(self, job: Job, summary: RunSummary) -> None:
+        q = self.queue
+        self.on_event("start", job)
+        if finished_take(self.document, job) is not None:
+            q.finish(job.id, notes=["its take was already saved before an interruption"])
+            summary.done.append(job.id)
+            self.on_event("done", job)
+            return
+        try:
+            spec = prepare_job(self.document, job)
+            result = execute_job(spec, lambda p: q.report(job.id, p),
+                                 lambda: q.cancel_requested(job.id))
+        except Cancelled:
+            q.mark_cancelled(job.id)
+            summary.cancelled.append(job.id)
+            self.on_event("cancelled", job)
+            return
+        except Exception as exc:  # any failure is recorded on the job; the queue goes on
+            msg = error_text(exc)
+            if not isinstance(exc, StudioError):
+                job.notes.append(traceback.format_exc(limit=6)[-2000:])
+            q.fail(job.id, msg)
+            summary.failed.append((job.id, msg))
+            self.on_event("failed", job)
+            return
+        commit_take(self.document, result)
+        if self.after_take is not None:
+            self.after_take(result)
+        q.finish(job.id, result.timings, result.notes)
+        summary.done.append(job.id)
+        self.on_event("done", job)
+
+    def run(self) -> RunSummary:
+        summary = RunSummary()
+        while True:
+            job = self.queue.start_next()
+            if job is None:
+                return summary
+            self.run_one(job, summary)
+            if job.state is JobState.RUNNING:  # defensive: never loop on the same job
+                self.queue.fail(job.id, "the job ended without a result")
