@@ -1,0 +1,312 @@
+"""Undoable edits. Every change the UI makes to the project is one of these commands.
+
+Each command wraps :class:`~studio.core.document.ProjectDocument` methods, which return what the
+inverse needs. A command is applied once *before* it is pushed (:func:`push`), so a validation
+error reaches the user as a message and never leaves a half-applied command on the stack; the
+stack's own first ``redo()`` call is then skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from PySide6.QtGui import QUndoCommand, QUndoStack
+
+from studio.core.document import ProjectDocument
+from studio.core.model import Asset, Character, Reference, Shot, new_id
+
+# Merge ids (QUndoCommand.id): consecutive edits of the same text field become one undo step.
+_MERGE_SHOT_TEXT = 1001
+_MERGE_CHARACTER_TEXT = 1002
+SHOT_TEXT_FIELDS = frozenset({"title", "prompt", "negative_prompt", "model"})
+CHARACTER_TEXT_FIELDS = frozenset({"name", "notes"})
+
+
+class DocCommand(QUndoCommand):
+    """Base: subclasses implement ``_apply`` and ``_revert``."""
+
+    def __init__(self, doc: ProjectDocument, text: str) -> None:
+        super().__init__(text)
+        self.doc = doc
+        self._applied_once = False
+
+    def apply_first(self) -> None:
+        self._apply()
+        self._applied_once = True
+
+    def redo(self) -> None:  # noqa: D401 - Qt override
+        if self._applied_once:
+            self._applied_once = False  # the stack's first redo: already applied by push()
+            return
+        self._apply()
+
+    def undo(self) -> None:
+        self._revert()
+
+    def _apply(self) -> None:
+        raise NotImplementedError
+
+    def _revert(self) -> None:
+        raise NotImplementedError
+
+
+def push(stack: QUndoStack, cmd: DocCommand) -> DocCommand:
+    """Apply ``cmd`` (raising ValueError/KeyError/StudioError untouched if it is invalid), then
+    record it on ``stack``."""
+    cmd.apply_first()
+    stack.push(cmd)
+    return cmd
+
+
+# -- assets -----------------------------------------------------------------------------------
+
+def _forget_assets(doc: ProjectDocument, digests: Iterable[str]) -> None:
+    # ProjectDocument has no remove_asset (assets are normally never removed); undoing an import
+    # must restore the exact model, so drop the registry entries here. The files stay in
+    # assets/ (content-addressed), which is what a redo needs.
+    removed = False
+    for d in digests:
+        if doc.project.assets.pop(d, None) is not None:
+            removed = True
+    if removed:
+        doc.revision += 1
+        doc.assets_changed.emit()
+
+
+class RegisterAssetsCommand(DocCommand):
+    """Record imported files in the project's asset table (the files are already copied)."""
+
+    def __init__(self, doc: ProjectDocument, assets: list[Asset]) -> None:
+        super().__init__(doc, "Import images")
+        self.assets = list(assets)
+        self._added: list[str] = []
+
+    def _apply(self) -> None:
+        self._added = [a.sha256 for a in self.assets if self.doc.add_asset(a)]
+
+    def _revert(self) -> None:
+        _forget_assets(self.doc, self._added)
+
+
+# -- characters -------------------------------------------------------------------------------
+
+class AddCharacterCommand(DocCommand):
+    def __init__(self, doc: ProjectDocument, character: Character, index: int | None = None) -> None:
+        super().__init__(doc, f"Add character {character.name}")
+        self.character = character
+        self.index = index
+
+    def _apply(self) -> None:
+        self.index = self.doc.insert_character(self.character.model_copy(deep=True), self.index)
+
+    def _revert(self) -> None:
+        self.doc.remove_character(self.character.id)
+
+
+class RemoveCharacterCommand(DocCommand):
+    def __init__(self, doc: ProjectDocument, char_id: str) -> None:
+        char = doc.project.character(char_id)
+        super().__init__(doc, f"Remove character {char.name if char else char_id}")
+        self.char_id = char_id
+        self._saved: tuple[Character, int, dict[str, str]] | None = None
+
+    def _apply(self) -> None:
+        self._saved = self.doc.remove_character(self.char_id)
+
+    def _revert(self) -> None:
+        assert self._saved is not None
+        character, index, unlinked = self._saved
+        self.doc.insert_character(character, index)
+        for shot_id, char_id in unlinked.items():
+            self.doc.update_shot(shot_id, character_id=char_id)
+
+
+class EditCharacterCommand(DocCommand):
+    def __init__(self, doc: ProjectDocument, char_id: str, **fields: Any) -> None:
+        super().__init__(doc, "Edit character " + ", ".join(fields))
+        self.char_id = char_id
+        self.new = dict(fields)
+        self.old: dict[str, Any] = {}
+
+    def _apply(self) -> None:
+        old = self.doc.update_character(self.char_id, **self.new)
+        if not self.old:
+            self.old = old
+
+    def _revert(self) -> None:
+        self.doc.update_character(self.char_id, **self.old)
+
+    def id(self) -> int:
+        if len(self.new) == 1 and set(self.new) <= CHARACTER_TEXT_FIELDS:
+            return _MERGE_CHARACTER_TEXT
+        return -1
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        if not isinstance(other, EditCharacterCommand) or other.char_id != self.char_id \
+                or set(other.new) != set(self.new):
+            return False
+        self.new = dict(other.new)
+        self.setObsolete(self.new == self.old)
+        return True
+
+
+class AddReferencesCommand(DocCommand):
+    def __init__(self, doc: ProjectDocument, char_id: str, refs: list[Reference]) -> None:
+        super().__init__(doc, f"Add {len(refs)} reference(s)")
+        self.char_id = char_id
+        self.refs = list(refs)
+
+    def _apply(self) -> None:
+        for ref in self.refs:
+            self.doc.insert_reference(self.char_id, ref.model_copy(deep=True))
+
+    def _revert(self) -> None:
+        for ref in reversed(self.refs):
+            self.doc.remove_reference(self.char_id, ref.id)
+
+
+class RemoveReferenceCommand(DocCommand):
+    def __init__(self, doc: ProjectDocument, char_id: str, ref_id: str) -> None:
+        super().__init__(doc, "Remove reference")
+        self.char_id = char_id
+        self.ref_id = ref_id
+        self._saved: tuple[Reference, int] | None = None
+
+    def _apply(self) -> None:
+        self._saved = self.doc.remove_reference(self.char_id, self.ref_id)
+
+    def _revert(self) -> None:
+        assert self._saved is not None
+        ref, index = self._saved
+        self.doc.insert_reference(self.char_id, ref, index)
+
+
+class EditReferenceCommand(DocCommand):
+    """Change a reference's angle or note."""
+
+    def __init__(self, doc: ProjectDocument, char_id: str, ref_id: str, **fields: Any) -> None:
+        label = "Change angle" if set(fields) == {"angle"} else "Edit reference"
+        super().__init__(doc, label)
+        self.char_id = char_id
+        self.ref_id = ref_id
+        self.new = dict(fields)
+        self.old: dict[str, Any] = {}
+
+    def _apply(self) -> None:
+        old = self.doc.update_reference(self.char_id, self.ref_id, **self.new)
+        if not self.old:
+            self.old = old
+
+    def _revert(self) -> None:
+        self.doc.update_reference(self.char_id, self.ref_id, **self.old)
+
+
+# -- shots ------------------------------------------------------------------------------------
+
+class AddShotCommand(DocCommand):
+    def __init__(self, doc: ProjectDocument, shot: Shot, index: int | None = None,
+                 text: str = "Add shot") -> None:
+        super().__init__(doc, text)
+        self.shot = shot
+        self.index = index
+
+    def _apply(self) -> None:
+        self.index = self.doc.insert_shot(self.shot.model_copy(deep=True), self.index)
+
+    def _revert(self) -> None:
+        self.doc.remove_shot(self.shot.id)
+
+
+def duplicate_of(shot: Shot) -> Shot:
+    """A copy of ``shot`` with a new id and no takes (takes belong to the original)."""
+    data = shot.model_dump()
+    data.update(id=new_id(), takes=[], active_take_id=None,
+                title=(shot.title + " copy")[:200])
+    return Shot.model_validate(data)
+
+
+class RemoveShotCommand(DocCommand):
+    def __init__(self, doc: ProjectDocument, shot_id: str) -> None:
+        shot = doc.project.shot(shot_id)
+        super().__init__(doc, f"Delete shot {shot.title if shot else shot_id}")
+        self.shot_id = shot_id
+        self._saved: tuple[Shot, int] | None = None
+
+    def _apply(self) -> None:
+        self._saved = self.doc.remove_shot(self.shot_id)
+
+    def _revert(self) -> None:
+        assert self._saved is not None
+        shot, index = self._saved
+        self.doc.insert_shot(shot, index)
+
+
+class MoveShotCommand(DocCommand):
+    def __init__(self, doc: ProjectDocument, shot_id: str, to_index: int) -> None:
+        super().__init__(doc, "Move shot")
+        self.shot_id = shot_id
+        self.to_index = to_index
+        self.from_index = doc.project.shot_index(shot_id)
+
+    def _apply(self) -> None:
+        self.from_index = self.doc.move_shot(self.shot_id, self.to_index)
+
+    def _revert(self) -> None:
+        self.doc.move_shot(self.shot_id, self.from_index)
+
+
+class EditShotCommand(DocCommand):
+    def __init__(self, doc: ProjectDocument, shot_id: str, text: str | None = None,
+                 **fields: Any) -> None:
+        super().__init__(doc, text or "Edit shot " + ", ".join(f.replace("_", " ") for f in fields))
+        self.shot_id = shot_id
+        self.new = dict(fields)
+        self.old: dict[str, Any] = {}
+
+    def _apply(self) -> None:
+        old = self.doc.update_shot(self.shot_id, **self.new)
+        if not self.old:
+            self.old = old
+
+    def _revert(self) -> None:
+        self.doc.update_shot(self.shot_id, **self.old)
+
+    def id(self) -> int:
+        if len(self.new) == 1 and set(self.new) <= SHOT_TEXT_FIELDS:
+            return _MERGE_SHOT_TEXT
+        return -1
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        if not isinstance(other, EditShotCommand) or other.shot_id != self.shot_id \
+                or set(other.new) != set(self.new):
+            return False
+        self.new = dict(other.new)
+        self.setObsolete(self.new == self.old)
+        return True
+
+
+class CompoundCommand(DocCommand):
+    """Several commands as one undo step (a drop that imports, adds to the bible and sets a start
+    image). Like ``QUndoStack.beginMacro`` but all-or-nothing: if a later part is invalid, the
+    parts already applied are reverted before the error propagates, so nothing half-done is left
+    on the stack or in the model."""
+
+    def __init__(self, doc: ProjectDocument, text: str, parts: list[DocCommand]) -> None:
+        super().__init__(doc, text)
+        self.parts = list(parts)
+
+    def _apply(self) -> None:
+        done: list[DocCommand] = []
+        try:
+            for part in self.parts:
+                part._apply()
+                done.append(part)
+        except BaseException:
+            for part in reversed(done):
+                part._revert()
+            raise
+
+    def _revert(self) -> None:
+        for part in reversed(self.parts):
+            part._revert()

@@ -1,0 +1,410 @@
+"""The inspector: edits the selected shot (and the character selected in the bible).
+
+Widgets hold no state of their own: every user change becomes an undo command, and every widget
+is refreshed from the document when it emits a change (so undo/redo, other panels and other
+helpers' edits all show up here). ``_Binding`` keeps programmatic refreshes from echoing back
+as edits.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QRegularExpression, QSize, Qt
+from PySide6.QtGui import QColor, QIcon, QPixmap, QRegularExpressionValidator
+from PySide6.QtWidgets import (QColorDialog, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
+                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
+                               QPushButton, QScrollArea, QSpinBox, QToolButton, QVBoxLayout,
+                               QWidget)
+
+from studio.core.errors import StudioError
+from studio.core.model import (ANGLE_LABELS, Aspect, ResolutionPreset, SeedMode, preset_size)
+from studio.ui.commands import EditCharacterCommand, EditShotCommand, push
+
+if TYPE_CHECKING:
+    from studio.ui.main_window import MainWindow
+
+START_THUMB = 160
+SEED_MAX = 2**32 - 1
+
+def _set_text(w: QLineEdit | QPlainTextEdit, value: str) -> None:
+    """Set only when different, so the cursor of the field being typed in does not jump."""
+    current = w.text() if isinstance(w, QLineEdit) else w.toPlainText()
+    if current != value:
+        if isinstance(w, QLineEdit):
+            w.setText(value)
+        else:
+            w.setPlainText(value)
+
+class _PlainText(QPlainTextEdit):
+    """Multi-line prompt field with a compact default height."""
+
+    def sizeHint(self) -> QSize:
+        return QSize(200, 64)
+
+class Inspector(QScrollArea):
+    def __init__(self, win: "MainWindow") -> None:
+        super().__init__(win)
+        self.win = win
+        self.shot_id: str | None = None
+        self.character_id: str | None = None
+        self._refreshing = 0
+        self.setWidgetResizable(True)
+        self.setFrameShape(QScrollArea.NoFrame)
+        body = QWidget(self)
+        self.setWidget(body)
+
+        # -- shot ---------------------------------------------------------------------------
+        self.shot_box = QGroupBox("Shot", body)
+        self.title = QLineEdit(self.shot_box)
+        self.prompt = _PlainText(self.shot_box)
+        self.prompt.setPlaceholderText("Motion prompt: what happens in the shot")
+        self.negative = _PlainText(self.shot_box)
+        self.negative.setPlaceholderText("Negative prompt")
+        self.character = QComboBox(self.shot_box)
+        self.start_image = QComboBox(self.shot_box)
+        self.start_image.setIconSize(QSize(48, 48))
+        self.start_preview = QLabel(self.shot_box)
+        self.start_preview.setFixedHeight(START_THUMB // 2 + 8)
+        self.start_preview.setAlignment(Qt.AlignLeft | Qt.AlignVCenter)
+        self.duration = QDoubleSpinBox(self.shot_box)
+        self.duration.setRange(0.1, 600.0)
+        self.duration.setDecimals(1)
+        self.duration.setSingleStep(0.5)
+        self.duration.setSuffix(" s")
+        self.duration.setKeyboardTracking(False)
+        self.fps = QSpinBox(self.shot_box)
+        self.fps.setRange(1, 120)
+        self.fps.setSuffix(" fps")
+        self.fps.setKeyboardTracking(False)
+        self.frames_label = QLabel(self.shot_box)
+        self.frames_label.setObjectName("hint")
+        self.resolution = QComboBox(self.shot_box)
+        for preset in ResolutionPreset:
+            self.resolution.addItem(preset.value, preset.value)
+        self.aspect = QComboBox(self.shot_box)
+        for aspect in Aspect:
+            self.aspect.addItem(aspect.value, aspect.value)
+        self.size_label = QLabel(self.shot_box)
+        self.size_label.setObjectName("hint")
+        self.seed = QLineEdit(self.shot_box)
+        self.seed.setValidator(QRegularExpressionValidator(QRegularExpression(r"\d{1,10}"), self.seed))
+        self.seed_mode = QComboBox(self.shot_box)
+        self.seed_mode.addItem("Fixed", SeedMode.FIXED.value)
+        self.seed_mode.addItem("Random each take", SeedMode.RANDOM.value)
+        self.new_seed = QToolButton(self.shot_box)
+        self.new_seed.setText("New seed")
+        self.backend = QComboBox(self.shot_box)
+        from studio.engine.registry import LABELS  # registry only: no backend module is imported
+
+        for name, label in LABELS.items():
+            self.backend.addItem(label, name)
+        self.model_path = QLineEdit(self.shot_box)
+        self.model_path.setPlaceholderText("model folder (backend default when empty)")
+        self.model_browse = QToolButton(self.shot_box)
+        self.model_browse.setText("…")
+        self.model_browse.setToolTip("Choose a model folder")
+
+        form = QFormLayout(self.shot_box)
+        form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+        form.addRow("Title", self.title)
+        form.addRow("Motion", self.prompt)
+        form.addRow("Negative", self.negative)
+        form.addRow("Character", self.character)
+        form.addRow("Start image", self.start_image)
+        form.addRow("", self.start_preview)
+        timing = QHBoxLayout()
+        timing.addWidget(self.duration, 1)
+        timing.addWidget(self.fps, 1)
+        form.addRow("Duration", timing)
+        form.addRow("", self.frames_label)
+        res = QHBoxLayout()
+        res.addWidget(self.resolution, 1)
+        res.addWidget(self.aspect, 1)
+        form.addRow("Resolution", res)
+        form.addRow("", self.size_label)
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed, 2)
+        seed_row.addWidget(self.new_seed)
+        form.addRow("Seed", seed_row)
+        form.addRow("Seed mode", self.seed_mode)
+        form.addRow("Backend", self.backend)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model_path, 1)
+        model_row.addWidget(self.model_browse)
+        form.addRow("Model", model_row)
+
+        # -- character ----------------------------------------------------------------------
+        self.char_box = QGroupBox("Character", body)
+        self.char_name = QLineEdit(self.char_box)
+        self.char_notes = _PlainText(self.char_box)
+        self.char_notes.setPlaceholderText("Notes: wardrobe, age, distinguishing features")
+        self.char_color = QPushButton(self.char_box)
+        self.char_color.setToolTip("Colour tag shown on the character's shots")
+        self.char_refs_label = QLabel(self.char_box)
+        self.char_refs_label.setObjectName("hint")
+        cform = QFormLayout(self.char_box)
+        cform.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+        cform.addRow("Name", self.char_name)
+        cform.addRow("Notes", self.char_notes)
+        cform.addRow("Colour", self.char_color)
+        cform.addRow("", self.char_refs_label)
+
+        self.empty = QLabel("Select a shot in the storyboard to edit it.", body)
+        self.empty.setObjectName("hint")
+        self.empty.setWordWrap(True)
+        lay = QVBoxLayout(body)
+        lay.setContentsMargins(6, 6, 6, 6)
+        lay.addWidget(self.empty)
+        lay.addWidget(self.shot_box)
+        lay.addWidget(self.char_box)
+        lay.addStretch(1)
+
+        # -- user edits -> commands ---------------------------------------------------------
+        self.title.textEdited.connect(lambda t: self._edit_shot(title=t))
+        self.prompt.textChanged.connect(lambda: self._edit_shot(prompt=self.prompt.toPlainText()))
+        self.negative.textChanged.connect(
+            lambda: self._edit_shot(negative_prompt=self.negative.toPlainText()))
+        self.character.activated.connect(self._on_character_chosen)
+        self.start_image.activated.connect(self._on_start_chosen)
+        self.duration.valueChanged.connect(lambda v: self._edit_shot(duration_s=round(v, 3)))
+        self.fps.valueChanged.connect(lambda v: self._edit_shot(fps=v))
+        self.resolution.activated.connect(
+            lambda i: self._edit_shot(resolution=ResolutionPreset(self.resolution.itemData(i))))
+        self.aspect.activated.connect(
+            lambda i: self._edit_shot(aspect=Aspect(self.aspect.itemData(i))))
+        self.seed.editingFinished.connect(self._on_seed_entered)
+        self.seed_mode.activated.connect(
+            lambda i: self._edit_shot(seed_mode=SeedMode(self.seed_mode.itemData(i))))
+        self.new_seed.clicked.connect(self.roll_seed)
+        self.backend.activated.connect(lambda i: self._edit_shot(backend=self.backend.itemData(i)))
+        self.model_path.textEdited.connect(lambda t: self._edit_shot(model=t.strip() or None))
+        self.model_browse.clicked.connect(self._browse_model)
+        self.char_name.textEdited.connect(lambda t: self._edit_character(name=t))
+        self.char_notes.textChanged.connect(
+            lambda: self._edit_character(notes=self.char_notes.toPlainText()))
+        self.char_color.clicked.connect(self._pick_color)
+
+        ev = win.events
+        ev.shot_changed.connect(self._on_shot_changed)
+        ev.character_changed.connect(self._on_character_changed)
+        ev.structure_changed.connect(self._on_structure)
+        win.thumbnails.ready.connect(lambda *_: self._refresh_start_images())
+        self.set_shot(None)
+        self.set_character(None)
+
+    # -- selection ------------------------------------------------------------------------------
+    def set_shot(self, shot_id: str | None) -> None:
+        self.shot_id = shot_id or None
+        self.refresh_shot()
+
+    def set_character(self, char_id: str | None) -> None:
+        self.character_id = char_id or None
+        self.refresh_character()
+
+    # -- binding helpers ------------------------------------------------------------------------
+    @contextmanager
+    def _refresh(self) -> Iterator[None]:
+        self._refreshing += 1
+        try:
+            yield
+        finally:
+            self._refreshing -= 1
+
+    def _push(self, cmd: Any) -> None:
+        try:
+            push(self.win.undo_stack, cmd)
+        except (StudioError, ValueError, KeyError) as exc:
+            self.win.show_error(exc)
+            self.refresh_shot()
+            self.refresh_character()
+
+    def _edit_shot(self, **fields: Any) -> None:
+        if self._refreshing or self.shot_id is None:
+            return
+        shot = self.win.document.project.shot(self.shot_id)
+        if shot is None:
+            return
+        changed = {k: v for k, v in fields.items() if getattr(shot, k) != v}
+        if changed:
+            self._push(EditShotCommand(self.win.document, self.shot_id, **changed))
+
+    def _edit_character(self, **fields: Any) -> None:
+        if self._refreshing or self.character_id is None:
+            return
+        char = self.win.document.project.character(self.character_id)
+        if char is None:
+            return
+        changed = {k: v for k, v in fields.items() if getattr(char, k) != v}
+        if changed:
+            self._push(EditCharacterCommand(self.win.document, self.character_id, **changed))
+
+    # -- document -> widgets --------------------------------------------------------------------
+    def _on_shot_changed(self, shot_id: str) -> None:
+        if shot_id == self.shot_id:
+            self.refresh_shot()
+
+    def _on_character_changed(self, char_id: str) -> None:
+        if char_id == self.character_id:
+            self.refresh_character()
+        shot = self.win.document.project.shot(self.shot_id)
+        if shot is not None and shot.character_id == char_id:
+            self.refresh_shot()
+        elif shot is not None:
+            self._refresh_character_combo(shot.character_id)
+
+    def _on_structure(self, kind: str) -> None:
+        if kind == "characters":
+            if self.win.document.project.character(self.character_id) is None:
+                self.character_id = None
+            self.refresh_character()
+        if self.win.document.project.shot(self.shot_id) is None:
+            self.shot_id = None
+        self.refresh_shot()
+
+    def refresh_shot(self) -> None:
+        shot = self.win.document.project.shot(self.shot_id)
+        self.shot_box.setVisible(shot is not None)
+        self.empty.setVisible(shot is None)
+        if shot is None:
+            return
+        with self._refresh():
+            self.shot_box.setTitle(f"Shot {self.win.document.project.shot_index(shot.id) + 1}")
+            _set_text(self.title, shot.title)
+            _set_text(self.prompt, shot.prompt)
+            _set_text(self.negative, shot.negative_prompt)
+            self._refresh_character_combo(shot.character_id)
+            self._refresh_start_images()
+            self.duration.setValue(shot.duration_s)
+            self.fps.setValue(shot.fps)
+            self.frames_label.setText(f"{shot.frame_count} frames")
+            self.resolution.setCurrentIndex(self.resolution.findData(shot.resolution.value))
+            self.aspect.setCurrentIndex(self.aspect.findData(shot.aspect.value))
+            w, h = preset_size(shot.resolution, shot.aspect)
+            self.size_label.setText(f"{w} × {h} pixels")
+            if not self.seed.hasFocus() or self.seed.text() != str(shot.seed):
+                _set_text(self.seed, str(shot.seed))
+            self.seed_mode.setCurrentIndex(self.seed_mode.findData(shot.seed_mode.value))
+            i = self.backend.findData(shot.backend)
+            if i < 0:  # a backend this build does not know (e.g. from a newer project)
+                self.backend.addItem(f"{shot.backend} (not installed)", shot.backend)
+                i = self.backend.count() - 1
+            self.backend.setCurrentIndex(i)
+            _set_text(self.model_path, shot.model or "")
+
+    def _refresh_character_combo(self, current: str | None) -> None:
+        with self._refresh():
+            self.character.clear()
+            self.character.addItem("(none)", "")
+            for char in self.win.document.project.characters:
+                swatch = QPixmap(12, 12)
+                swatch.fill(QColor(char.color))
+                self.character.addItem(QIcon(swatch), char.name, char.id)
+            self.character.setCurrentIndex(max(0, self.character.findData(current or "")))
+
+    def _refresh_start_images(self) -> None:
+        shot = self.win.document.project.shot(self.shot_id)
+        if shot is None:
+            return
+        with self._refresh():
+            self.start_image.clear()
+            self.start_image.addItem("(none)", "")
+            char = self.win.document.project.character(shot.character_id)
+            refs = list(char.references) if char else []
+            for ref in refs:
+                asset = self.win.document.project.asset_by_path(ref.asset)
+                name = asset.original_name if asset and asset.original_name else ref.asset
+                self.start_image.addItem(self._thumb_icon(ref.asset),
+                                         f"{ANGLE_LABELS[ref.angle]} — {name}", ref.id)
+            index = self.start_image.findData(shot.start_reference_id or "") if shot.start_asset else 0
+            if shot.start_asset and index <= 0:
+                # the start image is not (or no longer) among this character's references
+                self.start_image.addItem(self._thumb_icon(shot.start_asset), "(image not in this "
+                                         "character's references)", "@" + shot.start_asset)
+                index = self.start_image.count() - 1
+            self.start_image.setCurrentIndex(max(0, index))
+        pix = self._thumb(shot.start_asset) if shot.start_asset else None
+        if pix is not None:
+            self.start_preview.setPixmap(pix.scaled(START_THUMB, START_THUMB // 2, Qt.KeepAspectRatio,
+                                                    Qt.SmoothTransformation))
+        else:
+            self.start_preview.setPixmap(QPixmap())
+            self.start_preview.setText("" if shot.start_asset else "No start image: drop a portrait "
+                                       "on the shot card")
+
+    def _thumb(self, rel: str) -> QPixmap | None:
+        try:
+            return self.win.thumbnails.get(self.win.document.path_of(rel), START_THUMB)
+        except StudioError:
+            return None
+
+    def _thumb_icon(self, rel: str) -> QIcon:
+        pix = self._thumb(rel)
+        return QIcon(pix) if pix is not None else QIcon()
+
+    def refresh_character(self) -> None:
+        char = self.win.document.project.character(self.character_id)
+        self.char_box.setVisible(char is not None)
+        if char is None:
+            return
+        with self._refresh():
+            self.char_box.setTitle(f"Character — {char.name}")
+            _set_text(self.char_name, char.name)
+            _set_text(self.char_notes, char.notes)
+            self.char_color.setText(char.color)
+            self.char_color.setStyleSheet(
+                f"QPushButton {{ background: {char.color}; color: #101010; font-weight: 600; }}")
+            n = len(char.references)
+            self.char_refs_label.setText(f"{n} reference portrait{'s' if n != 1 else ''}")
+
+    # -- widget handlers ------------------------------------------------------------------------
+    def _on_character_chosen(self, index: int) -> None:
+        char_id = self.character.itemData(index) or None
+        self._edit_shot(character_id=char_id)
+
+    def _on_start_chosen(self, index: int) -> None:
+        data = self.start_image.itemData(index) or ""
+        if data.startswith("@"):
+            return  # the current out-of-bible image: nothing changes
+        if not data:
+            self._edit_shot(start_asset=None, start_reference_id=None)
+            return
+        found = self.win.document.project.find_reference(data)
+        if found is not None:
+            self._edit_shot(start_asset=found[1].asset, start_reference_id=data)
+
+    def _on_seed_entered(self) -> None:
+        text = self.seed.text().strip()
+        if not text:
+            self.refresh_shot()
+            return
+        value = int(text)
+        if value > SEED_MAX:
+            self.win.show_error(f"a seed is at most {SEED_MAX}")
+            self.refresh_shot()
+            return
+        self._edit_shot(seed=value)
+
+    def roll_seed(self) -> None:
+        self._edit_shot(seed=secrets.randbelow(SEED_MAX + 1))
+
+    def _browse_model(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a model folder",
+                                                  self.model_path.text() or str(Path.home()))
+        if folder:
+            self._edit_shot(model=folder)
+
+    def set_color(self, colour: str) -> None:
+        self._edit_character(color=QColor(colour).name())
+
+    def _pick_color(self) -> None:
+        char = self.win.document.project.character(self.character_id)
+        if char is None:
+            return
+        colour = QColorDialog.getColor(QColor(char.color), self, "Character colour")
+        if colour.isValid():
+            self.set_color(colour.name())

@@ -1,0 +1,538 @@
+"""The main window: character bible (left), inspector (right), storyboard (bottom), viewer
+(centre), menus, project lifecycle (new / open / save / save as / autosave / recovery).
+
+Stable integration points for other features: ``document``, ``undo_stack``, ``events``,
+``thumbnails``, ``selected_shot_id()``, ``shot_selected``, ``project_opened``, ``menu(name)``,
+``add_dock(title, widget, area)``, ``set_project(document)``, ``show_error(exc_or_text)``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import traceback
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QUndoStack
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox,
+                               QWidget)
+
+from studio import __version__
+from studio.core.document import ProjectDocument
+from studio.core.errors import ProjectError, StudioError
+from studio.core.model import Project, new_id
+from studio.core.persistence import (AUTOSAVE_FILE, PROJECT_FILE, discard_recovery, ensure_layout,
+                                     load_project, load_recovery, project_file, recovery_available)
+from studio.core.userdirs import data_dir
+from studio.ui import dialogs
+from studio.ui.bible_panel import BiblePanel
+from studio.ui.events import DocumentEvents
+from studio.ui.inspector import Inspector
+from studio.ui.settings import add_recent, app_settings, recent_projects, remove_recent
+from studio.ui.storyboard import Storyboard
+from studio.ui.viewer_area import ViewerArea
+from studio.ui.workers import ImportService, ThumbnailService
+
+APP_NAME = "Continuity Studio"
+AUTOSAVE_MS = 60_000
+MENU_NAMES = ("File", "Edit", "View", "Generate", "Help")
+
+
+def untitled_root() -> Path:
+    return data_dir("untitled")
+
+
+def new_untitled_document() -> ProjectDocument:
+    """An empty project in a scratch folder, so images can be imported before Save As."""
+    folder = untitled_root() / new_id()
+    ensure_layout(folder)
+    return ProjectDocument(Project(name="Untitled"), folder)
+
+
+def _is_inside(child: Path, parent: Path) -> bool:
+    try:
+        child.resolve().relative_to(parent.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def error_text(exc_or_text: BaseException | str) -> str:
+    if isinstance(exc_or_text, str):
+        return exc_or_text
+    if isinstance(exc_or_text, KeyError):
+        return f"not found: {exc_or_text.args[0] if exc_or_text.args else ''}"
+    text = str(exc_or_text)
+    return text or type(exc_or_text).__name__
+
+
+class MainWindow(QMainWindow):
+    shot_selected = Signal(str)
+    character_selected = Signal(str)
+    project_opened = Signal(object)  # the new ProjectDocument (after set_project)
+
+    def __init__(self, document: ProjectDocument | None = None,
+                 settings: QSettings | None = None) -> None:
+        super().__init__()
+        self.setObjectName("MainWindow")
+        self.settings = settings if settings is not None else app_settings()
+        self.undo_stack = QUndoStack(self)
+        self.events = DocumentEvents(self)
+        self.thumbnails = ThumbnailService(self)
+        self.importer = ImportService(self)
+        self.document = document if document is not None else new_untitled_document()
+        self._untitled = document is None
+        self._external_dirty = False  # edits made outside the undo stack (engine, analysis)
+        self._stack_rev = self.document.revision
+        self.errors: list[str] = []  # every message shown, newest last (status/tests)
+        self._error_box: QMessageBox | None = None
+        self._menus: dict[str, QMenu] = {}
+        self.events.attach(self.document)
+
+        self.setWindowTitle(APP_NAME)
+        self.setDockNestingEnabled(True)
+        self.setCorner(Qt.BottomLeftCorner, Qt.LeftDockWidgetArea)
+        self.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)
+        self.viewer = ViewerArea(self)
+        self.setCentralWidget(self.viewer)
+        self._build_menus()
+        self.bible = BiblePanel(self)
+        self.inspector = Inspector(self)
+        self.storyboard = Storyboard(self)
+        self.bible_dock = self.add_dock("Character Bible", self.bible, Qt.LeftDockWidgetArea)
+        self.inspector_dock = self.add_dock("Inspector", self.inspector, Qt.RightDockWidgetArea)
+        self.storyboard_dock = self.add_dock("Storyboard", self.storyboard, Qt.BottomDockWidgetArea)
+        self._build_edit_actions()
+        self._build_status_bar()
+
+        self.storyboard.shot_selected.connect(self._on_shot_selected)
+        self.bible.character_selected.connect(self._on_character_selected)
+        self.undo_stack.cleanChanged.connect(lambda _c: self._update_title())
+        self.undo_stack.indexChanged.connect(self._on_stack_index)
+        self.events.changed.connect(self._on_doc_changed)
+
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.setInterval(AUTOSAVE_MS)
+        self.autosave_timer.timeout.connect(self.autosave)
+        self.autosave_timer.start()
+
+        self._install_extensions()
+        self.resize(1440, 900)
+        self.restore_layout()
+        self._on_shot_selected(self.storyboard.selected_shot_id() or "")
+        self._on_character_selected(self.bible.current_character_id() or "")
+        self._update_title()
+
+    def _install_extensions(self) -> None:
+        """Features built in other modules attach themselves here (menus, docks, badges);
+        each is one line calling that module's ``install_*(self)``."""
+
+    # -- integration points ---------------------------------------------------------------------
+    def menu(self, name: str) -> QMenu:
+        return self._menus[name]
+
+    def add_dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName("dock_" + re.sub(r"\W+", "_", title.lower()).strip("_"))
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetClosable
+                         | QDockWidget.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        self._menus["View"].addAction(dock.toggleViewAction())
+        return dock
+
+    def selected_shot_id(self) -> str | None:
+        return self.storyboard.selected_shot_id()
+
+    def select_shot(self, shot_id: str | None) -> None:
+        self.storyboard.select_shot(shot_id)
+
+    def show_error(self, exc_or_text: BaseException | str) -> None:
+        """Report a problem in the status bar and a (non-blocking) dialog; the app keeps going."""
+        text = error_text(exc_or_text)
+        self.errors.append(text)
+        self.statusBar().showMessage(text.splitlines()[0], 15_000)
+        if self._error_box is None:
+            box = QMessageBox(self)
+            box.setIcon(QMessageBox.Warning)
+            box.setWindowTitle(f"{APP_NAME}: problem")
+            box.setStandardButtons(QMessageBox.Ok)
+            box.setWindowModality(Qt.WindowModal)
+            self._error_box = box
+        box = self._error_box
+        if box.isVisible():  # several problems in a row: one dialog listing them all
+            box.setText(box.text() + "\n\n" + text)
+        else:
+            box.setText(text)
+        box.open()
+
+    @property
+    def last_error(self) -> str | None:
+        return self.errors[-1] if self.errors else None
+
+    # -- menus ----------------------------------------------------------------------------------
+    def _action(self, menu: QMenu, text: str, slot: object,
+                shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None) -> QAction:
+        act = QAction(text, self)
+        if shortcut is not None:
+            act.setShortcut(QKeySequence(shortcut))
+        act.triggered.connect(slot)
+        menu.addAction(act)
+        return act
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        for name in MENU_NAMES:
+            self._menus[name] = bar.addMenu("&" + name)
+        f = self._menus["File"]
+        self.new_action = self._action(f, "&New", self.new_project, QKeySequence.New)
+        self.open_action = self._action(f, "&Open…", lambda: self.open_project(), QKeySequence.Open)
+        self.recent_menu = f.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        f.addSeparator()
+        self.save_action = self._action(f, "&Save", self.save, QKeySequence.Save)
+        self.save_as_action = self._action(f, "Save &As…", lambda: self.save_as(),
+                                           QKeySequence.SaveAs)
+        f.addSeparator()
+        self.quit_action = self._action(f, "&Quit", self.close, QKeySequence.Quit)
+        self.quit_action.setMenuRole(QAction.QuitRole)
+
+        e = self._menus["Edit"]
+        self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcut(QKeySequence.Undo)
+        self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts([QKeySequence(QKeySequence.Redo), QKeySequence("Ctrl+Y")])
+        e.addAction(self.undo_action)
+        e.addAction(self.redo_action)
+        e.addSeparator()
+
+        h = self._menus["Help"]
+        about = self._action(h, f"&About {APP_NAME}", self.about)
+        about.setMenuRole(QAction.AboutRole)
+
+    def _build_edit_actions(self) -> None:
+        e = self._menus["Edit"]
+        self._action(e, "Add &Shot", self.storyboard.add_shot, "Ctrl+Shift+N")
+        self._action(e, "&Duplicate Shot", self.storyboard.duplicate_shot, "Ctrl+D")
+        delete = QAction("Delete Shot", self)
+        delete.setShortcut(QKeySequence.Delete)
+        # Only while the storyboard has focus: Delete in a text field must edit the text.
+        delete.setShortcutContext(Qt.WidgetWithChildrenShortcut)
+        delete.triggered.connect(self.storyboard.delete_shot)
+        self.storyboard.view.addAction(delete)
+        self._action(e, "Delete Shot", self.storyboard.delete_shot)
+        e.addSeparator()
+        self._action(e, "Add &Character", self.bible.add_character)
+        self._action(e, "Add Reference &Images…", self.bible.add_images)
+
+    def _build_status_bar(self) -> None:
+        self.total_label = QLabel(self)
+        self.total_label.setObjectName("total")
+        self.statusBar().addPermanentWidget(self.total_label)
+        self.total_label.setText(self.storyboard.total_label.text())
+        self.storyboard.total_changed.connect(self.total_label.setText)
+        self.importer.busy_changed.connect(
+            lambda busy: self.statusBar().showMessage("Importing…") if busy else None)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        items = recent_projects(self.settings)
+        if not items:
+            act = self.recent_menu.addAction("(no recent projects)")
+            act.setEnabled(False)
+            return
+        for i, path in enumerate(items):
+            label = f"&{i + 1} {Path(path).name}" if i < 9 else Path(path).name
+            act = self.recent_menu.addAction(label)
+            act.setToolTip(path)
+            act.triggered.connect(lambda _=False, p=path: self._open_recent(p))
+        self.recent_menu.addSeparator()
+        self.recent_menu.addAction("Clear Recent", self._clear_recent)
+
+    def _open_recent(self, path: str) -> None:
+        if not (Path(path) / PROJECT_FILE).is_file():
+            remove_recent(self.settings, path)
+            self.show_error(ProjectError("the project is no longer there", path))
+            return
+        self.open_project(path)
+
+    def _clear_recent(self) -> None:
+        self.settings.setValue("recent/projects", "[]")
+
+    def about(self) -> None:
+        QMessageBox.about(self, f"About {APP_NAME}",
+                          f"<b>{APP_NAME}</b> {__version__}<br>Storyboard to video with "
+                          "image-to-video models, keeping every face consistent.")
+
+    # -- selection ------------------------------------------------------------------------------
+    def _on_shot_selected(self, shot_id: str) -> None:
+        self.inspector.set_shot(shot_id or None)
+        self.viewer.show_shot(shot_id or None)
+        self.shot_selected.emit(shot_id)
+
+    def _on_character_selected(self, char_id: str) -> None:
+        self.inspector.set_character(char_id or None)
+        self.character_selected.emit(char_id)
+
+    # -- dirty state ----------------------------------------------------------------------------
+    def is_dirty(self) -> bool:
+        return not self.undo_stack.isClean() or self._external_dirty
+
+    def _on_stack_index(self, _index: int) -> None:
+        self._stack_rev = self.document.revision
+        self._update_title()
+
+    def _on_doc_changed(self) -> None:
+        # Undo commands change the document and then move the stack index synchronously; an
+        # edit that is not followed by an index change came from elsewhere (e.g. analysis).
+        QTimer.singleShot(0, self._check_external_edit)
+
+    def _check_external_edit(self) -> None:
+        if self.document.revision != self._stack_rev and not self._external_dirty:
+            self._external_dirty = True
+            self._stack_rev = self.document.revision
+            self._update_title()
+
+    def _mark_clean(self) -> None:
+        self.undo_stack.setClean()
+        self._external_dirty = False
+        self._stack_rev = self.document.revision
+        self._update_title()
+
+    def _update_title(self) -> None:
+        name = self.document.project.name or "Untitled"
+        where = "" if self._untitled or self.document.folder is None else f" ({self.document.folder})"
+        self.setWindowTitle(f"{name}[*]{where} — {APP_NAME}")
+        self.setWindowModified(self.is_dirty())
+
+    # -- project lifecycle ----------------------------------------------------------------------
+    @property
+    def is_untitled(self) -> bool:
+        return self._untitled
+
+    def set_project(self, document: ProjectDocument, untitled: bool = False) -> None:
+        """Show ``document`` (replacing the current one; the undo history is cleared)."""
+        self.thumbnails.wait(5_000)
+        old_untitled = self.document.folder if self._untitled else None
+        self.document = document
+        self._untitled = untitled
+        self.undo_stack.clear()
+        self.events.attach(document)
+        self._external_dirty = False
+        self._stack_rev = document.revision
+        self.bible.reload()
+        self.storyboard.reload()
+        self.inspector.set_character(self.bible.current_character_id())
+        self._on_shot_selected(self.storyboard.selected_shot_id() or "")
+        self._update_title()
+        if old_untitled is not None and old_untitled != document.folder:
+            self._remove_scratch(old_untitled)
+        self.project_opened.emit(document)
+
+    def _remove_scratch(self, folder: Path | None) -> None:
+        if folder is not None and _is_inside(folder, untitled_root()):
+            self.importer.wait()
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def new_project(self) -> bool:
+        if not self.maybe_save():
+            return False
+        try:
+            doc = new_untitled_document()
+        except StudioError as exc:
+            self.show_error(exc)
+            return False
+        self.set_project(doc, untitled=True)
+        return True
+
+    def open_project(self, path: str | os.PathLike[str] | None = None) -> bool:
+        """Open a project folder (or its project.json). Asks first if there are unsaved changes;
+        offers to recover an autosave left by a crash."""
+        if path is None:
+            chosen = QFileDialog.getExistingDirectory(self, "Open project folder",
+                                                      self._last_dir())
+            if not chosen:
+                return False
+            path = chosen
+        folder = project_file(Path(path)).parent
+        if not self.maybe_save():
+            return False
+        recovered = False
+        try:
+            if recovery_available(folder):
+                answer = dialogs.ask(
+                    self, "Recover unsaved changes?",
+                    f"“{folder.name}” has unsaved changes from a session that did not close "
+                    "normally. Recover unsaved changes?",
+                    [QMessageBox.Yes, QMessageBox.Discard], QMessageBox.Yes,
+                    {QMessageBox.Yes: "Recover", QMessageBox.Discard: "Discard"},
+                    informative="Recover loads the autosaved version; Discard deletes it and "
+                                "opens the last saved project.")
+                if answer == QMessageBox.Yes:
+                    project = load_recovery(folder)
+                    recovered = True
+                else:
+                    discard_recovery(folder)
+                    project = load_project(folder)
+            else:
+                project = load_project(folder)
+        except StudioError as exc:
+            self.show_error(exc)
+            return False
+        self.set_project(ProjectDocument(project, folder), untitled=False)
+        if recovered:
+            self.document.saved_revision = -1  # differs from the file on disk until saved
+            self._external_dirty = True
+            self._update_title()
+            self.statusBar().showMessage("Recovered unsaved changes from the autosave", 8000)
+        else:
+            self.statusBar().showMessage(f"Opened {folder}", 5000)
+        add_recent(self.settings, folder)
+        return True
+
+    def _last_dir(self) -> str:
+        recent = recent_projects(self.settings)
+        return str(Path(recent[0]).parent) if recent else str(Path.home())
+
+    def save(self) -> bool:
+        if self._untitled or self.document.folder is None:
+            return self.save_as()
+        try:
+            self.document.save()
+        except StudioError as exc:
+            self.show_error(exc)
+            return False
+        self._mark_clean()
+        add_recent(self.settings, self.document.folder)
+        self.statusBar().showMessage(f"Saved {self.document.folder}", 4000)
+        return True
+
+    def save_as(self, folder: str | os.PathLike[str] | None = None) -> bool:
+        """Save into another folder, copying assets/takes/analysis with it, and switch to it."""
+        if folder is None:
+            chosen = QFileDialog.getExistingDirectory(
+                self, "Save project in folder (choose or create an empty folder)", self._last_dir())
+            if not chosen:
+                return False
+            folder = chosen
+        target = Path(folder).expanduser()
+        source = self.document.folder
+        if source is not None and target.resolve() == source.resolve():
+            self._untitled = False
+            return self.save()
+        if source is not None and _is_inside(target, source):
+            self.show_error(ProjectError("cannot save a project inside its own folder", target))
+            return False
+        if (target / PROJECT_FILE).exists():
+            answer = dialogs.ask(self, "Replace project?",
+                                 f"{target} already holds a project. Replace it?",
+                                 [QMessageBox.Yes, QMessageBox.Cancel], QMessageBox.Cancel,
+                                 {QMessageBox.Yes: "Replace"})
+            if answer != QMessageBox.Yes:
+                return False
+        self.importer.wait()
+        was_untitled = self._untitled
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            if source is not None and source.is_dir():
+                self._copy_project_files(source, target)
+            if was_untitled and self.document.project.name == "Untitled":
+                self.document.update_project(name=target.name[:200] or "Untitled")
+            self.document.save(target)
+        except StudioError as exc:
+            self.show_error(exc)
+            return False
+        except OSError as exc:
+            self.show_error(ProjectError(f"cannot copy the project: {exc.strerror or exc}", target))
+            return False
+        self._untitled = False
+        self._mark_clean()
+        add_recent(self.settings, target)
+        if was_untitled:
+            self._remove_scratch(source)
+        self.statusBar().showMessage(f"Saved as {target}", 5000)
+        return True
+
+    @staticmethod
+    def _copy_project_files(source: Path, target: Path) -> None:
+        skip = {PROJECT_FILE, AUTOSAVE_FILE}
+        for entry in source.iterdir():
+            if entry.name in skip or entry.name.startswith(".") or entry.is_symlink():
+                continue
+            dest = target / entry.name
+            if entry.is_dir():
+                shutil.copytree(entry, dest, dirs_exist_ok=True, symlinks=False)
+            else:
+                shutil.copy2(entry, dest)
+
+    def autosave(self) -> Path | None:
+        if not self.is_dirty():
+            return None
+        try:
+            path = self.document.autosave()
+        except StudioError as exc:  # shown in the status bar only: it will be retried
+            self.statusBar().showMessage(f"Autosave failed: {exc}", 10_000)
+            return None
+        if path is not None:
+            self.statusBar().showMessage("Autosaved", 2000)
+        return path
+
+    def maybe_save(self) -> bool:
+        """Ask Save / Discard / Cancel when there are unsaved changes. True = go on."""
+        if not self.is_dirty():
+            return True
+        answer = dialogs.ask(self, "Unsaved changes",
+                             f"Save the changes to “{self.document.project.name}”?",
+                             [QMessageBox.Save, QMessageBox.Discard, QMessageBox.Cancel],
+                             QMessageBox.Save)
+        if answer == QMessageBox.Save:
+            return self.save()
+        if answer == QMessageBox.Discard:
+            if self.document.folder is not None and not self._untitled:
+                try:
+                    discard_recovery(self.document.folder)
+                except OSError as exc:
+                    self.show_error(f"cannot remove the autosave: {exc}")
+            self._mark_clean()
+            return True
+        return False
+
+    # -- window state ---------------------------------------------------------------------------
+    def save_layout(self) -> None:
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        self.settings.sync()
+
+    def restore_layout(self) -> bool:
+        geometry = self.settings.value("window/geometry")
+        state = self.settings.value("window/state")
+        ok = False
+        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
+            ok = self.restoreGeometry(geometry)
+        if isinstance(state, QByteArray) and not state.isEmpty():
+            ok = self.restoreState(state) and ok
+        return ok
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self.maybe_save():
+            event.ignore()
+            return
+        self.save_layout()
+        self.autosave_timer.stop()
+        self.importer.wait()
+        self.thumbnails.wait()
+        if self._untitled:
+            self._remove_scratch(self.document.folder)
+        event.accept()
+
+    def report_exception(self, exc_type: type[BaseException], exc: BaseException,
+                         tb: object) -> None:
+        """sys.excepthook target: show an unexpected error; the app keeps running."""
+        details = "".join(traceback.format_exception(exc_type, exc, tb))  # type: ignore[arg-type]
+        if isinstance(exc, StudioError):
+            self.show_error(exc)
+        else:
+            self.show_error(f"Unexpected error: {exc_type.__name__}: {exc}\n\n"
+                            f"{details[-1500:]}")
