@@ -206,6 +206,8 @@ def error_text(exc: BaseException) -> str:
     """A readable one-line message for a failed job."""
     if isinstance(exc, StudioError):
         return str(exc)
+    if isinstance(exc, ImportError):
+        return f"a library this backend needs is not installed or broken: {exc}"
     if isinstance(exc, MemoryError):
         return "out of memory: try a draft (smaller size, fewer frames)"
     name = type(exc).__name__

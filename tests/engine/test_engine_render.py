@@ -1,0 +1,163 @@
+"""``continuity-studio render``: end to end on a real project, re-rolls, drafts, crash resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine_fixtures import make_project
+from studio.cli import main
+from studio.core.persistence import load_project
+from studio.engine.queue import JobQueue, JobState
+from studio.engine.takes import read_sidecar
+from studio.media.video import probe
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_render_default_one_take_per_shot_without_one(tmp_path: Path, photo_png: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    folder = tmp_path / "p"
+    make_project(folder, photo_png, shots=2)
+    assert main(["render", str(folder), "--size", "128x80", "--frames", "4"]) == 0
+    project = load_project(folder)
+    for shot in project.shots:
+        assert len(shot.takes) == 1
+        take = shot.takes[0]
+        assert take.seed == shot.seed and take.draft and take.backend == "preview"
+        info = probe(folder / take.video)
+        assert (info.width, info.height, info.frames) == (128, 80, 4)
+        side = read_sidecar(folder / take.sidecar)
+        assert side["draft_overrides"] == {"width": 128, "height": 80, "frames": 4}
+    err = capsys.readouterr().err
+    assert "2 done, 0 failed" in err
+    # Every shot has a take now: a second run does nothing.
+    assert main(["render", str(folder)]) == 0
+    assert "nothing to render" in capsys.readouterr().err
+    assert sum(len(s.takes) for s in load_project(folder).shots) == 2
+
+
+def test_render_takes_n_rerolls_with_distinct_seeds(tmp_path: Path, photo_png: Path) -> None:
+    folder = tmp_path / "p"
+    doc = make_project(folder, photo_png, shots=2)
+    first_id = doc.project.shots[0].id
+    assert main(["render", str(folder), "--shots", first_id, "--takes", "3", "--size", "64x48",
+                 "--frames", "2", "--steps", "4"]) == 0
+    shot = load_project(folder).shot(first_id)
+    seeds = [t.seed for t in shot.takes]
+    assert len(seeds) == 3 and len(set(seeds)) == 3
+    assert seeds[0] == shot.seed  # a fixed-seed shot's first take uses its seed
+    assert all(t.draft for t in shot.takes)
+    assert shot.active_take_id == shot.takes[-1].id
+    assert read_sidecar(folder / shot.takes[1].sidecar)["request"]["steps"] == 4
+    # The other shot was not selected.
+    assert not load_project(folder).shots[1].takes
+    # Re-rolls of a shot that has takes never reuse a seed; titles and numbers select shots too.
+    assert main(["render", str(folder), "--shots", "Shot 1,2", "--takes", "2", "--size", "64x48",
+                 "--frames", "2"]) == 0
+    p = load_project(folder)
+    s1, s2 = p.shot(first_id), p.shots[1]
+    assert len(s1.takes) == 5 and len({t.seed for t in s1.takes}) == 5
+    assert len(s2.takes) == 2 and s2.takes[0].seed == s2.seed
+
+
+def test_render_full_size_without_draft(tmp_path: Path, photo_png: Path) -> None:
+    folder = tmp_path / "p"
+    doc = make_project(folder, photo_png, shots=1, duration_s=0.25)
+    from studio.core.model import Aspect
+
+    doc.update_shot(doc.project.shots[0].id, aspect=Aspect.SQUARE)
+    doc.save()
+    assert main(["render", str(folder)]) == 0
+    take = load_project(folder).shots[0].takes[0]
+    assert not take.draft and (take.width, take.height, take.frames) == (480, 480, 4)
+
+
+def test_render_errors_are_readable(tmp_path: Path, photo_png: Path,
+                                    capsys: pytest.CaptureFixture) -> None:
+    folder = tmp_path / "p"
+    make_project(folder, photo_png, shots=1)
+    assert main(["render", str(folder), "--shots", "nope"]) == 1
+    assert "no shot 'nope'" in capsys.readouterr().err
+    assert main(["render", str(folder), "--size", "big"]) == 1
+    assert "--size must look like" in capsys.readouterr().err
+    assert main(["render", str(folder), "--backend", "cloud"]) == 1
+    assert "unknown backend" in capsys.readouterr().err
+    assert main(["render", str(tmp_path / "missing")]) == 1
+
+
+def test_render_exits_nonzero_when_a_job_fails_and_finishes_the_rest(
+        tmp_path: Path, photo_png: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = tmp_path / "p"
+    doc = make_project(folder, photo_png, shots=2)
+    doc.update_shot(doc.project.shots[0].id, backend="diffusers",
+                    model=str(tmp_path / "not-a-model"))
+    doc.save()
+    rc = main(["render", str(folder), "--size", "64x48", "--frames", "2"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "FAILED" in err and "1 done, 1 failed" in err
+    p = load_project(folder)
+    assert not p.shots[0].takes and len(p.shots[1].takes) == 1
+    failed = [j for j in JobQueue.for_project(folder).jobs() if j.state is JobState.FAILED]
+    assert len(failed) == 1 and failed[0].error
+
+
+def test_killed_mid_queue_resumes_and_loses_nothing(tmp_path: Path, photo_png: Path) -> None:
+    """A real ``kill -9`` of the render process while a job runs."""
+    folder = tmp_path / "p"
+    make_project(folder, photo_png, shots=4, duration_s=2.0)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "studio", "render", str(folder), "--size",
+                             "320x192"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    queue_file = folder / "queue.json"
+    killed_job = None
+    deadline = time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                data = json.loads(queue_file.read_text())
+            except (OSError, ValueError):
+                time.sleep(0.005)
+                continue
+            running = [j for j in data["jobs"] if j["state"] == "running"]
+            done = [j for j in data["history"] if j["state"] == "done"]
+            if running and done:  # at least one finished take, another one under way
+                killed_job = running[0]
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.005)
+    finally:
+        proc.wait(timeout=30)
+        out = proc.stdout.read().decode() if proc.stdout else ""
+    assert killed_job is not None, f"the render finished before it could be killed:\n{out}"
+    assert proc.returncode == -signal.SIGKILL
+
+    before = load_project(folder)
+    finished_before = {t.id for s in before.shots for t in s.takes}
+    q = JobQueue.for_project(folder)
+    assert q.pending()[0].id == killed_job["id"]  # re-queued at the front
+    assert any("interrupted" in n for n in q.restore_notes)
+
+    assert main(["render", str(folder), "--size", "320x192"]) == 0
+    after = load_project(folder)
+    assert all(len(s.takes) == 1 for s in after.shots)  # every shot once: no duplicate job
+    takes = {t.id for s in after.shots for t in s.takes}
+    assert finished_before <= takes  # nothing finished before the kill was lost
+    assert killed_job["take_id"] in takes  # the interrupted job ran again under its take id
+    final = JobQueue.for_project(folder)
+    assert not final.pending()
+    interrupted = final.get(killed_job["id"])
+    assert interrupted.state is JobState.DONE and interrupted.requeued == 1
+    for s in after.shots:
+        assert probe(folder / s.takes[0].video).frames == 32
+    # No temp files left beside the takes.
+    leftovers = [p for p in (folder / "takes").rglob(".*") if p.is_file()]
+    assert len(leftovers) <= 1  # at most the killed encoder's temp file
