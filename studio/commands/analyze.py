@@ -1,0 +1,118 @@
+"""``continuity-studio analyze VIDEO (--reference IMAGE ... | --project DIR --character NAME)
+[--json OUT] [--heatmaps DIR]``: identity drift analysis of a video, headless."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+NAME = "analyze"
+HELP = "Per-frame identity drift analysis of a video against reference portraits."
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("video", type=Path, help="video file (MP4, MOV, ...)")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--reference", type=Path, action="append", metavar="IMAGE",
+                     help="reference portrait (repeatable); angle is measured from the image")
+    src.add_argument("--project", type=Path, metavar="DIR",
+                     help="project folder whose character bible supplies the references")
+    parser.add_argument("--character", metavar="NAME",
+                        help="character name (or id) in --project")
+    parser.add_argument("--json", type=str, metavar="OUT",
+                        help="write the full result as JSON to OUT ('-' = standard output)")
+    parser.add_argument("--heatmaps", type=Path, metavar="DIR",
+                        help="write heatmaps.npz (heatmaps, landmarks, boxes) and one PNG "
+                             "overlay per frame (frame_00000.png ...) into DIR")
+    parser.add_argument("--engine", choices=["dlib", "arcface"], default=None,
+                        help="face engine (default: ArcFace if an InsightFace pack is "
+                             "installed, else dlib)")
+    parser.add_argument("--model-pack", type=Path, metavar="DIR",
+                        help="InsightFace model pack folder (buffalo_l / antelopev2 layout)")
+
+
+def _references(args: argparse.Namespace, engine: Any) -> list[Any]:
+    from studio.core.errors import StudioError
+    from studio.identity.analysis import load_references
+    from studio.identity.metrics import angle_for_pose
+
+    if args.reference:
+        items = [(p.stem, p, "front") for p in args.reference]
+        refs = load_references(engine, items)
+        for r in refs:  # no tag on the command line: the measured pose is the angle
+            r.angle = angle_for_pose(*r.pose)
+        return refs
+    if not args.character:
+        raise StudioError("--project needs --character NAME")
+    from studio.core.persistence import load_project, project_file
+    from studio.identity.api import character_references
+
+    path = project_file(args.project)
+    project = load_project(path)
+    char = next((c for c in project.characters
+                 if c.name == args.character or c.id == args.character), None)
+    if char is None:
+        names = ", ".join(repr(c.name) for c in project.characters) or "none"
+        raise StudioError(f"no character named {args.character!r} (characters: {names})", path)
+    return character_references(path.parent, project, char, engine)
+
+
+def run(args: argparse.Namespace) -> int:
+    from studio.core.errors import StudioError
+    from studio.identity.analysis import analyze_video
+    from studio.identity.engines import get_engine
+
+    if not args.video.is_file():
+        raise StudioError("no such video file", args.video)
+    engine = get_engine(args.engine or ("arcface" if args.model_pack else None), args.model_pack)
+    refs = _references(args, engine)
+    result, arrays = analyze_video(args.video, refs, engine)
+    if args.heatmaps:
+        _write_heatmaps(args.heatmaps, args.video, arrays)
+    if args.json:
+        text = json.dumps(result, indent=1, allow_nan=False)
+        if args.json == "-":
+            print(text)
+        else:
+            from studio.core.atomic import atomic_write_text
+
+            atomic_write_text(Path(args.json), text + "\n")
+    if args.json != "-":
+        s = result["summary"]
+        e = result["engine"]
+        print(f"{args.video.name}: {len(result['frames'])} frames, engine {e['name']} "
+              f"({e['model']}, threshold {e['threshold']})")
+        mean = "n/a" if s["identity_mean"] is None else f"{s['identity_mean']:.3f}"
+        low = "n/a" if s["identity_min"] is None else f"{s['identity_min']:.3f}"
+        print(f"identity mean {mean}, min {low}; motion {s['motion']:.4f}; "
+              f"flagged {s['flagged_fraction']:.0%}")
+        for r in s["drift_ranges"]:
+            print(f"  frames {r['start']}-{r['end']}: {', '.join(r['reasons'])}")
+    return 0
+
+
+def _write_heatmaps(folder: Path, video: Path, arrays: dict[str, Any]) -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from studio.core.atomic import atomic_write_bytes
+    from studio.identity.heatmap import overlay
+    from studio.media.video import iter_frames
+
+    folder.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(folder / "heatmaps.npz", buf.getvalue())
+    heat = arrays["heatmaps"]
+    for i, rgb in enumerate(iter_frames(video)):
+        if i >= len(heat):
+            break
+        out = io.BytesIO()
+        Image.fromarray(overlay(rgb, heat[i])).save(out, format="PNG", compress_level=1)
+        atomic_write_bytes(folder / f"frame_{i:05d}.png", out.getvalue())
+    print(f"heatmaps written to {folder}", file=sys.stderr)

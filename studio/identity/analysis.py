@@ -1,0 +1,429 @@
+"""Per-frame identity drift analysis of a video against a character's bible references.
+
+Speed (goal ≥ 32 frames/s at 832x480 on 2 cores) comes from doing the expensive steps rarely
+without letting anything hide between them:
+
+* detection (HOG, on a half-size frame) every ``detect_every`` frames, on every frame while no
+  face is found, and at every cut (a jump of the frame's 32x18 thumbnail); in between the
+  68-point shape is re-fitted each frame in a box carried over from the previous landmarks;
+* the identity embedding (the costly step, ≈ 75 ms) every ``embed_every`` frames, plus every
+  frame where the landmarks (shape after alignment) or the aligned face's appearance changed more
+  than a bound since the last embedded frame, plus at cuts and at the end of each face run.
+  Identity of the other frames is interpolated between embedded neighbours; each frame records
+  ``identity_source`` "embedded" or "interpolated".
+
+All other metrics (proportions, eye shape, skin tone, stability, heatmap) are measured on every
+frame.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from studio.core.errors import StudioError
+from studio.identity import metrics as M
+from studio.identity.engines import FaceEngine
+from studio.identity.heatmap import RefCanon, heatmap_shape
+
+ANALYSIS_VERSION = 1
+ProgressFn = Callable[[int, int], None]
+CancelledFn = Callable[[], bool]
+
+# Bounds that trigger an extra embedding (since the last embedded frame).
+SHAPE_BOUND = 0.05  # mean landmark change after alignment, inter-ocular units
+APPEARANCE_BOUND = 0.35  # mean |difference| of contrast-normalised aligned 32x32 crops
+CUT_BOUND = 22.0  # mean |difference| of 32x18 grey thumbnails (0..255) = a cut
+
+REASONS = {
+    "face_missing": "face missing",
+    "extra_faces": "more than one face",
+    "identity": "different person",
+    "proportions": "facial proportions changed",
+    "eye_shape": "eye shape drifted",
+    "skin_tone": "skin tone shifted",
+    "stability": "face jitters between frames",
+}
+
+
+class AnalysisCancelled(Exception):
+    """Raised when ``cancelled()`` turns true during an analysis."""
+
+
+@dataclass
+class ReferenceFace:
+    id: str
+    angle: str
+    source: str
+    landmarks: np.ndarray
+    embedding: np.ndarray
+    pose: tuple[float, float]
+    skin: np.ndarray | None
+    canon: RefCanon
+    faces: int = 1
+
+
+def prepare_reference(engine: FaceEngine, rgb: np.ndarray, ref_id: str, angle: str = "front",
+                      source: str = "") -> ReferenceFace:
+    """Detect, measure and embed a bible image (largest face)."""
+    faces = engine.detect_thorough(rgb)
+    if not faces:
+        raise StudioError("no face found in the reference image", source or ref_id)
+    best = max(faces, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+    lm = engine.landmarks(rgb, best.box)
+    return ReferenceFace(id=ref_id, angle=str(angle), source=source, landmarks=lm,
+                         embedding=engine.embed(rgb, lm), pose=M.pose(lm),
+                         skin=M.skin_rgb(rgb, lm), canon=RefCanon(rgb, lm), faces=len(faces))
+
+
+def load_references(engine: FaceEngine, items: Iterable[tuple[str, Path, str]],
+                    ) -> list[ReferenceFace]:
+    """References from (id, image path, angle); images without a face are skipped. Raises when
+    none is usable."""
+    from studio.media.images import load_rgb
+
+    refs, problems = [], []
+    for ref_id, path, angle in items:
+        try:
+            refs.append(prepare_reference(engine, load_rgb(Path(path), max_side=2048), ref_id,
+                                          angle, str(path)))
+        except StudioError as exc:
+            problems.append(str(exc))
+    if not refs:
+        raise StudioError("no usable reference face" + (": " + "; ".join(problems)
+                                                        if problems else " (no references)"))
+    return refs
+
+
+def _thumb(rgb: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(rgb, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32).mean(2)
+
+
+def _box_from_lm(lm: np.ndarray, rel: np.ndarray) -> tuple[float, float, float, float]:
+    lo, hi = lm.min(0), lm.max(0)
+    size = np.concatenate([hi - lo, hi - lo])
+    b = np.concatenate([lo, hi]) + rel * size
+    return float(b[0]), float(b[1]), float(b[2]), float(b[3])
+
+
+def _appearance_sig(rgb: np.ndarray, lm: np.ndarray) -> np.ndarray:
+    """Contrast-normalised 32x32 grey crop aligned on eyes and mouth (for change detection)."""
+    import cv2
+
+    from studio.identity.heatmap import normalised_grey
+
+    src = np.array([lm[36:42].mean(0), lm[42:48].mean(0), (lm[48] + lm[54]) / 2], np.float32)
+    dst = np.array([[10, 12], [22, 12], [16, 24]], np.float32)
+    m = M.similarity_transform(src, dst)
+    crop = cv2.warpAffine(rgb, m, (32, 32), borderMode=cv2.BORDER_REPLICATE)
+    return normalised_grey(crop)
+
+
+@dataclass
+class _Frame:
+    index: int
+    face: bool = False
+    faces: int = 0
+    lm: np.ndarray | None = None
+    box: tuple[float, float, float, float] | None = None
+    identity: float | None = None
+    source: str | None = None
+    ref: int | None = None
+    emb: np.ndarray | None = None
+    pose: tuple[float, float] | None = None
+    proportions: float | None = None
+    eye: float | None = None
+    blink: bool = False
+    skin: float | None = None
+    cut: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Analyzer:
+    def __init__(self, engine: FaceEngine, refs: Sequence[ReferenceFace], detect_every: int,
+                 embed_every: int) -> None:
+        self.engine = engine
+        self.refs = list(refs)
+        self.detect_every = detect_every
+        self.embed_every = embed_every
+
+    def pick_reference(self, pose: tuple[float, float]) -> int:
+        """The reference whose measured pose is nearest to the frame's."""
+        d = [math.hypot(r.pose[0] - pose[0], r.pose[1] - pose[1]) for r in self.refs]
+        return int(np.argmin(d))
+
+    def identity(self, emb: np.ndarray, pose_ref: int) -> tuple[float, int]:
+        """Similarity to the angle-matched reference; if that is below the threshold, the best
+        of all references (another angle may simply be a better view)."""
+        sims = [self.engine.similarity(emb, r.embedding) for r in self.refs]
+        if sims[pose_ref] >= self.engine.threshold:
+            return sims[pose_ref], pose_ref
+        best = int(np.argmax(sims))
+        return sims[best], best
+
+    def detect(self, rgb: np.ndarray) -> list[Any]:
+        import cv2
+
+        h, w = rgb.shape[:2]
+        if min(h, w) >= 360:  # faces ≥ ~160 px are still found at half size (4x cheaper)
+            small = cv2.resize(rgb, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+            dets = self.engine.detect(small, 0)
+            for d in dets:
+                d.box = tuple(v * 2 for v in d.box)
+            if dets:
+                return dets
+        return self.engine.detect(rgb, 0) or self.engine.detect(rgb, 1)
+
+
+def analyze_frames(frames: Iterable[np.ndarray], fps: float, refs: Sequence[ReferenceFace],
+                   engine: FaceEngine, *, total: int | None = None,
+                   on_progress: ProgressFn | None = None, cancelled: CancelledFn | None = None,
+                   detect_every: int = 8, embed_every: int = 8,
+                   ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Analyse decoded RGB frames. Returns (json-able result without "take", npz arrays)."""
+    an = _Analyzer(engine, refs, detect_every, embed_every)
+    out: list[_Frame] = []
+    heat: list[np.ndarray] = []
+    prev_thumb: np.ndarray | None = None
+    rel: np.ndarray | None = None
+    last_det = -10**9
+    n_faces = 0
+    last_emb: dict[str, Any] | None = None  # frame index, landmarks, appearance
+    prev_frame: tuple[np.ndarray, _Frame] | None = None
+    shape_hw: tuple[int, int] | None = None
+
+    def embed(rgb: np.ndarray, fr: _Frame) -> None:
+        nonlocal last_emb
+        assert fr.lm is not None and fr.pose is not None
+        emb = engine.embed(rgb, fr.lm)
+        fr.emb = emb
+        fr.identity, fr.ref = an.identity(emb, an.pick_reference(fr.pose))
+        fr.source = "embedded"
+        last_emb = {"index": fr.index, "shape": M._roll_free(fr.lm),
+                    "app": _appearance_sig(rgb, fr.lm)}
+
+    for t, rgb in enumerate(frames):
+        if cancelled is not None and cancelled():
+            raise AnalysisCancelled()
+        if shape_hw is None:
+            shape_hw = rgb.shape[:2]
+        fr = _Frame(t)
+        thumb = _thumb(rgb)
+        fr.cut = prev_thumb is not None and float(np.abs(thumb - prev_thumb).mean()) > CUT_BOUND
+        prev_thumb = thumb
+        prev = out[-1] if out else None
+        box = None
+        if fr.cut or prev is None or not prev.face or t - last_det >= detect_every:
+            dets = an.detect(rgb)
+            last_det = t
+            n_faces = len(dets)
+            if dets:
+                box = max(dets, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1])).box
+        elif prev.lm is not None and rel is not None:
+            box = _box_from_lm(prev.lm, rel)
+        if box is not None:
+            lm = engine.landmarks(rgb, box)
+            if last_det == t:  # remember where the detector's box sits around the landmarks
+                lo, hi = lm.min(0), lm.max(0)
+                size = np.concatenate([hi - lo, hi - lo])
+                rel = (np.array(box, np.float32) - np.concatenate([lo, hi])) / np.maximum(size, 1)
+            fr.face, fr.lm, fr.box, fr.faces = True, lm, box, max(n_faces, 1)
+            fr.pose = M.pose(lm)
+            ri = an.pick_reference(fr.pose)
+            ref = refs[ri]
+            fr.ref = ri
+            fr.proportions = M.proportions_score(lm, ref.landmarks)
+            eye = M.eye_shape_score(lm, ref.landmarks)
+            fr.eye, fr.blink = eye.score, eye.blink
+            skin = M.skin_rgb(rgb, lm)
+            if skin is not None and ref.skin is not None:
+                fr.extra["delta_e"] = M.skin_delta_e(skin, ref.skin)
+                fr.skin = M.skin_score(fr.extra["delta_e"])
+            heat.append(ref.canon.frame_heatmap(rgb, lm))
+            # Adaptive embedding: periodic, at cuts, at the start of a face run, or when the face
+            # changed more than a bound since the last embedded frame.
+            need = (last_emb is None or prev is None or not prev.face or fr.cut
+                    or t - last_emb["index"] >= embed_every)
+            if not need and last_emb is not None:
+                shape_change = float(np.mean(np.linalg.norm(M._roll_free(lm) - last_emb["shape"],
+                                                            axis=1)))
+                app_change = float(np.mean(np.abs(_appearance_sig(rgb, lm) - last_emb["app"])))
+                fr.extra["change"] = (shape_change, app_change)
+                need = shape_change > SHAPE_BOUND or app_change > APPEARANCE_BOUND
+            if need:
+                embed(rgb, fr)
+        else:
+            fr.faces = 0
+            heat.append(np.zeros(heatmap_shape(*rgb.shape[:2]), np.uint8))
+            # End of a face run: make sure its last frame is embedded (interpolation needs ends).
+            if prev_frame is not None and prev_frame[1].face and prev_frame[1].source is None:
+                embed(*prev_frame)
+        out.append(fr)
+        prev_frame = (rgb, fr)
+        if on_progress is not None:
+            on_progress(t + 1, total or 0)
+    if prev_frame is not None and prev_frame[1].face and prev_frame[1].source is None:
+        embed(*prev_frame)
+    if not out:
+        raise StudioError("the video has no decodable frames")
+    return _finish(out, heat, fps, refs, engine, shape_hw or (0, 0))
+
+
+def _interpolate(frames: list[_Frame]) -> None:
+    emb_idx = [f.index for f in frames if f.source == "embedded"]
+    if not emb_idx:
+        return
+    arr = np.array(emb_idx)
+    for f in frames:
+        if not f.face or f.source == "embedded":
+            continue
+        k = int(np.searchsorted(arr, f.index))
+        lo = arr[k - 1] if k > 0 else None
+        hi = arr[k] if k < len(arr) else None
+        a = frames[lo] if lo is not None else None
+        b = frames[hi] if hi is not None else None
+        # Only interpolate within the same face run (no missing frame or cut in between).
+        run_ok = lambda x, y: all(frames[i].face and not frames[i].cut  # noqa: E731
+                                  for i in range(min(x, y) + 1, max(x, y) + 1))
+        cands = [(x, abs(x.index - f.index)) for x in (a, b) if x is not None
+                 and run_ok(x.index, f.index)]
+        if not cands:
+            continue
+        if len(cands) == 2:
+            w = (f.index - a.index) / max(b.index - a.index, 1)  # type: ignore[union-attr]
+            f.identity = float((1 - w) * a.identity + w * b.identity)  # type: ignore[union-attr,operator]
+            f.ref = a.ref if w < 0.5 else b.ref  # type: ignore[union-attr]
+        else:
+            f.identity, f.ref = cands[0][0].identity, cands[0][0].ref
+        f.source = "interpolated"
+
+
+def _r(x: float | None, nd: int = 4) -> float | None:
+    return None if x is None else round(float(x), nd)
+
+
+def _finish(frames: list[_Frame], heat: list[np.ndarray], fps: float,
+            refs: Sequence[ReferenceFace], engine: FaceEngine, hw: tuple[int, int],
+            ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    _interpolate(frames)
+    n = len(frames)
+    lms = np.full((n, 68, 2), np.nan, np.float32)
+    boxes = np.full((n, 4), np.nan, np.float32)
+    for f in frames:
+        if f.face:
+            lms[f.index] = f.lm
+            boxes[f.index] = f.box
+    rows = []
+    motion = []
+    for f in frames:
+        stab = None
+        if f.face and 0 < f.index < n - 1 and frames[f.index - 1].face and \
+                frames[f.index + 1].face and not f.cut and not frames[f.index + 1].cut:
+            stab = M.stability_score(M.jitter(lms[f.index - 1], lms[f.index], lms[f.index + 1]))
+        if f.face and f.index > 0 and frames[f.index - 1].face and not f.cut:
+            motion.append(float(np.mean(np.linalg.norm(lms[f.index] - lms[f.index - 1], axis=1))
+                                / M.interocular(lms[f.index])))
+        reasons: list[str] = []
+        if not f.face:
+            reasons.append(REASONS["face_missing"])
+        else:
+            if f.faces > 1:
+                reasons.append(REASONS["extra_faces"])
+            if f.identity is not None and f.identity < engine.threshold:
+                reasons.append(REASONS["identity"])
+            for key, val in (("proportions", f.proportions), ("eye_shape", f.eye),
+                             ("skin_tone", f.skin), ("stability", stab)):
+                if val is not None and val < M.THRESHOLDS[key]:
+                    reasons.append(REASONS[key])
+        rows.append({
+            "index": f.index, "time": round(f.index / fps, 4), "face_found": f.face,
+            "faces": f.faces, "identity": _r(f.identity), "identity_source": f.source,
+            "proportions": _r(f.proportions), "eye_shape": _r(f.eye), "skin_tone": _r(f.skin),
+            "stability": _r(stab), "matched_reference": refs[f.ref].id if f.ref is not None
+            and f.identity is not None else None,
+            "flagged": bool(reasons), "reasons": reasons, "blink": f.blink,
+            "pose": None if f.pose is None else [round(f.pose[0], 1), round(f.pose[1], 1)],
+        })
+    summary = summarize(rows, engine, motion,
+                        [f.emb for f in frames if f.emb is not None])
+    result = {"format": 1, "analysis_version": ANALYSIS_VERSION,
+              "engine": engine.info(), "engine_key": engine.key,
+              "references": [{"id": r.id, "angle": r.angle, "source": r.source,
+                              "pose": [round(r.pose[0], 1), round(r.pose[1], 1)]}
+                             for r in refs],
+              "summary": summary, "frames": rows}
+    h8, w8 = heatmap_shape(*hw)
+    arrays = {"heatmaps": np.stack(heat) if heat else np.zeros((0, h8, w8), np.uint8),
+              "landmarks": lms, "boxes": boxes}
+    return result, arrays
+
+
+def drift_ranges(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive flagged frames → ranges (inclusive) with their reasons, most frequent first."""
+    out: list[dict[str, Any]] = []
+    start = None
+    counts: dict[str, int] = {}
+    for i, row in enumerate(list(rows) + [{"flagged": False, "reasons": []}]):
+        if row["flagged"]:
+            if start is None:
+                start, counts = i, {}
+            for r in row["reasons"]:
+                counts[r] = counts.get(r, 0) + 1
+        elif start is not None:
+            out.append({"start": start, "end": i - 1,
+                        "reasons": sorted(counts, key=lambda k: -counts[k])})
+            start = None
+    return out
+
+
+def summarize(rows: Sequence[dict[str, Any]], engine: FaceEngine, motion: Sequence[float],
+              embeddings: Sequence[np.ndarray]) -> dict[str, Any]:
+    ids = [r["identity"] for r in rows if r["identity"] is not None]
+    flagged = [r for r in rows if r["flagged"]]
+    order = sorted((r for r in rows), key=lambda r: (
+        r["identity"] if r["identity"] is not None else -1.0, -len(r["reasons"])))
+    emb = None
+    if embeddings:
+        e = engine.mean_embedding(list(embeddings))
+        emb = [round(float(v), 6) for v in e]
+    return {
+        "identity_mean": _r(float(np.mean(ids))) if ids else None,
+        "identity_min": _r(float(np.min(ids))) if ids else None,
+        "flagged_fraction": round(len(flagged) / max(len(rows), 1), 4),
+        "worst_frames": [r["index"] for r in order[:5]],
+        "drift_ranges": drift_ranges(rows),
+        # Mean landmark movement per frame in inter-ocular distances: ~0 means a frozen face,
+        # which would otherwise look like a perfect take.
+        "motion": round(float(np.mean(motion)), 5) if motion else 0.0,
+        "embedding": emb,
+        "face_frames": sum(1 for r in rows if r["face_found"]),
+        "embedded_frames": sum(1 for r in rows if r["identity_source"] == "embedded"),
+    }
+
+
+def analyze_video(video: Path, refs: Sequence[ReferenceFace], engine: FaceEngine,
+                  on_progress: ProgressFn | None = None, cancelled: CancelledFn | None = None,
+                  **kw: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Analyse a video file; the result includes the "take" block (path, hash, size)."""
+    from studio.core.assets import sha256_file
+    from studio.media.video import iter_frames, probe
+
+    video = Path(video)
+    info = probe(video)
+    t0 = time.perf_counter()
+    result, arrays = analyze_frames(iter_frames(video), info.fps, refs, engine,
+                                    total=info.frames, on_progress=on_progress,
+                                    cancelled=cancelled, **kw)
+    result["take"] = {"video": video.name, "sha256": sha256_file(video),
+                      "frames": len(result["frames"]), "fps": info.fps,
+                      "width": info.width, "height": info.height}
+    result["seconds"] = round(time.perf_counter() - t0, 3)
+    return result, arrays

@@ -1,0 +1,235 @@
+"""Bible and prompt checks: reference-image quality badges and motion-prompt lint."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from studio.core.model import ANGLE_LABELS, Angle, Shot
+
+MIN_SHORT_SIDE = 512
+FACE_HEIGHT_MIN = 0.35  # estimated face height / image height ("about 40%" for a portrait)
+LIGHT_IMBALANCE_MAX = 0.25  # |left - right| / mean luminance of the two face halves
+SHARPNESS_MIN = 60.0  # variance of the Laplacian on the face normalised to 64 px inter-ocular
+BACKGROUND_BUSY_MAX = 14.0  # mean gradient magnitude of the background (grey 0..255, 256 px)
+MAX_SHOT_SECONDS = 5.0
+
+
+@dataclass
+class QualityReport:
+    level: str  # "good" | "warning" | "bad"
+    reasons: list[str] = field(default_factory=list)
+    measurements: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.level == "good"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def _face_halves_luminance(grey: np.ndarray, lm: np.ndarray) -> tuple[float, float]:
+    """Mean luminance of the image-left and image-right halves of the face (split on the nose
+    line; cheeks and jaw, not hair)."""
+    import cv2
+
+    h, w = grey.shape
+    left = np.concatenate([lm[0:9], lm[27:31][::-1]]).astype(np.int32)
+    right = np.concatenate([lm[8:17], lm[27:31]]).astype(np.int32)
+    out = []
+    for poly in (left, right):
+        mask = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(mask, [cv2.convexHull(poly)], 1)
+        vals = grey[mask.astype(bool)]
+        out.append(float(vals.mean()) if vals.size else 0.0)
+    return out[0], out[1]
+
+
+def _sharpness(rgb: np.ndarray, lm: np.ndarray) -> float:
+    import cv2
+
+    from studio.identity.metrics import interocular
+
+    s = 64.0 / interocular(lm)
+    x0, y0 = lm.min(0)
+    x1, y1 = lm.max(0)
+    crop = rgb[max(0, int(y0)):int(y1) + 1, max(0, int(x0)):int(x1) + 1]
+    if crop.size == 0:
+        return 0.0
+    crop = cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1
+                      else cv2.INTER_LINEAR)
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def _background_busyness(rgb: np.ndarray, box: tuple[float, float, float, float]) -> float:
+    """Mean gradient magnitude outside an enlarged face/hair/shoulders box (256 px image)."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    s = 256.0 / max(h, w)
+    small = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))),
+                       interpolation=cv2.INTER_AREA)
+    grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0)
+    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1)
+    mag = np.sqrt(gx * gx + gy * gy) / 4
+    x0, y0, x1, y1 = (v * s for v in box)
+    bw, bh = x1 - x0, y1 - y0
+    mask = np.ones_like(mag, bool)
+    # Person region: face box widened for hair and extended down to the bottom (shoulders).
+    mask[max(0, int(y0 - 0.8 * bh)):, max(0, int(x0 - 0.9 * bw)):int(x1 + 0.9 * bw) + 1] = False
+    return float(mag[mask].mean()) if mask.any() else 0.0
+
+
+def reference_quality(image_path: Path | str, angle: Angle | str = Angle.FRONT,
+                      engine: Any = None) -> QualityReport:
+    """Badge for a bible image: size, exactly one face, face size, even lighting, sharpness,
+    plain background, angle tag vs measured pose. Raises AssetError if unreadable."""
+    import cv2
+
+    from studio.identity import metrics as M
+    from studio.identity.engines import get_engine
+    from studio.media.images import load_rgb
+
+    engine = engine or get_engine("dlib")
+    rgb = load_rgb(Path(image_path))
+    h, w = rgb.shape[:2]
+    reasons: list[str] = []
+    meas: dict[str, Any] = {"width": w, "height": h}
+    if min(h, w) < MIN_SHORT_SIDE:
+        reasons.append(f"image is small: shortest side {min(h, w)} px (use at least "
+                       f"{MIN_SHORT_SIDE} px)")
+    # Work on at most 1024 px (detection speed); measurements are scale-free.
+    s = min(1.0, 1024.0 / max(h, w))
+    work = cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA) \
+        if s < 1 else rgb
+    faces = engine.detect_thorough(work)
+    meas["faces"] = len(faces)
+    if not faces:
+        reasons.append("no face found")
+        return QualityReport("bad", reasons, meas)
+    if len(faces) > 1:
+        reasons.append(f"{len(faces)} faces found (use a picture with exactly one face)")
+    best = max(faces, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+    lm = engine.landmarks(work, best.box)
+    face_h = float(lm[:, 1].max() - lm[:, 1].min()) * 1.35  # brows→chin plus forehead
+    frac = face_h / work.shape[0]
+    meas["face_height_fraction"] = round(frac, 3)
+    if frac < FACE_HEIGHT_MIN:
+        reasons.append(f"face is small in the frame ({frac:.0%} of the height; about 40% "
+                       "or more works best for a portrait)")
+    grey = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    lum_l, lum_r = _face_halves_luminance(grey, lm)
+    imb = abs(lum_l - lum_r) / max((lum_l + lum_r) / 2, 1.0)
+    meas["lighting_imbalance"] = round(imb, 3)
+    if imb > LIGHT_IMBALANCE_MAX:
+        darker = "left" if lum_l < lum_r else "right"
+        reasons.append(f"uneven lighting: the image-{darker} half of the face is {imb:.0%} "
+                       "darker (use soft, even light)")
+    sharp = _sharpness(work, lm)
+    meas["sharpness"] = round(sharp, 1)
+    if sharp < SHARPNESS_MIN:
+        reasons.append("face is blurred (out of focus or motion blur)")
+    busy = _background_busyness(work, best.box)
+    meas["background_busyness"] = round(busy, 2)
+    if busy > BACKGROUND_BUSY_MAX:
+        reasons.append("busy background (a plain or soft background works best)")
+    yaw, pitch = M.pose(lm)
+    meas["pose"] = [round(yaw, 1), round(pitch, 1)]
+    measured = M.angle_for_pose(yaw, pitch)
+    meas["measured_angle"] = measured
+    tag = Angle(angle)
+    if tag is not Angle.OTHER and measured != tag.value and not _angles_close(tag.value, yaw,
+                                                                               pitch):
+        reasons.append(f"tagged {ANGLE_LABELS[tag]!r} but the face looks "
+                       f"{ANGLE_LABELS[Angle(measured)].lower()} (yaw {yaw:+.0f}°, "
+                       f"pitch {pitch:+.0f}°)")
+    bad = meas["faces"] != 1
+    return QualityReport("bad" if bad else ("warning" if reasons else "good"), reasons, meas)
+
+
+def _angles_close(tag: str, yaw: float, pitch: float) -> bool:
+    """Tolerate measurements near a category boundary (the pose estimate is ±10°)."""
+    from studio.identity.metrics import ANGLE_POSES
+
+    ty, tp = ANGLE_POSES.get(tag, (0.0, 0.0))
+    return math.hypot(ty - yaw, tp - pitch) < 15.0
+
+
+# --- prompt lint -----------------------------------------------------------------------------
+
+_COLOURS = (r"(?:blonde?|brunette|black|brown|red|ginger|auburn|grey|gray|white|silver|blue|"
+            r"green|hazel|amber|pink|purple|golden|dark|light)")
+APPEARANCE_PATTERNS = [
+    (rf"\b{_COLOURS}[- ]?(?:haired|hair|eyes?|eyed)\b", "hair or eye colour"),
+    (r"\b(?:hair|eyes?) (?:is|are) \w+", "hair or eye colour"),
+    (r"\b(?:blonde?|brunette|redhead|freckles?|beard(?:ed)?|moustache|mustache|tattoos?|"
+     r"make-?up|lipstick|wrinkles?|pale skin|tanned skin|skin tone)\b", "facial features"),
+    (r"\b(?:wearing|wears|dressed in|outfit|dress|shirt|t-shirt|jacket|coat|hoodie|sweater|"
+     r"suit|uniform|hat|cap|scarf|glasses|sunglasses|earrings?|necklace|jeans|skirt)\b",
+     "clothing"),
+]
+LIGHTING_PATTERNS = [
+    r"\b(?:lights?|lighting|light) (?:turns?|goes|go|switch(?:es)?|fades?|dims?|changes?|"
+    r"flickers? (?:on|off)|comes? on|goes? out)\b",
+    r"\bfrom (?:day|daylight|night|dawn|dusk|sunset|sunrise|morning|evening|dark|light)"
+    r"\w* (?:to|into) (?:day|daylight|night|dawn|dusk|sunset|sunrise|morning|evening|dark|"
+    r"darkness|light)\b",
+    r"\b(?:day|sunset|evening|dusk) (?:turns|turning|fades|fading) (?:in)?to (?:night|dark)\b",
+    r"\b(?:sun (?:sets|rises|goes down|comes up)|gets? (?:dark|darker|brighter)|"
+    r"becomes? (?:dark|darker|brighter)|darkens|brightens|lights? (?:up|out))\b",
+]
+
+
+@dataclass(frozen=True)
+class LintWarning:
+    rule: str  # "appearance" | "lighting_change" | "duration"
+    message: str
+    suggestion: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def lint_prompt(shot: Shot) -> list[LintWarning]:
+    """Warnings for a shot's motion prompt and duration (empty list = fine)."""
+    text = shot.prompt or ""
+    low = text.lower()
+    out: list[LintWarning] = []
+    found: list[str] = []
+    kinds: list[str] = []
+    for pat, kind in APPEARANCE_PATTERNS:
+        for m in re.finditer(pat, low):
+            if m.group(0) not in found:
+                found.append(m.group(0))
+                if kind not in kinds:
+                    kinds.append(kind)
+    if found:
+        words = ", ".join(repr(w) for w in found[:4])
+        out.append(LintWarning(
+            "appearance",
+            f"the motion prompt describes appearance ({' and '.join(kinds)}: {words})",
+            "describe motion, camera and light only; the character's look comes from the start "
+            "image and the bible (appearance words make the model redraw the face)"))
+    for pat in LIGHTING_PATTERNS:
+        m = re.search(pat, low)
+        if m:
+            out.append(LintWarning(
+                "lighting_change", f"the prompt asks for a lighting change within one shot "
+                f"({m.group(0)!r})",
+                "split it into two shots, one per lighting state, each with its own start image"))
+            break
+    if shot.duration_s > MAX_SHOT_SECONDS:
+        parts = math.ceil(shot.duration_s / MAX_SHOT_SECONDS)
+        out.append(LintWarning(
+            "duration", f"the shot lasts {shot.duration_s:g} s (identity drifts more in long "
+            f"generations; over {MAX_SHOT_SECONDS:g} s is risky)",
+            f"split it into {parts} shots of at most {MAX_SHOT_SECONDS:g} s"))
+    return out
