@@ -1,0 +1,234 @@
+"""Identity badges and take thumbnails, shared by the viewer's take strip and the storyboard.
+
+Badge levels against the analysis threshold (the engine's own decision boundary):
+green = mean identity at or above the threshold, amber = within ``AMBER_MARGIN`` below it,
+red = further below, grey = not analysed yet.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, QRectF, QRunnable, Qt, QThreadPool, Signal
+from PySide6.QtGui import QColor, QImage, QPainter, QPen
+
+from studio.ui.viewer.analysis import DEFAULT_THRESHOLD, analysis_paths
+
+if TYPE_CHECKING:
+    from studio.core.document import ProjectDocument
+    from studio.core.model import Shot, Take
+
+AMBER_MARGIN = 0.1
+LEVEL_COLORS = {
+    "good": QColor(70, 190, 90),
+    "close": QColor(235, 170, 40),
+    "drift": QColor(220, 60, 50),
+    "none": QColor(120, 120, 125),
+}
+LEVEL_WORDS = {"good": "matches the character", "close": "close to the threshold",
+               "drift": "identity drifted", "none": "not analysed yet"}
+
+
+def identity_level(value: float | None, threshold: float) -> str:
+    if value is None or value != value:
+        return "none"
+    if value >= threshold:
+        return "good"
+    if value >= threshold - AMBER_MARGIN:
+        return "close"
+    return "drift"
+
+
+@dataclass(frozen=True)
+class Badge:
+    level: str
+    value: float | None
+    threshold: float
+
+    @property
+    def color(self) -> QColor:
+        return LEVEL_COLORS[self.level]
+
+    @property
+    def text(self) -> str:
+        return "–" if self.value is None else f"{self.value:.2f}"
+
+    @property
+    def tooltip(self) -> str:
+        if self.value is None:
+            return f"Identity: {LEVEL_WORDS['none']} (threshold {self.threshold:.2f})"
+        return (f"Identity {self.value:.2f}, threshold {self.threshold:.2f}: "
+                f"{LEVEL_WORDS[self.level]} (amber = up to {AMBER_MARGIN:.2f} below)")
+
+
+# Threshold per analysis file, cached by mtime so storyboard repaints stay cheap.
+_THRESHOLDS: dict[Path, tuple[int, float, float | None]] = {}
+
+
+def _analysis_summary(folder: Path | None, take_id: str) -> tuple[float, float | None]:
+    if folder is None:
+        return DEFAULT_THRESHOLD, None
+    jpath, _ = analysis_paths(folder, take_id)
+    try:
+        mtime = jpath.stat().st_mtime_ns
+    except OSError:
+        return DEFAULT_THRESHOLD, None
+    hit = _THRESHOLDS.get(jpath)
+    if hit and hit[0] == mtime:
+        return hit[1], hit[2]
+    threshold, mean = DEFAULT_THRESHOLD, None
+    try:
+        doc = json.loads(jpath.read_text(encoding="utf-8"))
+        t = (doc.get("engine") or {}).get("threshold")
+        if isinstance(t, (int, float)):
+            threshold = float(t)
+        m = (doc.get("summary") or {}).get("identity_mean")
+        if isinstance(m, (int, float)):
+            mean = float(m)
+    except (OSError, ValueError, AttributeError):
+        pass
+    _THRESHOLDS[jpath] = (mtime, threshold, mean)
+    return threshold, mean
+
+
+def take_badge(document: "ProjectDocument", take: "Take") -> Badge:
+    """The take's identity badge: the project's recorded mean, else the analysis file's."""
+    threshold, mean = _analysis_summary(document.folder, take.id)
+    value = take.identity_mean if take.identity_mean is not None else mean
+    return Badge(identity_level(value, threshold), value, threshold)
+
+
+def best_take_id(document: "ProjectDocument", shot: "Shot") -> str | None:
+    """The analysed take with the highest mean identity (None if none is analysed)."""
+    best, best_v = None, -1.0
+    for t in shot.takes:
+        v = take_badge(document, t).value
+        if v is not None and v > best_v:
+            best, best_v = t.id, v
+    return best
+
+
+@dataclass(frozen=True)
+class ShotBadge:
+    """What the storyboard shows per shot."""
+
+    take_count: int
+    active_take_id: str | None
+    video: Path | None  # the active take's file, for :class:`ThumbnailCache`
+    badge: Badge
+
+
+def shot_badge(document: "ProjectDocument", shot: "Shot") -> ShotBadge:
+    take = shot.active_take
+    if take is None:
+        return ShotBadge(len(shot.takes), None, None, Badge("none", None, DEFAULT_THRESHOLD))
+    video = None
+    if document.folder is not None:
+        try:
+            video = document.path_of(take.video)
+        except Exception:  # a path escaping the project: no thumbnail
+            video = None
+    return ShotBadge(len(shot.takes), take.id, video, take_badge(document, take))
+
+
+def paint_badge(p: QPainter, rect: QRectF, badge: Badge, take_count: int | None = None) -> None:
+    """A rounded pill: coloured dot + identity value (+ "×N takes")."""
+    p.save()
+    p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+    p.setPen(Qt.PenStyle.NoPen)
+    p.setBrush(QColor(0, 0, 0, 160))
+    p.drawRoundedRect(rect, rect.height() / 2, rect.height() / 2)
+    d = rect.height() * 0.6
+    dot = QRectF(rect.x() + rect.height() * 0.2, rect.y() + (rect.height() - d) / 2, d, d)
+    p.setBrush(badge.color)
+    p.drawEllipse(dot)
+    p.setPen(QPen(QColor(240, 240, 240)))
+    text = badge.text + (f"  ×{take_count}" if take_count is not None else "")
+    p.drawText(rect.adjusted(dot.width() + rect.height() * 0.4, 0, -4, 0),
+               Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, text)
+    p.restore()
+
+
+# -- thumbnails ------------------------------------------------------------------------------
+class _ThumbJob(QRunnable):
+    def __init__(self, owner: "ThumbnailCache", key: tuple[str, int, int], path: Path) -> None:
+        super().__init__()
+        self.owner, self.key, self.path = owner, key, path
+
+    def run(self) -> None:
+        from studio.core.errors import StudioError
+        from studio.media.frames import read_thumbnail
+
+        try:
+            rgb = read_thumbnail(self.path, 0.5, self.owner.max_side)
+            img = QImage(rgb.data, rgb.shape[1], rgb.shape[0], rgb.strides[0],
+                         QImage.Format.Format_RGB888).copy()
+        except (StudioError, OSError, ValueError):
+            img = QImage()
+        try:
+            self.owner._done.emit(self.key, str(self.path), img)
+        except RuntimeError:  # the cache was deleted meanwhile
+            pass
+
+
+class ThumbnailCache(QObject):
+    """Middle-frame thumbnails of videos, decoded in a thread pool, kept in memory by
+    (path, size, mtime). ``ready(path)`` fires when one arrives."""
+
+    ready = Signal(str)
+    _done = Signal(object, str, QImage)
+
+    def __init__(self, max_side: int = 240, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.max_side = max_side
+        self._images: dict[tuple[str, int, int], QImage] = {}
+        self._pending: set[tuple[str, int, int]] = set()
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)  # one decoder: thumbnails must not starve playback
+        self._done.connect(self._on_done)
+
+    def _key(self, path: Path) -> tuple[str, int, int] | None:
+        try:
+            st = Path(path).stat()
+        except OSError:
+            return None
+        return (str(path), st.st_size, st.st_mtime_ns)
+
+    def get(self, path: Path | None) -> QImage | None:
+        """The thumbnail if ready; otherwise schedules it and returns None."""
+        if path is None:
+            return None
+        key = self._key(path)
+        if key is None:
+            return None
+        img = self._images.get(key)
+        if img is not None:
+            return None if img.isNull() else img
+        if key not in self._pending:
+            self._pending.add(key)
+            self._pool.start(_ThumbJob(self, key, Path(path)))
+        return None
+
+    def wait(self, msecs: int = 10000) -> bool:
+        return self._pool.waitForDone(msecs)
+
+    def _on_done(self, key: Any, path: str, img: QImage) -> None:
+        self._pending.discard(key)
+        self._images[key] = img
+        if len(self._images) > 512:
+            self._images.pop(next(iter(self._images)))
+        self.ready.emit(path)
+
+
+_SHARED: ThumbnailCache | None = None
+
+
+def shared_thumbnails() -> ThumbnailCache:
+    """One process-wide thumbnail cache (the storyboard and the take strip share it)."""
+    global _SHARED
+    if _SHARED is None:
+        _SHARED = ThumbnailCache()
+    return _SHARED

@@ -1,0 +1,54 @@
+"""Qt face of :class:`studio.media.frames.FrameSource`: worker-thread callbacks become queued
+signals delivered on the GUI thread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, Signal
+
+from studio.media.frames import FrameCache, FrameSource
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class QtFrameSource(QObject):
+    frame_ready = Signal(int)
+    status_changed = Signal()
+
+    def __init__(self, video: Path, cache: FrameCache, proxy_dir: Path | None = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        # Raises AssetError (missing/unreadable file) before any thread starts.
+        self.source = FrameSource(video, cache=cache, proxy_dir=proxy_dir,
+                                  on_ready=self._ready, on_status=self._status)
+        self._closed = False
+
+    def _ready(self, index: int) -> None:
+        if not self._closed:
+            self.frame_ready.emit(index)
+
+    def _status(self) -> None:
+        if not self._closed:
+            self.status_changed.emit()
+
+    # Convenience pass-throughs
+    @property
+    def frame_count(self) -> int:
+        return self.source.frame_count
+
+    @property
+    def fps(self) -> float:
+        return self.source.fps
+
+    def get(self, index: int) -> "np.ndarray | None":
+        return self.source.get(index)
+
+    def prefetch(self, start: int, direction: int = 1, count: int = 8) -> None:
+        self.source.prefetch(start, direction, count)
+
+    def close(self) -> None:
+        self._closed = True
+        self.source.close()
