@@ -1,0 +1,107 @@
+"""``continuity-studio export PROJECT --out film.mp4``: the assembled film, interchange files
+and the drift report, headlessly."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+NAME = "export"
+HELP = ("Assemble the active takes into one MP4, optionally with an OTIO timeline, a CMX 3600 "
+        "EDL and an HTML drift report. Exit 1 with the reason on failure.")
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("project", type=Path, help="project folder or its project.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the MP4 to write (default: PROJECT/exports/<project name>.mp4)")
+    parser.add_argument("--otio", type=Path, help="also write an OpenTimelineIO timeline here")
+    parser.add_argument("--edl", type=Path, help="also write a CMX 3600 EDL here (needs 24/25/30 "
+                                                 "fps or another SMPTE rate)")
+    parser.add_argument("--report", type=Path, help="also write the HTML drift report here")
+    parser.add_argument("--crossfade", type=int, default=0, metavar="FRAMES",
+                        help="dissolve between shots over this many frames (default 0: cuts)")
+    parser.add_argument("--missing", choices=("skip", "still"), default="skip",
+                        help="shots without a take: leave out (skip) or hold the start image for "
+                             "the shot's duration (still)")
+    parser.add_argument("--burn-in", action="store_true",
+                        help="draw shot name and timecode into the picture (review copies)")
+    parser.add_argument("--reencode", action="store_true",
+                        help="re-encode even when the takes could be joined losslessly")
+    parser.add_argument("--preset", default="medium", help="libx264 preset (default medium)")
+    parser.add_argument("--crf", type=int, default=18, help="libx264 quality, lower is better "
+                                                            "(default 18)")
+    parser.add_argument("--relative-media", action="store_true",
+                        help="OTIO media paths relative to the .otio file instead of file:// URLs")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print what would be exported and stop")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+
+
+_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+            "veryslow", "placebo")
+
+
+def _safe_name(name: str) -> str:
+    keep = "".join(c if c.isalnum() or c in " ._-" else "_" for c in name).strip(" .")
+    return keep or "film"
+
+
+def run(args: argparse.Namespace) -> int:
+    from studio.core.errors import StudioError
+    from studio.core.persistence import load_project, project_file
+    from studio.media.export import (ExportCancelled, ExportOptions, ExportProgress, export_film,
+                                     plan_export)
+    from studio.media.interchange import check_edl, write_edl, write_otio
+    from studio.media.report import write_report
+
+    if args.crossfade < 0:
+        raise StudioError("--crossfade must be 0 or more frames")
+    if args.preset not in _PRESETS:
+        raise StudioError(f"unknown --preset {args.preset!r} (one of {', '.join(_PRESETS)})")
+    if not 0 <= args.crf <= 51:
+        raise StudioError("--crf must be between 0 and 51")
+    pfile = project_file(args.project)
+    project = load_project(pfile)
+    folder = pfile.parent
+    out = args.out or folder / "exports" / f"{_safe_name(project.name)}.mp4"
+    options = ExportOptions(crossfade=args.crossfade, burn_in=args.burn_in, missing=args.missing,
+                            force_reencode=args.reencode, preset=args.preset, crf=args.crf)
+    plan = plan_export(project, folder, options)
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    for line in plan.summary_lines():
+        say(line)
+    if args.edl:
+        check_edl(plan)  # fail before spending minutes on the MP4
+    if args.dry_run:
+        return 0
+
+    last = [0.0]
+
+    def progress(p: ExportProgress) -> None:
+        now = time.monotonic()
+        if args.quiet or (now - last[0] < 1.0 and p.done < p.total):
+            return
+        last[0] = now
+        eta = f", ETA {p.eta_s:.0f} s" if p.eta_s is not None else ""
+        print(f"{p.stage} {p.done}/{p.total} frames ({100 * p.fraction:.0f}%){eta}",
+              file=sys.stderr)
+
+    try:
+        result = export_film(project, folder, out, plan=plan, on_progress=progress)
+    except ExportCancelled:
+        print("cancelled; no file written", file=sys.stderr)
+        return 130
+    for note in result.notes:
+        say(f"note: {note}")
+    print(f"wrote {result.path} ({result.frames} frames, {result.duration_s:.2f} s, "
+          f"{'copied' if result.mode == 'copy' else 're-encoded'} in {result.seconds:.1f} s)")
+    if args.otio:
+        print(f"wrote {write_otio(project, folder, plan, args.otio, relative=args.relative_media)}")
+    if args.edl:
+        print(f"wrote {write_edl(project, folder, plan, args.edl)}")
+    if args.report:
+        print(f"wrote {write_report(project, folder, plan, args.report, film_name=result.path.name)}")
+    return 0

@@ -1,0 +1,103 @@
+"""Builders for export tests: small real projects with real H.264 takes (no mocks)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from studio.core.model import Aspect, OutputSettings, Project, ResolutionPreset, Shot, Take
+from studio.core.persistence import save_project
+from studio.media.video import write_video
+
+# The smallest preset (480p 16:9 is 832x480) keeps encodes quick; tests that need another output
+# size build it with a custom aspect/resolution.
+OUT_W, OUT_H = 832, 480
+
+
+def pattern_frames(n: int, width: int, height: int, seed: int) -> list[np.ndarray]:
+    """Frames with a distinct colour per take and a moving bright bar, so content is checkable
+    (shot identity by colour, frame order by bar position)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(40, 200, size=3)
+    frames = []
+    for i in range(n):
+        f = np.empty((height, width, 3), np.uint8)
+        f[:] = base
+        x = (i * 7) % max(1, width - 8)
+        f[:, x:x + 8] = 250
+        frames.append(f)
+    return frames
+
+
+def add_take(project: Project, folder: Path, shot: Shot, frames: int, width: int, height: int,
+             fps: float, seed: int = 1, sidecar: dict[str, Any] | None = None,
+             **writer_kw: Any) -> Take:
+    take_id = f"t{len(shot.takes)}{shot.id}"
+    rel = f"takes/{shot.id}/{take_id}.mp4"
+    write_video(folder / rel, pattern_frames(frames, width, height, seed), fps, **writer_kw)
+    side_rel = None
+    if sidecar is not None:
+        side_rel = f"takes/{shot.id}/{take_id}.json"
+        (folder / side_rel).write_text(json.dumps(sidecar))
+    take = Take(id=take_id, video=rel, sidecar=side_rel, seed=seed, backend="preview",
+                width=width, height=height, frames=frames, fps=fps)
+    shot.takes.append(take)
+    shot.active_take_id = take.id
+    return take
+
+
+def make_project(folder: Path, specs: list[tuple[int, int, int, float] | None], *,
+                 out_fps: int = 16, resolution: ResolutionPreset = ResolutionPreset.P480,
+                 aspect: Aspect = Aspect.WIDE, **writer_kw: Any) -> Project:
+    """One shot per spec (frames, width, height, fps); None = a shot without takes."""
+    project = Project(name="Test film", output=OutputSettings(resolution=resolution, aspect=aspect,
+                                                               fps=out_fps))
+    for i, spec in enumerate(specs):
+        shot = Shot(id=f"s{i}", title=f"Shot {i + 1}", duration_s=1.0, fps=out_fps)
+        project.shots.append(shot)
+        if spec is not None:
+            n, w, h, fps = spec
+            add_take(project, folder, shot, n, w, h, fps, seed=i + 1,
+                     sidecar={"seed": i + 1, "prompt": f"prompt {i}", "steps": 4}, **writer_kw)
+    save_project(project, folder)
+    return project
+
+
+def write_analysis(folder: Path, take: Take, *, engine: str = "dlib", identity: list[float | None],
+                   drift_ranges: list[dict[str, Any]] | None = None,
+                   embedding: list[float] | None = None) -> Path:
+    """An analysis pair in the format of COMMON.md (json + npz)."""
+    n = len(identity)
+    vals = [v for v in identity if v is not None]
+    hm_h, hm_w = -(-take.height // 8), -(-take.width // 8)
+    heat = np.zeros((n, hm_h, hm_w), np.uint8)
+    heat[:, : hm_h // 2, : hm_w // 2] = 200
+    worst = sorted(range(n), key=lambda i: identity[i] if identity[i] is not None else 2.0)[:3]
+    doc = {
+        "format": 1,
+        "engine": {"name": engine, "model": f"{engine}-model", "version": "1", "license": "CC0",
+                   "threshold": 0.6},
+        "take": {"video": take.video, "sha256": "0" * 64, "frames": n, "fps": take.fps,
+                 "width": take.width, "height": take.height},
+        "summary": {"identity_mean": float(np.mean(vals)) if vals else None,
+                    "identity_min": float(np.min(vals)) if vals else None,
+                    "flagged_fraction": sum(1 for v in vals if v < 0.6) / n,
+                    "worst_frames": worst, "drift_ranges": drift_ranges or [], "motion": 0.1,
+                    "embedding": embedding or []},
+        "frames": [{"index": i, "time": i / take.fps, "face_found": v is not None, "faces": 1,
+                    "identity": v, "identity_source": "embedded" if v is not None else None,
+                    "proportions": v, "eye_shape": v, "skin_tone": v, "stability": v,
+                    "matched_reference": None, "flagged": v is not None and v < 0.6,
+                    "reasons": ["identity"] if v is not None and v < 0.6 else []}
+                   for i, v in enumerate(identity)],
+    }
+    path = folder / "analysis" / f"{take.id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    boxes = np.tile(np.array([[10, 10, 50, 50]], np.float32), (n, 1))
+    np.savez(folder / "analysis" / f"{take.id}.npz", heatmaps=heat,
+             landmarks=np.full((n, 68, 2), np.nan, np.float32), boxes=boxes)
+    return path
