@@ -1,0 +1,338 @@
+"""The diffusers image-to-video backend: Wan 2.1 / 2.2, LTX-Video and Stable Video Diffusion
+pipelines loaded from local folders in diffusers format.
+
+torch and diffusers are imported inside methods only: the registry imports this module on the
+worker thread, never at start-up. One pipeline is cached between jobs of the same model (same
+folder and weight fingerprint); asking for another model releases it first.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from studio.core.errors import StudioError
+from studio.engine.base import (Backend, Cancelled, CancelledFn, Capabilities, GenerationRequest, Progress,
+                                ProgressFn, snap_request)
+from studio.engine.models import FAMILIES, ModelInfo, ModelRegistry, resolve_model
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from studio.engine.memory import MemoryPlan
+
+# Used when no model is chosen yet: the rules of the default family (Wan 2.1 I2V 480p).
+_DEFAULT_CAPS = Capabilities(text_prompt=True, negative_prompt=True, size_multiple=16, frame_step=4,
+                             frame_offset=1, max_frames=81, default_fps=16, last_frame=False, needs_gpu=True)
+_INFO_TTL_S = 30.0  # capabilities() may be called per keystroke; re-inspect folders at most this often
+
+
+class _StopRequested(Cancelled):
+    """Raised from the step callback to abort the denoising loop at once."""
+
+
+def capabilities_for(info: ModelInfo) -> Capabilities:
+    fam = FAMILIES[info.family]
+    r = info.rules
+    return Capabilities(
+        text_prompt=fam.text_prompt, negative_prompt=fam.text_prompt, size_multiple=int(r["size_multiple"]),
+        frame_step=int(r["frame_step"]), frame_offset=int(r["frame_offset"]), max_frames=int(r["max_frames"]),
+        default_fps=fam.default_fps, last_frame=fam.last_frame, needs_gpu=True)
+
+
+def snap_for(info: ModelInfo | None, req: GenerationRequest) -> tuple[GenerationRequest, list[str]]:
+    """Family-aware snapping: fps, prompt, last frame and LoRAs first, then size and frames."""
+    if info is None:
+        return snap_request(req, _DEFAULT_CAPS)
+    fam = FAMILIES[info.family]
+    caps = capabilities_for(info)
+    notes: list[str] = []
+    if not fam.fps_conditioning and req.fps != fam.default_fps:
+        # The model moves at its native rate: keep the shot's duration, play at that rate.
+        frames = max(1, round(req.num_frames * fam.default_fps / req.fps))
+        notes.append(f"{fam.label} generates motion at {fam.default_fps} fps: {req.fps} fps → "
+                     f"{fam.default_fps} fps, {req.num_frames} → {frames} frames for the same duration")
+        req = req.with_changes(fps=fam.default_fps, num_frames=frames)
+    if not fam.text_prompt and (req.prompt.strip() or req.negative_prompt.strip()):
+        notes.append(f"{fam.label} takes no text prompt: the motion prompt is ignored")
+        req = req.with_changes(prompt="", negative_prompt="")
+    if req.last_image is not None and not fam.last_frame:
+        notes.append(f"{fam.label} cannot condition on a last frame: the end image is ignored")
+        req = req.with_changes(last_image=None)
+    if req.last_image is None and fam.needs_last_frame:
+        notes.append(f"{fam.label} needs an end image: set the shot's last frame or choose an I2V model")
+    if req.loras and not fam.lora:
+        notes.append(f"{fam.label} cannot load LoRAs: the character LoRA is ignored")
+        req = req.with_changes(loras=())
+    req, more = snap_request(req, caps)
+    return req, notes + more
+
+
+def _fit(img: Any, width: int, height: int) -> Any:
+    """Centre-crop to the target aspect, then resize: pipelines stretch otherwise, which squashes
+    faces (and the identity score)."""
+    from PIL import Image
+
+    w, h = img.size
+    target = width / height
+    if abs(w / h - target) > 1e-3:
+        if w / h > target:
+            nw = max(1, round(h * target))
+            x0 = (w - nw) // 2
+            img = img.crop((x0, 0, x0 + nw, h))
+        else:
+            nh = max(1, round(w / target))
+            y0 = (h - nh) // 2
+            img = img.crop((0, y0, w, y0 + nh))
+    if img.size != (width, height):
+        img = img.resize((width, height), Image.Resampling.LANCZOS)
+    return img
+
+
+class DiffusersBackend(Backend):
+    name = "diffusers"
+    label = "diffusers I2V (local GPU)"
+
+    def __init__(self, registry: ModelRegistry | None = None, device: str | None = None) -> None:
+        self._registry = registry
+        self._device = device  # None: CUDA when available, else CPU
+        self._lock = threading.RLock()
+        self._pipe: Any = None
+        self._info: ModelInfo | None = None
+        self._plan: MemoryPlan | None = None
+        self._dtype: Any = None
+        self._loras: Any = None  # LoraState of the cached pipeline
+        self._info_cache: dict[str, tuple[float, ModelInfo]] = {}
+        self.last_notes: list[str] = []  # memory decisions of the last job, for the sidecar / log
+        self.load_seconds: float | None = None
+
+    # -- model lookup ------------------------------------------------------------------------
+
+    @property
+    def registry(self) -> ModelRegistry:
+        if self._registry is None:
+            self._registry = ModelRegistry()
+        return self._registry
+
+    def model_info(self, model: str | None, fresh: bool = False) -> ModelInfo:
+        if not model:
+            return resolve_model(model, self.registry)  # raises the "no model chosen" error
+        hit = self._info_cache.get(model)
+        if hit and not fresh and time.monotonic() - hit[0] < _INFO_TTL_S:
+            return hit[1]
+        info = resolve_model(model, self.registry)
+        self._info_cache[model] = (time.monotonic(), info)
+        return info
+
+    def capabilities(self, model: str | None) -> Capabilities:
+        if not model:
+            return _DEFAULT_CAPS
+        return capabilities_for(self.model_info(model))
+
+    def snap(self, req: GenerationRequest) -> tuple[GenerationRequest, list[str]]:
+        return snap_for(self.model_info(req.model) if req.model else None, req)
+
+    def model_fingerprint(self, model: str | None) -> str | None:
+        return self.model_info(model).fingerprint if model else None
+
+    @property
+    def loaded(self) -> ModelInfo | None:
+        return self._info if self._pipe is not None else None
+
+    @property
+    def plan(self) -> "MemoryPlan | None":
+        return self._plan
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def device(self) -> str:
+        if self._device is None:
+            from studio.engine.memory import detect_device
+
+            self._device = detect_device()
+        return self._device
+
+    def load(self, model: str | None, on_progress: ProgressFn | None = None,
+             memory: str | None = None) -> None:
+        """Load ``model`` (cached when it is already loaded with the same weights)."""
+        with self._lock:
+            info = self.model_info(model, fresh=True)
+            if (self._pipe is not None and self._info is not None and self._info.path == info.path
+                    and self._info.fingerprint == info.fingerprint
+                    and (memory is None or self._plan is None or memory in ("auto", self._plan.mode))):
+                return
+            from studio.engine import memory as mem
+
+            self.unload()
+            device = self.device()
+            gpu_free, ram_free = mem.free_bytes(device)
+            plan = mem.choose_plan(info, memory or info.memory or "auto", device=device,
+                                   free_bytes=gpu_free, cpu_free_bytes=ram_free)
+            self._load_with(info, plan, on_progress)
+
+    def _load_with(self, info: ModelInfo, plan: "MemoryPlan", on_progress: ProgressFn | None) -> None:
+        from studio.engine import memory as mem
+        from studio.engine.lora import LoraState
+
+        fam = FAMILIES[info.family]
+        if on_progress:
+            on_progress(Progress(0, 1, "loading", f"loading {info.name} ({fam.label}), {plan.label}"))
+        t0 = time.perf_counter()
+        import diffusers
+        import transformers
+        from packaging.version import Version
+
+        diffusers.utils.logging.disable_progress_bar()  # progress goes to on_progress, not stderr
+        transformers.utils.logging.disable_progress_bar()
+        cls = getattr(diffusers, fam.pipeline)
+        # diffusers 0.42 renamed torch_dtype to dtype; older releases only know torch_dtype.
+        dtype_key = "dtype" if Version(diffusers.__version__) >= Version("0.42.0") else "torch_dtype"
+        kwargs: dict[str, Any] = {"use_safetensors": True, "local_files_only": True,
+                                  dtype_key: mem.load_dtypes(plan.device, info.family)}
+        if info.variant:
+            kwargs["variant"] = info.variant
+        try:
+            # Never trust_remote_code: the class is ours, model_index.json only names components.
+            pipe = cls.from_pretrained(info.path, **kwargs)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            if mem.is_oom(exc):
+                raise
+            raise StudioError(f"cannot load the model: {str(exc).splitlines()[0][:300]}", info.path) from None
+        pipe.set_progress_bar_config(disable=True)
+        try:
+            mem.apply_plan(pipe, plan, mem.compute_dtype(plan.device, info.family))
+        except BaseException:
+            del pipe
+            mem.free_memory()
+            raise
+        self._pipe, self._info, self._plan = pipe, info, plan
+        self._dtype = mem.compute_dtype(plan.device, info.family)
+        self._loras = LoraState()
+        self.load_seconds = time.perf_counter() - t0
+        if on_progress:
+            on_progress(Progress(1, 1, "loading", f"loaded {info.name} in {self.load_seconds:.1f} s"))
+
+    def unload(self) -> None:
+        with self._lock:
+            if self._pipe is None:
+                return
+            from studio.engine.memory import free_memory
+
+            pipe, self._pipe = self._pipe, None
+            try:
+                pipe.remove_all_hooks()
+            except Exception:  # noqa: BLE001 - hooks may be half-installed after an OOM
+                pass
+            del pipe
+            self._info = self._plan = self._loras = None
+            free_memory()
+
+    # -- generation --------------------------------------------------------------------------
+
+    def generate(self, req: GenerationRequest, on_progress: ProgressFn,
+                 cancelled: CancelledFn) -> "np.ndarray":
+        with self._lock:
+            from studio.engine import memory as mem
+
+            memory = req.extra.get("memory")
+            self.load(req.model, on_progress, memory=str(memory) if memory else None)
+            assert self._info is not None and self._plan is not None
+            req, notes = snap_for(self._info, req)  # the pipeline raises on unsnapped sizes
+            self.last_notes = list(notes) + [f"memory: {self._plan.label} ({self._plan.reason})"]
+            if req.last_image is None and FAMILIES[self._info.family].needs_last_frame:
+                raise StudioError(f"{self._info.name} ({FAMILIES[self._info.family].label}) needs an end "
+                                  "image; set the shot's last frame or choose an image-to-video model")
+            if cancelled():
+                raise Cancelled()
+            retried = False
+            while True:
+                try:
+                    return self._run(req, on_progress, cancelled)
+                except Cancelled:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - classified below
+                    if not mem.is_oom(exc):
+                        raise
+                    plan, info = self._plan, self._info
+                    nxt = mem.thriftier(plan) if plan is not None else None
+                    size = f"{req.width}x{req.height}, {req.num_frames} frames"
+                    if retried or nxt is None:
+                        self.unload()
+                        raise StudioError(
+                            f"out of {'GPU ' if plan and plan.device == 'cuda' else ''}memory generating "
+                            f"{size} with {info.name if info else 'the model'} even in mode "
+                            f"'{plan.label if plan else '?'}'; lower the resolution or frame count, close "
+                            "other GPU programs, or choose a thriftier memory mode in Settings → Models"
+                        ) from None
+                    retried = True
+                    self.last_notes.append(f"out of memory in '{plan.label}': retried with '{nxt.label}'")
+                    on_progress(Progress(0, req.steps, "loading",
+                                         f"out of memory at {size}; retrying with {nxt.label}"))
+                    del exc
+                    self.unload()
+                    assert info is not None
+                    self._load_with(info, nxt, on_progress)
+
+    def _run(self, req: GenerationRequest, on_progress: ProgressFn, cancelled: CancelledFn) -> "np.ndarray":
+        import numpy as np
+        import torch
+
+        from studio.media.images import load_rgb_image
+
+        pipe, info, plan = self._pipe, self._info, self._plan
+        assert pipe is not None and info is not None and plan is not None
+        fam = FAMILIES[info.family]
+        self._loras.apply(pipe, tuple((Path(p), float(w)) for p, w in req.loras), info.family, fam.label)
+        image = _fit(load_rgb_image(Path(req.start_image)), req.width, req.height)
+        steps = max(1, int(req.steps))
+
+        def on_step(p: Any, i: int, t: Any, kw: dict[str, Any]) -> dict[str, Any]:
+            total = int(getattr(p, "_num_timesteps", 0) or steps)
+            on_progress(Progress(i + 1, total, "generating"))
+            if cancelled():
+                raise _StopRequested()
+            return kw
+
+        # One generator per job, on the CPU: the same seed gives the same noise on any device.
+        generator = torch.Generator(device="cpu").manual_seed(int(req.seed) % (2 ** 64))
+        kwargs: dict[str, Any] = dict(image=image, height=req.height, width=req.width,
+                                      num_frames=req.num_frames, num_inference_steps=steps,
+                                      generator=generator, output_type="np", callback_on_step_end=on_step)
+        if info.family.startswith("wan"):
+            kwargs.update(prompt=req.prompt, negative_prompt=req.negative_prompt or None,
+                          guidance_scale=float(req.guidance))
+            if info.family == "wan22_a14b":
+                g2 = req.extra.get("guidance_2")
+                kwargs["guidance_scale_2"] = float(g2) if g2 is not None else float(req.guidance)
+            if req.last_image is not None and fam.last_frame:
+                kwargs["last_image"] = _fit(load_rgb_image(Path(req.last_image)), req.width, req.height)
+        elif info.family == "ltx_i2v":
+            kwargs.update(prompt=req.prompt, negative_prompt=req.negative_prompt or None,
+                          guidance_scale=float(req.guidance), frame_rate=int(req.fps))
+            if info.rules.get("timestep_conditioning"):
+                # LTX 0.9.1+ VAEs denoise while decoding; these are the authors' values.
+                kwargs.update(decode_timestep=0.05, decode_noise_scale=0.025)
+        else:  # svd
+            kwargs.update(fps=int(req.fps), min_guidance_scale=min(1.0, float(req.guidance)),
+                          max_guidance_scale=float(req.guidance),
+                          motion_bucket_id=int(req.extra.get("motion_bucket_id", 127)),
+                          noise_aug_strength=float(req.extra.get("noise_aug_strength", 0.02)),
+                          decode_chunk_size=4 if plan.vae_tiling else req.num_frames)
+        try:
+            out = pipe(**kwargs)
+        except _StopRequested:
+            raise Cancelled() from None
+        finally:
+            # After an abort the offload hooks still hold the last component on the GPU.
+            if hasattr(pipe, "maybe_free_model_hooks"):
+                pipe.maybe_free_model_hooks()
+            pipe._interrupt = False
+        on_progress(Progress(steps, steps, "decoding"))
+        frames = np.asarray(out.frames)
+        if frames.ndim == 5:
+            frames = frames[0]
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise StudioError(f"the pipeline returned frames of shape {frames.shape}, expected (T, H, W, 3)")
+        return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
