@@ -172,7 +172,7 @@ class BiblePanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
         lay.addLayout(top)
-        lay.addWidget(self.characters, 2)
+        lay.addWidget(self.characters, 1)
         lay.addWidget(self.empty_hint)
         lay.addLayout(mid)
         lay.addWidget(self.references, 3)
@@ -276,7 +276,7 @@ class BiblePanel(QWidget):
                 if path is not None:
                     self._ref_items.setdefault(str(path), []).append(item)
                 self.references.addItem(item)
-                if ref.id == keep:
+                if ref.id == keep or (keep is None and self.references.count() == 1):
                     self.references.setCurrentItem(item)
         self.references.blockSignals(False)
         self._sync_ref_controls()

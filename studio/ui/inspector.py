@@ -55,6 +55,8 @@ class Inspector(QScrollArea):
         self._refreshing = 0
         self.setWidgetResizable(True)
         self.setFrameShape(QScrollArea.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # fields shrink instead
+        self.setMinimumWidth(300)
         body = QWidget(self)
         self.setWidget(body)
 

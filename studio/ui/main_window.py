@@ -120,7 +120,8 @@ class MainWindow(QMainWindow):
 
         self._install_extensions()
         self.resize(1440, 900)
-        self.restore_layout()
+        if not self.restore_layout():
+            self._default_layout()
         self._on_shot_selected(self.storyboard.selected_shot_id() or "")
         self._on_character_selected(self.bible.current_character_id() or "")
         self._update_title()
@@ -314,7 +315,6 @@ class MainWindow(QMainWindow):
 
     def set_project(self, document: ProjectDocument, untitled: bool = False) -> None:
         """Show ``document`` (replacing the current one; the undo history is cleared)."""
-        self.thumbnails.wait(5_000)
         old_untitled = self.document.folder if self._untitled else None
         self.document = document
         self._untitled = untitled
@@ -514,6 +514,10 @@ class MainWindow(QMainWindow):
         if isinstance(state, QByteArray) and not state.isEmpty():
             ok = self.restoreState(state) and ok
         return ok
+
+    def _default_layout(self) -> None:
+        self.resizeDocks([self.bible_dock, self.inspector_dock], [290, 370], Qt.Horizontal)
+        self.resizeDocks([self.storyboard_dock], [230], Qt.Vertical)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self.maybe_save():

@@ -183,9 +183,10 @@ class ShotCardDelegate(QStyledItemDelegate):
         info_rect = QRect(r.left() + 8, text_top + fm.height() + 2, r.width() - 16, fm.height())
         p.setPen(QColor("#8b919c"))
         left = f"{shot.duration_s:g} s · {char.name if char else 'no character'}"
-        p.drawText(info_rect, Qt.AlignLeft | Qt.AlignVCenter,
-                   fm.elidedText(left, Qt.ElideRight, info_rect.width() - 56))
         n = len(shot.takes)
+        room = info_rect.width() - (fm.horizontalAdvance("99 takes") + 8 if n else 0)
+        p.drawText(info_rect, Qt.AlignLeft | Qt.AlignVCenter,
+                   fm.elidedText(left, Qt.ElideRight, room))
         if n:
             p.drawText(info_rect, Qt.AlignRight | Qt.AlignVCenter, f"{n} take{'s' if n != 1 else ''}")
         p.restore()
