@@ -83,8 +83,11 @@ def _background_busyness(rgb: np.ndarray, box: tuple[float, float, float, float]
     x0, y0, x1, y1 = (v * s for v in box)
     bw, bh = x1 - x0, y1 - y0
     mask = np.ones_like(mag, bool)
-    # Person region: face box widened for hair and extended down to the bottom (shoulders).
-    mask[max(0, int(y0 - 0.8 * bh)):, max(0, int(x0 - 0.9 * bw)):int(x1 + 0.9 * bw) + 1] = False
+    # Person region: head (face box widened for hair) down to the chin, then the shoulders.
+    chin = int(y1 + 0.2 * bh)
+    mask[max(0, int(y0 - 0.8 * bh)):chin, max(0, int(x0 - 0.45 * bw)):int(x1 + 0.45 * bw) + 1] = \
+        False
+    mask[max(0, chin):, max(0, int(x0 - 1.0 * bw)):int(x1 + 1.0 * bw) + 1] = False
     return float(mag[mask].mean()) if mask.any() else 0.0
 
 

@@ -178,10 +178,14 @@ def skin_score(delta_e: float) -> float:
 
 
 def jitter(prev: np.ndarray | None, cur: np.ndarray, nxt: np.ndarray | None) -> float | None:
-    """Landmark second difference in inter-ocular units: smooth motion ≈ 0, flicker is large."""
+    """Non-rigid landmark flicker in inter-ocular units: the neighbours are first aligned onto
+    the current frame by a similarity transform (so head motion, even accelerating, is not
+    jitter), then the second difference of the shapes is measured."""
     if prev is None or nxt is None:
         return None
-    d = cur - (prev + nxt) / 2
+    p = apply_affine(similarity_transform(prev, cur), prev)
+    n = apply_affine(similarity_transform(nxt, cur), nxt)
+    d = cur - (p + n) / 2
     return float(np.mean(np.linalg.norm(d, axis=1)) / interocular(cur))
 
 

@@ -147,3 +147,16 @@ def test_pose_estimate_is_monotonic() -> None:
     assert abs(yaw) < 15 and M.angle_for_pose(yaw, pitch) == "front"
     flipped = M.pose(detect_landmarks_68(cv2.flip(img, 1)))
     assert math.isclose(flipped[0], -yaw, abs_tol=6)
+
+
+def test_flicker_lowers_stability_but_smooth_motion_does_not(astro_ref) -> None:
+    smooth, _ = analyze_frames(moving_frames(astronaut(), 9, amplitude=1.0), 16.0, [astro_ref],
+                               ENGINE)
+    assert all(r["stability"] is None or r["stability"] > 0.6 for r in smooth["frames"])
+    frames = moving_frames(astronaut(), 9, amplitude=0.0)
+    lm = detect_landmarks_68(frames[0])
+    bulged = magnify(frames[4], [lm[48:68].mean(0)], 0.8 * M.interocular(lm), 0.7)
+    frames[4] = bulged  # one-frame flicker of the mouth
+    flick, _ = analyze_frames(frames, 16.0, [astro_ref], ENGINE)
+    assert flick["frames"][4]["stability"] < min(r["stability"] for r in smooth["frames"]
+                                                 if r["stability"] is not None)
