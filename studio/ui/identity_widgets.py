@@ -1,0 +1,233 @@
+"""Qt pieces of identity analysis: a background analysis controller, a reference-quality badge
+and a prompt-lint list. Standalone; the main window wires them in through
+:func:`install_identity`.
+
+Analysis runs on one dedicated worker thread (one job at a time: it is CPU-bound, and the
+machine's other core stays with the UI and the generator). Results come back as queued signals;
+the controller writes ``identity_mean`` / ``analysis_engine`` through
+``ProjectDocument.update_take`` on the UI thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QWidget
+
+from studio.core.document import ProjectDocument
+from studio.core.errors import StudioError
+from studio.core.model import Shot
+
+
+class _Worker(QObject):
+    progress = Signal(str, int, int)  # take_id, done, total
+    finished = Signal(str, str, object)  # shot_id, take_id, summary dict
+    failed = Signal(str, str, str)  # shot_id, take_id, message
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancel_flag = threading.Event()
+
+    @Slot(object)
+    def run_job(self, job: dict[str, Any]) -> None:
+        from studio.identity.analysis import AnalysisCancelled
+        from studio.identity.api import analyze_take
+
+        shot, take = job["shot"], job["take"]
+        self.cancel_flag.clear()
+        try:
+            summary = analyze_take(job["folder"], job["project"], shot, take,
+                                   lambda d, t: self.progress.emit(take.id, d, t),
+                                   self.cancel_flag.is_set, engine=job.get("engine"),
+                                   force=job.get("force", False))
+        except AnalysisCancelled:
+            self.failed.emit(shot.id, take.id, "analysis cancelled")
+        except StudioError as exc:
+            self.failed.emit(shot.id, take.id, str(exc))
+        except Exception as exc:  # a bug must not kill the worker thread; report it readably
+            traceback.print_exc()
+            self.failed.emit(shot.id, take.id, f"analysis failed: {exc}")
+        else:
+            self.finished.emit(shot.id, take.id, summary)
+
+
+class AnalysisController(QObject):
+    """Queue of take analyses for one document. ``analyze(shot_id, take_id)`` on demand;
+    connect ``take_added`` (e.g. from the generation queue) to analyse new takes automatically."""
+
+    started = Signal(str)  # take_id
+    progress = Signal(str, int, int)
+    finished = Signal(str, object)  # take_id, summary
+    failed = Signal(str, str)  # take_id, message
+    _submit = Signal(object)
+
+    def __init__(self, document: ProjectDocument, engine: Any = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.document = document
+        self.engine = engine
+        self._queue: deque[tuple[str, str, bool]] = deque()
+        self._busy: str | None = None
+        self._thread = QThread(self)
+        self._thread.setObjectName("identity-analysis")
+        self._worker = _Worker()
+        self._worker.moveToThread(self._thread)
+        self._submit.connect(self._worker.run_job)
+        self._worker.progress.connect(self.progress)
+        self._worker.finished.connect(self._on_finished)
+        self._worker.failed.connect(self._on_failed)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy is not None
+
+    def pending(self) -> list[str]:
+        return [t for _, t, _ in self._queue]
+
+    def analyze(self, shot_id: str, take_id: str, force: bool = False) -> None:
+        if take_id == self._busy or any(t == take_id for _, t, _ in self._queue):
+            return
+        self._queue.append((shot_id, take_id, force))
+        self._next()
+
+    @Slot(str, str)
+    def take_added(self, shot_id: str, take_id: str) -> None:
+        self.analyze(shot_id, take_id)
+
+    def cancel_current(self) -> None:
+        self._worker.cancel_flag.set()
+
+    def _next(self) -> None:
+        if self._busy is not None or not self._queue:
+            return
+        if self.document.folder is None:
+            self.failed.emit(self._queue.popleft()[1], "save the project before analysing takes")
+            return self._next()
+        shot_id, take_id, force = self._queue.popleft()
+        project = self.document.project
+        shot = project.shot(shot_id)
+        take = shot.take(take_id) if shot else None
+        if shot is None or take is None:
+            self.failed.emit(take_id, "the take no longer exists")
+            return self._next()
+        self._busy = take_id
+        self.started.emit(take_id)
+        # The worker gets deep copies: the document may change while it runs.
+        self._submit.emit({"folder": Path(self.document.folder), "shot": shot.model_copy(deep=True),
+                           "take": take.model_copy(deep=True),
+                           "project": project.model_copy(deep=True), "engine": self.engine,
+                           "force": force})
+
+    @Slot(str, str, object)
+    def _on_finished(self, shot_id: str, take_id: str, summary: dict[str, Any]) -> None:
+        self._busy = None
+        shot = self.document.project.shot(shot_id)
+        if shot is not None and shot.take(take_id) is not None and \
+                summary.get("identity_mean") is not None:
+            eng = summary.get("engine", {})
+            self.document.update_take(shot_id, take_id,
+                                      identity_mean=float(summary["identity_mean"]),
+                                      analysis_engine=f"{eng.get('name')}/{eng.get('model')}")
+        self.finished.emit(take_id, summary)
+        self._next()
+
+    @Slot(str, str, str)
+    def _on_failed(self, shot_id: str, take_id: str, message: str) -> None:
+        self._busy = None
+        self.failed.emit(take_id, message)
+        self._next()
+
+    def shutdown(self) -> None:
+        self.cancel_current()
+        self._queue.clear()
+        self._thread.quit()
+        self._thread.wait(10_000)
+
+
+_BADGE_STYLE = {"good": ("✓ Good reference", "#3c8d40"),
+                "warning": ("⚠ Check reference", "#b8860b"),
+                "bad": ("✗ Unusable reference", "#b03030"),
+                "pending": ("… checking", "#707070")}
+
+
+class ReferenceQualityBadge(QLabel):
+    """A small coloured label; the tooltip lists the reasons. Call :meth:`set_report` with a
+    ``QualityReport`` (or its dict), or :meth:`check` to compute it (in the calling thread —
+    use the analysis thread or a pool for many images)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.level = "pending"
+        self.reasons: list[str] = []
+        self._apply()
+
+    def set_report(self, report: Any) -> None:
+        d = report.to_dict() if hasattr(report, "to_dict") else dict(report)
+        self.level, self.reasons = d["level"], list(d["reasons"])
+        self._apply()
+
+    def set_error(self, message: str) -> None:
+        self.level, self.reasons = "bad", [message]
+        self._apply()
+
+    def check(self, image_path: Path, angle: str = "front") -> None:
+        from studio.identity.checks import reference_quality
+
+        try:
+            self.set_report(reference_quality(image_path, angle))
+        except StudioError as exc:
+            self.set_error(str(exc))
+
+    def _apply(self) -> None:
+        text, colour = _BADGE_STYLE[self.level]
+        self.setText(text)
+        self.setStyleSheet(f"QLabel {{ color: white; background: {colour}; border-radius: 3px;"
+                           " padding: 1px 5px; }")
+        self.setToolTip("\n".join(f"• {r}" for r in self.reasons) or "No problems found")
+        self.setAccessibleName(f"{text}: " + "; ".join(self.reasons))
+
+
+class PromptLintList(QListWidget):
+    """Warnings for the selected shot's prompt/duration; hidden when there are none."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWordWrap(True)
+        self.setVisible(False)
+
+    def set_shot(self, shot: Shot | None) -> None:
+        from studio.identity.checks import lint_prompt
+
+        self.clear()
+        warnings = lint_prompt(shot) if shot is not None else []
+        for w in warnings:
+            item = QListWidgetItem(f"⚠ {w.message[0].upper()}{w.message[1:]}. "
+                                   f"Suggestion: {w.suggestion}.")
+            item.setData(256, w.rule)  # Qt.UserRole
+            item.setToolTip(w.suggestion)
+            self.addItem(item)
+        self.setVisible(bool(warnings))
+
+    def rules(self) -> list[str]:
+        return [self.item(i).data(256) for i in range(self.count())]
+
+
+def install_identity(main_window: Any) -> AnalysisController:
+    """Attach an :class:`AnalysisController` for ``main_window.document`` (a ProjectDocument)
+    as ``main_window.identity``; its thread stops when the application quits. The lead wires the
+    generation queue's "take added" to ``controller.take_added`` and places the badge and lint
+    widgets in the bible panel and inspector."""
+    controller = AnalysisController(main_window.document, parent=main_window)
+    main_window.identity = controller
+    from PySide6.QtCore import QCoreApplication
+
+    app = QCoreApplication.instance()
+    if app is not None:  # stop the worker thread before Qt tears objects down
+        app.aboutToQuit.connect(controller.shutdown)
+    return controller
