@@ -178,6 +178,8 @@ class BiblePanel(QWidget):
         lay.addWidget(self.references, 3)
         lay.addLayout(bottom)
 
+        self.characters.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.characters.customContextMenuRequested.connect(self._character_menu)
         self.characters.currentItemChanged.connect(self._on_current_character)
         self.characters.files_dropped.connect(self._on_files_on_characters)
         self.references.files_dropped.connect(self._on_files_on_references)
@@ -382,6 +384,17 @@ class BiblePanel(QWidget):
 
     def _on_files_on_references(self, paths: list[Path], _ref_id: str) -> None:
         self._on_files_on_characters(paths, self.current_character_id() or "")
+
+    def _character_menu(self, pos: QPoint) -> None:
+        item = self.characters.itemAt(pos)
+        menu = QMenu(self)
+        menu.addAction("Add character", self.add_character)
+        if item is not None:
+            self.characters.setCurrentItem(item)
+            menu.addAction("Add reference images…", self.add_images)
+            menu.addSeparator()
+            menu.addAction("Remove character", self.remove_character)
+        menu.popup(self.characters.viewport().mapToGlobal(pos))
 
     def _reference_menu(self, pos: QPoint) -> None:
         item = self.references.itemAt(pos)

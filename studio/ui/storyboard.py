@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import (QAbstractListModel, QModelIndex, QPersistentModelIndex, QPoint,
                             QRect, QSize, Qt, Signal)
-from PySide6.QtGui import (QColor, QDrag, QDragEnterEvent, QDragMoveEvent, QDropEvent, QFont,
-                           QPainter, QPen, QPixmap)
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel, QListView,
+from PySide6.QtGui import (QColor, QDrag, QDragEnterEvent, QDragLeaveEvent, QDragMoveEvent,
+                           QDropEvent, QFont, QPainter, QPaintEvent, QPen, QPixmap, QPixmapCache)
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel, QListView, QMenu,
                                QStyle, QStyledItemDelegate, QStyleOptionViewItem, QToolButton,
                                QVBoxLayout, QWidget)
 
@@ -136,7 +136,12 @@ class ShotCardDelegate(QStyledItemDelegate):
         p.drawRoundedRect(thumb_rect, 4, 4)
         pix = self.board.thumbnail_for(shot)
         if pix is not None and not pix.isNull():
-            scaled = pix.scaled(thumb_rect.size(), Qt.KeepAspectRatio, Qt.SmoothTransformation)
+            # smooth scaling every paint is wasteful with many cards: cache by pixmap and size
+            key = f"card:{pix.cacheKey()}:{thumb_rect.width()}x{thumb_rect.height()}"
+            scaled = QPixmapCache.find(key)
+            if scaled is None:
+                scaled = pix.scaled(thumb_rect.size(), Qt.KeepAspectRatio, Qt.SmoothTransformation)
+                QPixmapCache.insert(key, scaled)
             x = thumb_rect.left() + (thumb_rect.width() - scaled.width()) // 2
             y = thumb_rect.top() + (thumb_rect.height() - scaled.height()) // 2
             p.drawPixmap(x, y, scaled)
@@ -213,6 +218,8 @@ class ShotListView(QListView):
         self.setDragDropMode(QAbstractItemView.DragDrop)
         self.setDropIndicatorShown(True)
         self.setMinimumHeight(CARD_H + 24)
+        self.setContextMenuPolicy(Qt.CustomContextMenu)
+        self._marker = -1  # insertion row shown while a card is dragged
 
     def startDrag(self, supported: Qt.DropAction) -> None:
         idx = self.currentIndex()
@@ -239,8 +246,38 @@ class ShotListView(QListView):
     def dragMoveEvent(self, event: QDragMoveEvent) -> None:
         if self._accepts(event):
             event.acceptProposedAction()
+            pos = event.position().toPoint()
+            # a card being moved shows where it will land; files/references target a card
+            marker = self.drop_row(pos) if drops.shot_id(event.mimeData()) else -1
+            if marker != self._marker:
+                self._marker = marker
+                self.viewport().update()
         else:
             event.ignore()
+
+    def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:
+        self._clear_marker()
+        super().dragLeaveEvent(event)
+
+    def _clear_marker(self) -> None:
+        if self._marker != -1:
+            self._marker = -1
+            self.viewport().update()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        if self._marker < 0:
+            return
+        n = self.model().rowCount()
+        if n == 0:
+            return
+        if self._marker < n:
+            x = self.visualRect(self.model().index(self._marker, 0)).left() + 1
+        else:
+            x = self.visualRect(self.model().index(n - 1, 0)).right() - 1
+        p = QPainter(self.viewport())
+        p.fillRect(QRect(x - 2, 4, 4, self.viewport().height() - 8), QColor("#4c9be8"))
+        p.end()
 
     def drop_row(self, pos: QPoint) -> int:
         """Insertion row for a drop at ``pos``: before a card when on its left half."""
@@ -252,6 +289,7 @@ class ShotListView(QListView):
         return idx.row() + (1 if pos.x() > rect.center().x() else 0)
 
     def dropEvent(self, event: QDropEvent) -> None:
+        self._clear_marker()
         m = event.mimeData()
         pos = event.position().toPoint()
         idx = self.indexAt(pos)
@@ -313,6 +351,7 @@ class Storyboard(QWidget):
         lay.addWidget(self.view, 1)
 
         self.view.selectionModel().currentChanged.connect(self._on_current)
+        self.view.customContextMenuRequested.connect(self._card_menu)
         self.view.shot_moved.connect(self.move_shot)
         self.view.files_dropped.connect(self._on_files)
         self.view.reference_dropped.connect(self._on_reference)
@@ -483,6 +522,22 @@ class Storyboard(QWidget):
             return
         row = self.model.row_of(sid)
         self.move_shot(sid, row + delta + (1 if delta > 0 else 0))
+
+    def _card_menu(self, pos: QPoint) -> None:
+        idx = self.view.indexAt(pos)
+        if idx.isValid():
+            self.view.setCurrentIndex(idx)
+        menu = QMenu(self)
+        menu.addAction("Add shot", self.add_shot)
+        if idx.isValid():
+            menu.addAction("Duplicate shot", self.duplicate_shot)
+            menu.addSeparator()
+            menu.addAction("Move earlier", lambda: self.nudge(-1)).setEnabled(idx.row() > 0)
+            menu.addAction("Move later", lambda: self.nudge(1)).setEnabled(
+                idx.row() < self.model.rowCount() - 1)
+            menu.addSeparator()
+            menu.addAction("Delete shot", self.delete_shot)
+        menu.popup(self.view.viewport().mapToGlobal(pos))
 
     def _on_files(self, paths: list[Path], target: str, row: int) -> None:
         if target:

@@ -200,3 +200,56 @@ def test_drop_file_on_empty_storyboard_makes_a_shot(qtbot, tmp_path, photo_png, 
     assert new.start_asset is not None and new.character_id is not None
     win.undo_stack.undo()
     assert len(doc.project.shots) == 3 and len(doc.project.characters) == 2
+
+
+def test_awkward_images_are_imported_upright(qtbot, tmp_path, photo_png, answers):
+    """EXIF-rotated, CMYK and 16-bit files are handled (not rejected); the thumbnail the bible
+    shows is upright."""
+    import numpy as np
+
+    src = Image.open(photo_png).convert("RGB").resize((200, 100))
+    rotated = tmp_path / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, displayed rotated 90° clockwise (portrait)
+    src.save(rotated, exif=exif, quality=90)
+    cmyk = tmp_path / "print.jpg"
+    src.convert("CMYK").save(cmyk, quality=90)
+    deep = tmp_path / "deep.png"
+    Image.fromarray((np.arange(100 * 200, dtype=np.uint16).reshape(100, 200) * 3)).save(deep)
+
+    doc = sample_project(tmp_path / "proj")
+    win = open_window(qtbot, doc, make_settings(tmp_path))
+    result = drop_and_wait(qtbot, win, win.bible.characters, [rotated, cmyk, deep],
+                           _item_center(win.bible.characters, 0))
+    assert result.errors == []
+    refs = doc.project.character("alice").references
+    sizes = [(doc.project.asset_by_path(r.asset).width, doc.project.asset_by_path(r.asset).height)
+             for r in refs]
+    assert sizes == [(100, 200), (200, 100), (200, 100)]
+    path = doc.folder / refs[0].asset
+    qtbot.waitUntil(lambda: win.thumbnails.get(path, 160) is not None, timeout=20_000)
+    thumb = win.thumbnails.get(path, 160)
+    assert thumb.height() > thumb.width()  # shown upright, as the phone took it
+
+
+def test_dragging_a_card_shows_where_it_lands(qtbot, tmp_path, answers):
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent
+    from PySide6.QtWidgets import QApplication
+
+    doc = sample_project(tmp_path / "proj")
+    win = open_window(qtbot, doc, make_settings(tmp_path))
+    view = win.storyboard.view
+    rect = view.visualRect(win.storyboard.model.index(1))
+    mime = drops.shot_mime("s1")
+    pos = QPointF(rect.right() - 3, rect.center().y())
+    QApplication.sendEvent(view.viewport(), QDragEnterEvent(pos, Qt.MoveAction, mime, Qt.LeftButton,
+                                                            Qt.NoModifier))
+    ev = QDragMoveEvent(QPointF(rect.right() - 3, rect.center().y()), Qt.MoveAction, mime,
+                        Qt.LeftButton, Qt.NoModifier)
+    QApplication.sendEvent(view.viewport(), ev)
+    assert view._marker == 2  # after the second card
+    view.grab()  # paints the marker without errors
+    assert send_drop(view, mime, QPointF(rect.right() - 3, rect.center().y()))
+    assert view._marker == -1
+    assert [s.id for s in doc.project.shots] == ["s2", "s1", "s3"]
