@@ -74,22 +74,21 @@ class _DropList(QListWidget):
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if drops.file_paths(event.mimeData()):
-            event.acceptProposedAction()
+            drops.accept_copy(event)
         else:
             event.ignore()
 
     def dragMoveEvent(self, event: QDragMoveEvent) -> None:
         if drops.file_paths(event.mimeData()):
-            event.acceptProposedAction()
+            drops.accept_copy(event)
         else:
             event.ignore()
 
     def dropEvent(self, event: QDropEvent) -> None:
         paths = drops.file_paths(event.mimeData())
-        if not paths:
+        if not paths or not drops.accept_copy(event):
             event.ignore()
             return
-        event.acceptProposedAction()
         self.files_dropped.emit(paths, self._item_id_at(event.position().toPoint()))
 
 

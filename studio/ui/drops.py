@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QMimeData
+from PySide6.QtCore import QMimeData, Qt
+from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 
 from studio.core.errors import StudioError
 from studio.core.model import Asset, Character, Reference, Shot
@@ -24,6 +25,17 @@ SHOT_MIME = "application/x-continuity-studio-shot"
 # Colour tags handed to new characters in turn.
 CHARACTER_COLORS = ["#e0a040", "#4c9be8", "#5cc47a", "#d0679d", "#9b7fe0", "#46c1c1", "#e06b4c",
                     "#b8c94a"]
+
+
+def accept_copy(event: QDropEvent | QDragMoveEvent | QDragEnterEvent) -> bool:
+    """Accept as a copy whatever the source proposed: a file manager offering a move must never
+    delete the user's original after the import. A source that allows only a move is refused."""
+    if not event.possibleActions() & Qt.CopyAction:
+        event.ignore()
+        return False
+    event.setDropAction(Qt.CopyAction)
+    event.accept()
+    return True
 
 
 def file_paths(mime: QMimeData) -> list[Path]:

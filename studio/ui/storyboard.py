@@ -237,15 +237,22 @@ class ShotListView(QListView):
         m = event.mimeData()
         return bool(drops.shot_id(m) or drops.reference_id(m) or drops.file_paths(m))
 
+    def _accept(self, event: QDragEnterEvent | QDragMoveEvent | QDropEvent) -> None:
+        if drops.shot_id(event.mimeData()):
+            event.setDropAction(Qt.MoveAction)
+            event.accept()
+        else:
+            drops.accept_copy(event)
+
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if self._accepts(event):
-            event.acceptProposedAction()
+            self._accept(event)
         else:
             event.ignore()
 
     def dragMoveEvent(self, event: QDragMoveEvent) -> None:
         if self._accepts(event):
-            event.acceptProposedAction()
+            self._accept(event)
             pos = event.position().toPoint()
             # a card being moved shows where it will land; files/references target a card
             marker = self.drop_row(pos) if drops.shot_id(event.mimeData()) else -1
@@ -299,11 +306,9 @@ class ShotListView(QListView):
             event.accept()
             self.shot_moved.emit(sid, self.drop_row(pos))
         elif (rid := drops.reference_id(m)) is not None:
-            event.acceptProposedAction()
-            if target:
+            if drops.accept_copy(event) and target:
                 self.reference_dropped.emit(rid, target)
-        elif paths := drops.file_paths(m):
-            event.acceptProposedAction()
+        elif (paths := drops.file_paths(m)) and drops.accept_copy(event):
             self.files_dropped.emit(paths, target, self.drop_row(pos))
         else:
             event.ignore()

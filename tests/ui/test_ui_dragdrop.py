@@ -253,3 +253,31 @@ def test_dragging_a_card_shows_where_it_lands(qtbot, tmp_path, answers):
     assert send_drop(view, mime, QPointF(rect.right() - 3, rect.center().y()))
     assert view._marker == -1
     assert [s.id for s in doc.project.shots] == ["s2", "s1", "s3"]
+
+
+def test_a_move_offered_by_the_file_manager_is_taken_as_a_copy(qtbot, tmp_path, photo_png, answers):
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    from PySide6.QtWidgets import QApplication
+
+    from uitest_support import file_mime
+
+    doc = sample_project(tmp_path / "proj")
+    win = open_window(qtbot, doc, make_settings(tmp_path))
+    chars = win.bible.characters
+    pos = _item_center(chars, 0)
+    mime = file_mime([photo_png])
+    # a file manager that proposes a move (e.g. Shift held) but also allows a copy
+    args = (pos, Qt.MoveAction | Qt.CopyAction, mime, Qt.LeftButton, Qt.ShiftModifier)
+    only_move = QDragEnterEvent(pos, Qt.MoveAction, mime, Qt.LeftButton, Qt.NoModifier)
+    QApplication.sendEvent(chars.viewport(), only_move)
+    assert not only_move.isAccepted()  # a source that only allows moving is refused
+    enter = QDragEnterEvent(*args)
+    QApplication.sendEvent(chars.viewport(), enter)
+    assert enter.isAccepted() and enter.dropAction() == Qt.CopyAction
+    drop = QDropEvent(*args)
+    with qtbot.waitSignal(win.importer.finished, timeout=30_000):
+        QApplication.sendEvent(chars.viewport(), drop)
+    assert drop.dropAction() == Qt.CopyAction  # the source must not delete the original
+    assert photo_png.exists()
+    assert len(doc.project.character("alice").references) == 1
