@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from PIL import Image
 from PySide6.QtCore import QPointF
