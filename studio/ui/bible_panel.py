@@ -125,6 +125,7 @@ class _ReferenceGrid(_DropList):
 
 class BiblePanel(QWidget):
     character_selected = Signal(str)  # "" when none
+    rename_requested = Signal()  # double-click on a character: edit its name in the inspector
 
     def __init__(self, win: "MainWindow") -> None:
         super().__init__(win)
@@ -180,6 +181,7 @@ class BiblePanel(QWidget):
         self.characters.setContextMenuPolicy(Qt.CustomContextMenu)
         self.characters.customContextMenuRequested.connect(self._character_menu)
         self.characters.currentItemChanged.connect(self._on_current_character)
+        self.characters.itemDoubleClicked.connect(lambda _i: self.rename_requested.emit())
         self.characters.files_dropped.connect(self._on_files_on_characters)
         self.references.files_dropped.connect(self._on_files_on_references)
         self.references.currentItemChanged.connect(lambda *_: self._sync_ref_controls())

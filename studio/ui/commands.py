@@ -19,6 +19,7 @@ from studio.core.model import Asset, Character, Reference, Shot, new_id
 # Merge ids (QUndoCommand.id): consecutive edits of the same text field become one undo step.
 _MERGE_SHOT_TEXT = 1001
 _MERGE_CHARACTER_TEXT = 1002
+_MERGE_PROJECT_NAME = 1003
 SHOT_TEXT_FIELDS = frozenset({"title", "prompt", "negative_prompt", "model"})
 CHARACTER_TEXT_FIELDS = frozenset({"name", "notes"})
 
@@ -57,6 +58,35 @@ def push(stack: QUndoStack, cmd: DocCommand) -> DocCommand:
     cmd.apply_first()
     stack.push(cmd)
     return cmd
+
+
+# -- project ----------------------------------------------------------------------------------
+
+class EditProjectCommand(DocCommand):
+    """The project's name or output settings (resolution, aspect, fps of the export)."""
+
+    def __init__(self, doc: ProjectDocument, **fields: Any) -> None:
+        super().__init__(doc, "Edit project " + ", ".join(fields))
+        self.new = dict(fields)
+        self.old: dict[str, Any] = {}
+
+    def _apply(self) -> None:
+        old = self.doc.update_project(**self.new)
+        if not self.old:
+            self.old = old
+
+    def _revert(self) -> None:
+        self.doc.update_project(**self.old)
+
+    def id(self) -> int:
+        return _MERGE_PROJECT_NAME if set(self.new) == {"name"} else -1
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        if not isinstance(other, EditProjectCommand) or set(other.new) != {"name"}:
+            return False
+        self.new = dict(other.new)
+        self.setObsolete(self.new == self.old)
+        return True
 
 
 # -- assets -----------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (QColorDialog, QComboBox, QDoubleSpinBox, QFileDia
 
 from studio.core.errors import StudioError
 from studio.core.model import (ANGLE_LABELS, Aspect, ResolutionPreset, SeedMode, preset_size)
-from studio.ui.commands import EditCharacterCommand, EditShotCommand, push
+from studio.ui.commands import EditCharacterCommand, EditProjectCommand, EditShotCommand, push
 
 if TYPE_CHECKING:
     from studio.ui.main_window import MainWindow
@@ -156,6 +156,28 @@ class Inspector(QScrollArea):
         cform.addRow("Colour", self.char_color)
         cform.addRow("", self.char_refs_label)
 
+        # -- project (name and export settings) --------------------------------------------
+        self.project_box = QGroupBox("Project", body)
+        self.project_name = QLineEdit(self.project_box)
+        self.out_resolution = QComboBox(self.project_box)
+        for preset in ResolutionPreset:
+            self.out_resolution.addItem(preset.value, preset.value)
+        self.out_aspect = QComboBox(self.project_box)
+        for aspect in Aspect:
+            self.out_aspect.addItem(aspect.value, aspect.value)
+        self.out_fps = QSpinBox(self.project_box)
+        self.out_fps.setRange(1, 120)
+        self.out_fps.setSuffix(" fps")
+        self.out_fps.setKeyboardTracking(False)
+        pform = QFormLayout(self.project_box)
+        pform.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+        pform.addRow("Name", self.project_name)
+        out_row = QHBoxLayout()
+        out_row.addWidget(self.out_resolution, 1)
+        out_row.addWidget(self.out_aspect, 1)
+        out_row.addWidget(self.out_fps, 1)
+        pform.addRow("Output", out_row)
+
         self.empty = QLabel("Select a shot in the storyboard to edit it.", body)
         self.empty.setObjectName("hint")
         self.empty.setWordWrap(True)
@@ -164,6 +186,7 @@ class Inspector(QScrollArea):
         lay.addWidget(self.empty)
         lay.addWidget(self.shot_box)
         lay.addWidget(self.char_box)
+        lay.addWidget(self.project_box)
         lay.addStretch(1)
 
         # -- user edits -> commands ---------------------------------------------------------
@@ -191,13 +214,22 @@ class Inspector(QScrollArea):
             lambda: self._edit_character(notes=self.char_notes.toPlainText()))
         self.char_color.clicked.connect(self._pick_color)
 
+        self.project_name.textEdited.connect(lambda t: self._edit_project(name=t))
+        self.out_resolution.activated.connect(lambda i: self._edit_output(
+            resolution=ResolutionPreset(self.out_resolution.itemData(i))))
+        self.out_aspect.activated.connect(
+            lambda i: self._edit_output(aspect=Aspect(self.out_aspect.itemData(i))))
+        self.out_fps.valueChanged.connect(lambda v: self._edit_output(fps=v))
+
         ev = win.events
+        ev.project_changed.connect(self.refresh_project)
         ev.shot_changed.connect(self._on_shot_changed)
         ev.character_changed.connect(self._on_character_changed)
         ev.structure_changed.connect(self._on_structure)
         win.thumbnails.ready.connect(lambda *_: self._refresh_start_images())
         self.set_shot(None)
         self.set_character(None)
+        self.refresh_project()
 
     # -- selection ------------------------------------------------------------------------------
     def set_shot(self, shot_id: str | None) -> None:
@@ -347,6 +379,31 @@ class Inspector(QScrollArea):
     def _thumb_icon(self, rel: str) -> QIcon:
         pix = self._thumb(rel)
         return QIcon(pix) if pix is not None else QIcon()
+
+    def _edit_project(self, **fields: Any) -> None:
+        if self._refreshing:
+            return
+        project = self.win.document.project
+        changed = {k: v for k, v in fields.items() if getattr(project, k) != v}
+        if changed:
+            self._push(EditProjectCommand(self.win.document, **changed))
+
+    def _edit_output(self, **fields: Any) -> None:
+        if self._refreshing:
+            return
+        out = self.win.document.project.output
+        if any(getattr(out, k) != v for k, v in fields.items()):
+            self._push(EditProjectCommand(self.win.document,
+                                          output=out.model_copy(update=fields)))
+
+    def refresh_project(self) -> None:
+        project = self.win.document.project
+        with self._refresh():
+            _set_text(self.project_name, project.name)
+            self.out_resolution.setCurrentIndex(
+                self.out_resolution.findData(project.output.resolution.value))
+            self.out_aspect.setCurrentIndex(self.out_aspect.findData(project.output.aspect.value))
+            self.out_fps.setValue(project.output.fps)
 
     def refresh_character(self) -> None:
         char = self.win.document.project.character(self.character_id)

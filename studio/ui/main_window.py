@@ -109,9 +109,11 @@ class MainWindow(QMainWindow):
 
         self.storyboard.shot_selected.connect(self._on_shot_selected)
         self.bible.character_selected.connect(self._on_character_selected)
+        self.bible.rename_requested.connect(self._rename_character)
         self.undo_stack.cleanChanged.connect(lambda _c: self._update_title())
         self.undo_stack.indexChanged.connect(self._on_stack_index)
         self.events.changed.connect(self._on_doc_changed)
+        self.events.project_changed.connect(self._update_title)
 
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setInterval(AUTOSAVE_MS)
@@ -277,6 +279,13 @@ class MainWindow(QMainWindow):
         self.inspector.set_character(char_id or None)
         self.character_selected.emit(char_id)
 
+    def _rename_character(self) -> None:
+        self.inspector_dock.show()
+        self.inspector_dock.raise_()
+        self.inspector.ensureWidgetVisible(self.inspector.char_name)
+        self.inspector.char_name.setFocus()
+        self.inspector.char_name.selectAll()
+
     # -- dirty state ----------------------------------------------------------------------------
     def is_dirty(self) -> bool:
         return not self.undo_stack.isClean() or self._external_dirty
@@ -325,6 +334,7 @@ class MainWindow(QMainWindow):
         self.bible.reload()
         self.storyboard.reload()
         self.inspector.set_character(self.bible.current_character_id())
+        self.inspector.refresh_project()
         self._on_shot_selected(self.storyboard.selected_shot_id() or "")
         self._update_title()
         if old_untitled is not None and old_untitled != document.folder:

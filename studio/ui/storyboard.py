@@ -273,9 +273,15 @@ class ShotListView(QListView):
 
     def paintEvent(self, event: QPaintEvent) -> None:
         super().paintEvent(event)
+        n = self.model().rowCount()
+        if n == 0:
+            p = QPainter(self.viewport())
+            p.setPen(QColor("#6a6f78"))
+            p.drawText(self.viewport().rect(), Qt.AlignCenter,
+                       "No shots yet: click + Shot, or drop a portrait here to start one")
+            p.end()
         if self._marker < 0:
             return
-        n = self.model().rowCount()
         if n == 0:
             return
         if self._marker < n:

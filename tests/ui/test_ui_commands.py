@@ -13,6 +13,7 @@ from studio.core.model import Angle, Character, Reference, Shot
 from studio.media.images import import_image
 from studio.ui.commands import (AddCharacterCommand, AddReferencesCommand, AddShotCommand,
                                 CompoundCommand, DocCommand, EditCharacterCommand,
+                                EditProjectCommand,
                                 EditReferenceCommand, EditShotCommand, MoveShotCommand,
                                 RegisterAssetsCommand, RemoveCharacterCommand,
                                 RemoveReferenceCommand, RemoveShotCommand, duplicate_of, push)
@@ -46,6 +47,8 @@ CASES: dict[str, Callable[[ProjectDocument], DocCommand]] = {
     "duplicate shot": lambda d: AddShotCommand(d, duplicate_of(d.project.shot("s1")), 1),
     "remove shot": lambda d: RemoveShotCommand(d, "s2"),
     "move shot": lambda d: MoveShotCommand(d, "s1", 2),
+    "edit project": lambda d: EditProjectCommand(
+        d, name="Feature", output=d.project.output.model_copy(update={"fps": 24})),
     "edit shot": lambda d: EditShotCommand(d, "s3", duration_s=7.5, fps=24, seed=4_000_000_000,
                                            resolution="720p", aspect="9:16", backend="diffusers",
                                            prompt="dolly in"),

@@ -130,3 +130,44 @@ def test_storyboard_buttons_and_shortcuts(qtbot, tmp_path, answers):
     qtbot.keyClick(board.view, Qt.Key_Z, Qt.ControlModifier)
     QApplication.processEvents()
     assert len(doc.project.shots) == 3
+
+
+def test_project_section_edits_name_and_output(qtbot, tmp_path, answers):
+    doc = sample_project(tmp_path / "proj")
+    win = open_window(qtbot, doc, make_settings(tmp_path))
+    insp = win.inspector
+    assert insp.project_name.text() == "Sample"
+    insp.project_name.selectAll()
+    qtbot.keyClicks(insp.project_name, "Moon")
+    assert doc.project.name == "Moon" and "Moon" in win.windowTitle()
+    _choose(insp.out_resolution, "1080p")
+    _choose(insp.out_aspect, "1:1")
+    insp.out_fps.setValue(25)
+    out = doc.project.output
+    assert (out.resolution, out.aspect, out.fps) == (ResolutionPreset.P1080, Aspect.SQUARE, 25)
+    assert win.undo_stack.count() == 4
+    for _ in range(4):
+        win.undo_stack.undo()
+    assert doc.project.name == "Sample" and doc.project.output.fps == 16
+    assert insp.project_name.text() == "Sample" and insp.out_fps.value() == 16
+
+
+def test_double_click_on_a_character_edits_its_name(qtbot, tmp_path, answers):
+    doc = sample_project(tmp_path / "proj")
+    win = open_window(qtbot, doc, make_settings(tmp_path))
+    chars = win.bible.characters
+    chars.setCurrentRow(1)  # the press of a real double-click selects the item
+    chars.itemDoubleClicked.emit(chars.item(1))
+    assert win.inspector.character_id == "bob"
+    assert win.inspector.char_name.selectedText() == "Bob"
+
+
+def test_empty_storyboard_paints_a_hint(qtbot, tmp_path, answers):
+    win = open_window(qtbot, None, make_settings(tmp_path))
+    assert win.storyboard.model.rowCount() == 0
+    assert win.selected_shot_id() is None and not win.inspector.shot_box.isVisibleTo(win)
+    img = win.storyboard.view.viewport().grab().toImage()
+    assert img.width() > 0  # painted without error (the hint text)
+    win.storyboard.add_shot()
+    assert win.selected_shot_id() == win.document.project.shots[0].id
+    assert win.inspector.shot_box.isVisibleTo(win)
