@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QPoint, QSize, Qt, Signal
 from PySide6.QtGui import (QAction, QColor, QDrag, QDragEnterEvent, QDragMoveEvent, QDropEvent,
-                           QIcon, QPainter, QPixmap)
+                           QIcon, QKeySequence, QPainter, QPixmap)
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHBoxLayout, QLabel,
                                QListView, QListWidget, QListWidgetItem, QMenu, QToolButton,
                                QVBoxLayout, QWidget)
@@ -178,6 +178,15 @@ class BiblePanel(QWidget):
         lay.addWidget(self.references, 3)
         lay.addLayout(bottom)
 
+        # Delete removes the selected reference / character (undoable), only while that list has
+        # focus so the key still edits text elsewhere.
+        for view, slot in ((self.references, self.remove_reference),
+                           (self.characters, self.remove_character)):
+            act = QAction("Remove", view)
+            act.setShortcut(QKeySequence.Delete)
+            act.setShortcutContext(Qt.WidgetWithChildrenShortcut)
+            act.triggered.connect(slot)
+            view.addAction(act)
         self.characters.setContextMenuPolicy(Qt.CustomContextMenu)
         self.characters.customContextMenuRequested.connect(self._character_menu)
         self.characters.currentItemChanged.connect(self._on_current_character)

@@ -280,3 +280,27 @@ def test_a_move_offered_by_the_file_manager_is_taken_as_a_copy(qtbot, tmp_path, 
     assert drop.dropAction() == Qt.CopyAction  # the source must not delete the original
     assert photo_png.exists()
     assert len(doc.project.character("alice").references) == 1
+
+
+def test_delete_key_removes_reference_then_character(qtbot, tmp_path, photo_png, answers):
+    from PySide6.QtCore import Qt
+
+    doc = sample_project(tmp_path / "proj")
+    win = open_window(qtbot, doc, make_settings(tmp_path))
+    chars = win.bible.characters
+    drop_and_wait(qtbot, win, chars, [photo_png], _item_center(chars, 0))
+    win.activateWindow()
+    grid = win.bible.references
+    grid.setCurrentRow(0)
+    grid.setFocus()
+    qtbot.waitUntil(grid.hasFocus)
+    qtbot.keyClick(grid, Qt.Key_Delete)
+    assert doc.project.character("alice").references == []
+    chars.setCurrentRow(0)
+    chars.setFocus()
+    qtbot.waitUntil(chars.hasFocus)
+    qtbot.keyClick(chars, Qt.Key_Delete)
+    assert doc.project.character("alice") is None
+    win.undo_stack.undo()
+    win.undo_stack.undo()
+    assert len(doc.project.character("alice").references) == 1
