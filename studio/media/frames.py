@@ -63,11 +63,13 @@ def bgrx_to_rgb(frame: "np.ndarray") -> "np.ndarray":
 
 # -- bounded cache ---------------------------------------------------------------------------
 class FrameCache:
-    """LRU of decoded frames keyed by (source key, index), bounded in bytes. Thread-safe."""
+    """LRU of decoded frames keyed by (source key, index, reduction), bounded in bytes.
+    Thread-safe."""
 
     def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.max_bytes = max(0, int(max_bytes))
-        self._items: OrderedDict[tuple[str, int], "np.ndarray"] = OrderedDict()
+        # key: (source key, frame index, reduction factor)
+        self._items: OrderedDict[tuple[str, int, int], "np.ndarray"] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
@@ -80,7 +82,7 @@ class FrameCache:
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, key: tuple[str, int]) -> "np.ndarray | None":
+    def get(self, key: tuple[str, int, int]) -> "np.ndarray | None":
         with self._lock:
             frame = self._items.get(key)
             if frame is None:
@@ -90,11 +92,11 @@ class FrameCache:
             self.hits += 1
             return frame
 
-    def __contains__(self, key: tuple[str, int]) -> bool:
+    def __contains__(self, key: tuple[str, int, int]) -> bool:
         with self._lock:
             return key in self._items
 
-    def put(self, key: tuple[str, int], frame: "np.ndarray") -> None:
+    def put(self, key: tuple[str, int, int], frame: "np.ndarray") -> None:
         size = frame.nbytes
         if size > self.max_bytes:
             return
@@ -183,13 +185,15 @@ class ProxyReader:
             mm.close()
             raise AssetError(f"frame proxy is unreadable ({exc})", path) from None
 
-    def decode(self, index: int) -> "np.ndarray":
+    def decode(self, index: int, reduce: int = 1) -> "np.ndarray":
+        """Frame ``index`` as B,G,R,255. ``reduce`` 2/4/8 decodes at 1/2, 1/4, 1/8 size
+        straight from the JPEG's DCT (2-4x cheaper), for pictures shown that small."""
         import cv2
         import numpy as np
 
         a, b = self.offsets[index], self.offsets[index + 1]
         buf = np.frombuffer(self._mm, dtype=np.uint8, count=b - a, offset=a)
-        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        bgr = cv2.imdecode(buf, _imread_flag(reduce))
         if bgr is None:
             raise AssetError(f"frame {index} of the proxy is corrupt", self.path)
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
@@ -200,6 +204,16 @@ class ProxyReader:
         except (BufferError, ValueError):
             # Arrays still view the map (np.frombuffer); the OS frees it with the last view.
             pass
+
+
+REDUCTIONS = (1, 2, 4, 8)
+
+
+def _imread_flag(reduce: int) -> int:
+    import cv2
+
+    return {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
+            4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[reduce]
 
 
 def build_proxy(video: Path, out: Path, *, quality: int = JPEG_QUALITY,
@@ -335,7 +349,8 @@ class FrameSource:
         self._proxy: ProxyReader | None = None
         self._cond = threading.Condition()
         self._built_upto = -1  # frames [0, built_upto] went through the cache during the build
-        self._ahead: list[int] = []
+        self._ahead: list[tuple[int, int]] = []  # (index, reduce) to decode next
+        self._inflight: tuple[int, int] | None = None  # what the worker decodes right now
         self._stop = False
         self._try_open_existing()
         self._thread = threading.Thread(target=self._run, name=f"frames-{self.path.name}",
@@ -379,17 +394,33 @@ class FrameSource:
     def clamp(self, index: int) -> int:
         return max(0, min(int(index), self.frame_count - 1))
 
-    def get(self, index: int) -> "np.ndarray | None":
-        """The frame if it can be had in a few milliseconds (cache or proxy), else None."""
+    def _cached(self, index: int, reduce: int) -> "np.ndarray | None":
+        frame = self.cache.get((self.key, index, reduce))
+        if frame is None and reduce != 1 and (self.key, index, 1) in self.cache:
+            frame = self.cache.get((self.key, index, 1))  # full size is as good
+        return frame
+
+    def get(self, index: int, reduce: int = 1) -> "np.ndarray | None":
+        """The frame if it can be had in a few milliseconds (cache or proxy), else None.
+        ``reduce`` (1, 2, 4, 8) asks for a frame at most that many times smaller."""
+        if reduce not in REDUCTIONS:
+            raise ValueError(f"reduce must be one of {REDUCTIONS}")
         index = self.clamp(index)
-        frame = self.cache.get((self.key, index))
+        frame = self._cached(index, reduce)
         if frame is not None:
             return frame
         proxy = self._proxy
         if proxy is None:
             return None
-        frame = proxy.decode(index)
-        self.cache.put((self.key, index), frame)
+        if self._inflight == (index, reduce):
+            # The worker is decoding this very frame: wait for it instead of decoding twice.
+            with self._cond:
+                self._cond.wait_for(lambda: self._inflight != (index, reduce), timeout=0.05)
+            frame = self._cached(index, reduce)
+            if frame is not None:
+                return frame
+        frame = proxy.decode(index, reduce)
+        self.cache.put((self.key, index, reduce), frame)
         return frame
 
     def frame(self, index: int, timeout: float | None = 60.0) -> "np.ndarray":
@@ -410,15 +441,16 @@ class FrameSource:
                     self._cond.wait(0.05 if remaining is None else min(0.05, remaining))
             index = self.clamp(index)
 
-    def prefetch(self, start: int, direction: int = 1, count: int = 8) -> None:
+    def prefetch(self, start: int, direction: int = 1, count: int = 8, reduce: int = 1) -> None:
         """Decode ``count`` frames from ``start`` in ``direction`` into the cache, in the
         background (replaces any earlier request: only the newest playhead matters)."""
         step = 1 if direction >= 0 else -1
         wanted = []
         for k in range(count):
             i = start + k * step
-            if 0 <= i < self.frame_count and (self.key, i) not in self.cache:
-                wanted.append(i)
+            if 0 <= i < self.frame_count and (self.key, i, reduce) not in self.cache \
+                    and (self.key, i, 1) not in self.cache:
+                wanted.append((i, reduce))
         with self._cond:
             self._ahead = wanted
             self._cond.notify_all()
@@ -445,7 +477,7 @@ class FrameSource:
 
     # -- worker --------------------------------------------------------------------------
     def _publish(self, index: int, frame: "np.ndarray") -> None:
-        self.cache.put((self.key, index), frame)
+        self.cache.put((self.key, index, 1), frame)
         with self._cond:
             self._built_upto = index
             self._cond.notify_all()
@@ -468,10 +500,11 @@ class FrameSource:
                 prune_proxies(self.proxy_dir, self._proxy_dir_max, keep=self.proxy_path)
             except InterruptedError:
                 return
-            except (AssetError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - the viewer must learn why, not hang
                 with self._cond:
                     self.failed = True
-                    self.error = exc.problem if isinstance(exc, AssetError) else str(exc)
+                    self.error = exc.problem if isinstance(exc, AssetError) else \
+                        f"cannot prepare frames: {exc}"
                     self._cond.notify_all()
                 self._notify_status()
                 return
@@ -482,28 +515,48 @@ class FrameSource:
                     self._cond.wait()
                 if self._stop:
                     return
-                index = self._ahead.pop(0)
-            if (self.key, index) in self.cache:
-                continue
+                index, reduce = self._ahead.pop(0)
+                if (self.key, index, reduce) in self.cache:
+                    continue
+                self._inflight = (index, reduce)
             try:
-                frame = self._proxy.decode(index)  # type: ignore[union-attr]
+                frame = self._proxy.decode(index, reduce)  # type: ignore[union-attr]
+                self.cache.put((self.key, index, reduce), frame)
             except (AssetError, IndexError, ValueError):
                 continue
-            self.cache.put((self.key, index), frame)
+            finally:
+                with self._cond:
+                    self._inflight = None
+                    self._cond.notify_all()
             if self.on_ready is not None:
                 self.on_ready(index)
 
 
-def read_thumbnail(video: Path, position: float = 0.5, max_side: int = 320) -> "np.ndarray":
+def read_thumbnail(video: Path, position: float = 0.5, max_side: int = 320,
+                   proxy_dir: Path | None = None) -> "np.ndarray":
     """An RGB thumbnail of the frame at ``position`` (0..1) of ``video``, at most ``max_side``
-    pixels on its long side. Seeks to the nearest keyframe before the target and decodes
-    forward, so it costs one GOP at most."""
+    pixels on its long side. Uses the video's proxy when one exists in ``proxy_dir`` (one JPEG
+    decode); otherwise seeks to the keyframe before the target and decodes forward on a single
+    thread (at most one GOP), so thumbnails never compete with playback for every core."""
     import av
-    import cv2
 
     video = Path(video)
     info = probe(video)
     target = max(0, min(info.frames - 1, int(round((info.frames - 1) * position))))
+    rgb = None
+    try:
+        proxy_file = proxy_path_for(video, proxy_dir or default_proxy_dir())
+        if proxy_file.is_file():
+            reader = ProxyReader(proxy_file)
+            try:
+                n = reader.header.frames
+                rgb = bgrx_to_rgb(reader.decode(min(n - 1, round((n - 1) * position))))
+            finally:
+                reader.close()
+    except (AssetError, OSError):
+        rgb = None
+    if rgb is not None:
+        return _fit(rgb, max_side)
     try:
         container = av.open(str(video))
     except av.error.FFmpegError as exc:
@@ -511,6 +564,8 @@ def read_thumbnail(video: Path, position: float = 0.5, max_side: int = 320) -> "
     best: Any = None
     try:
         stream = container.streams.video[0]
+        stream.thread_type = "NONE"
+        stream.codec_context.thread_count = 1
         tb = stream.time_base
         start_pts = stream.start_time or 0
         target_pts = start_pts + int(round(target / info.fps / tb)) if tb else 0
@@ -528,6 +583,12 @@ def read_thumbnail(video: Path, position: float = 0.5, max_side: int = 320) -> "
         rgb = best.to_ndarray(format="rgb24")
     finally:
         container.close()
+    return _fit(rgb, max_side)
+
+
+def _fit(rgb: "np.ndarray", max_side: int) -> "np.ndarray":
+    import cv2
+
     h, w = rgb.shape[:2]
     scale = max_side / max(h, w)
     if scale < 1:

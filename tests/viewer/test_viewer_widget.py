@@ -41,7 +41,8 @@ def viewer(qtbot, tmp_path: Path):
     v.resize(900, 640)
     v.show()
     v.set_shot("shot1")
-    assert v.src_a is not None and v.src_a.source.wait_ready(30)
+    assert v.src_a is not None
+    assert v.src_a.source.wait_ready(60), v.src_a.source.error
     qtbot.waitUntil(lambda: v.view.a.image is not None)
     v.setFocus()
     yield v
@@ -299,3 +300,23 @@ def test_truncated_and_missing_takes_show_a_message(qtbot, viewer: ViewerWidget)
     assert viewer.view.message == ""
     viewer.seek(31)
     assert shown_number(viewer) == 31
+
+
+def test_small_view_decodes_at_reduced_size_with_overlays_in_video_pixels(
+        qtbot, tmp_path: Path) -> None:
+    doc = make_project(tmp_path / "big", takes=1, frames=12, width=1280, height=768)
+    v = ViewerWidget(doc, proxy_dir=tmp_path / "px")
+    qtbot.addWidget(v)
+    v.resize(700, 560)
+    v.show()
+    v.set_shot("shot1")
+    assert v.src_a.source.wait_ready(60)
+    v.cache.drop_source(v.src_a.source.key)  # forget the full-size frames of the build
+    v.seek(9)
+    qtbot.waitUntil(lambda: v.view.a.index == 9)
+    reduce = v.view.reduction_for("a", (1280, 768))
+    assert reduce >= 2  # the picture is shown at half size or less
+    assert v.view.a.frame.shape[1] == 1280 // reduce
+    assert v.view.a.frame_size == (1280, 768)  # overlays still map in video pixels
+    assert shown_number(v) == 9
+    v.shutdown()

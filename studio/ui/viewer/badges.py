@@ -7,6 +7,7 @@ red = further below, grey = not analysed yet.
 
 from __future__ import annotations
 
+import atexit
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,12 +161,22 @@ class _ThumbJob(QRunnable):
 
     def run(self) -> None:
         from studio.core.errors import StudioError
-        from studio.media.frames import read_thumbnail
+        from studio.core.userdirs import cache_dir
+        from studio.media.frames import read_thumbnail, source_key
 
+        img = QImage()
         try:
-            rgb = read_thumbnail(self.path, 0.5, self.owner.max_side)
-            img = QImage(rgb.data, rgb.shape[1], rgb.shape[0], rgb.strides[0],
-                         QImage.Format.Format_RGB888).copy()
+            # Disk cache: a take's thumbnail is decoded once, ever (keyed by path+size+mtime).
+            disk = cache_dir("thumbs") / f"{source_key(self.path)}-{self.owner.max_side}.png"
+            if disk.is_file():
+                img = QImage(str(disk))
+            if img.isNull():
+                rgb = read_thumbnail(self.path, 0.5, self.owner.max_side, self.owner.proxy_dir)
+                img = QImage(rgb.data, rgb.shape[1], rgb.shape[0], rgb.strides[0],
+                             QImage.Format.Format_RGB888).copy()
+                tmp = disk.with_suffix(".tmp.png")
+                if img.save(str(tmp)):
+                    tmp.replace(disk)
         except (StudioError, OSError, ValueError):
             img = QImage()
         try:
@@ -181,9 +192,11 @@ class ThumbnailCache(QObject):
     ready = Signal(str)
     _done = Signal(object, str, QImage)
 
-    def __init__(self, max_side: int = 240, parent: QObject | None = None) -> None:
+    def __init__(self, max_side: int = 240, parent: QObject | None = None,
+                 proxy_dir: Path | None = None) -> None:
         super().__init__(parent)
         self.max_side = max_side
+        self.proxy_dir = proxy_dir  # where viewer proxies live (cheap thumbnails from them)
         self._images: dict[tuple[str, int, int], QImage] = {}
         self._pending: set[tuple[str, int, int]] = set()
         self._pool = QThreadPool(self)
@@ -215,6 +228,11 @@ class ThumbnailCache(QObject):
     def wait(self, msecs: int = 10000) -> bool:
         return self._pool.waitForDone(msecs)
 
+    def drain(self) -> None:
+        """Drop queued jobs and wait for the running one (before the process exits)."""
+        self._pool.clear()
+        self._pool.waitForDone(5000)
+
     def _on_done(self, key: Any, path: str, img: QImage) -> None:
         self._pending.discard(key)
         self._images[key] = img
@@ -231,4 +249,7 @@ def shared_thumbnails() -> ThumbnailCache:
     global _SHARED
     if _SHARED is None:
         _SHARED = ThumbnailCache()
+        # A decode still running while the interpreter shuts down would emit into freed Qt
+        # objects; finish it first.
+        atexit.register(_SHARED.drain)
     return _SHARED

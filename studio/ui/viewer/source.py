@@ -43,11 +43,11 @@ class QtFrameSource(QObject):
     def fps(self) -> float:
         return self.source.fps
 
-    def get(self, index: int) -> "np.ndarray | None":
-        return self.source.get(index)
+    def get(self, index: int, reduce: int = 1) -> "np.ndarray | None":
+        return self.source.get(index, reduce)
 
-    def prefetch(self, start: int, direction: int = 1, count: int = 8) -> None:
-        self.source.prefetch(start, direction, count)
+    def prefetch(self, start: int, direction: int = 1, count: int = 8, reduce: int = 1) -> None:
+        self.source.prefetch(start, direction, count, reduce)
 
     def close(self) -> None:
         self._closed = True

@@ -88,6 +88,8 @@ class ViewerWidget(QWidget):
         self.cache = FrameCache(cache_bytes)
         self.proxy_dir = proxy_dir
         self.thumbnails = thumbnails if thumbnails is not None else shared_thumbnails()
+        if proxy_dir is not None and self.thumbnails.proxy_dir is None:
+            self.thumbnails.proxy_dir = proxy_dir
         # Optional hook the generation controller sets: called with (shot_id, count).
         self.reroll_handler: Callable[[str, int], Any] | None = None
 
@@ -581,23 +583,31 @@ class ViewerWidget(QWidget):
         index = max(0, min(src.frame_count - 1, int(index)))
         self.current = index
         direction = -1 if self.player.rate < 0 else 1
-        frame = src.get(index)
+        size_a = (src.source.width, src.source.height)
+        reduce = self.view.reduction_for("a", size_a)
+        frame = src.get(index, reduce)
         if frame is None:
             # Proxy still building and this frame not decoded yet: keep the last picture, wait.
             self._pending_a = index
             self.player.hold()
         else:
             self._pending_a = -1
-            self.view.set_frame("a", frame, index)
+            self.view.set_frame("a", frame, index, size_a)
             self.view.set_overlays("a", *self._overlays_for(self.analysis_a, index))
-        src.prefetch(index + direction, direction, PREFETCH)
+        # Playing: stay well ahead (more at shuttle speeds). Scrubbing: a few neighbours only,
+        # so background decoding does not compete with the next seek.
+        ahead = min(48, PREFETCH * max(1, round(abs(self.player.rate)))) \
+            if self.player.playing else 4
+        src.prefetch(index + direction, direction, ahead, reduce)
         if self.src_b is not None and self.view.compare_mode != "off":
             j = self.b_index(index)
-            fb = self.src_b.get(j)
+            size_b = (self.src_b.source.width, self.src_b.source.height)
+            reduce_b = self.view.reduction_for("b", size_b)
+            fb = self.src_b.get(j, reduce_b)
             if fb is not None:
-                self.view.set_frame("b", fb, j)
+                self.view.set_frame("b", fb, j, size_b)
                 self.view.set_overlays("b", *self._overlays_for(self.analysis_b, j))
-            self.src_b.prefetch(j + direction, direction, PREFETCH)
+            self.src_b.prefetch(j + direction, direction, ahead, reduce_b)
         if self.player.current != index:
             self.player.current = index
         self.ruler.set_current(index)

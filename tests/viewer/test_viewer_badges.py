@@ -1,0 +1,76 @@
+"""Identity badges and storyboard helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QRectF
+from PySide6.QtGui import QImage, QPainter
+
+from studio.ui.viewer import identity_level, paint_badge, shot_badge, take_badge, timecode
+from studio.ui.viewer.badges import ThumbnailCache, best_take_id
+from viewer_media import decode_number, make_project
+
+
+def test_levels_against_the_threshold() -> None:
+    assert identity_level(0.80, 0.7) == "good"
+    assert identity_level(0.70, 0.7) == "good"
+    assert identity_level(0.65, 0.7) == "close"
+    assert identity_level(0.55, 0.7) == "drift"
+    assert identity_level(None, 0.7) == "none"
+    assert identity_level(float("nan"), 0.7) == "none"
+
+
+def test_timecode() -> None:
+    assert timecode(0, 16) == "00:00:00:00"
+    assert timecode(17, 16) == "00:00:01:01"
+    assert timecode(24 * 3600 + 5, 24) == "01:00:00:05"
+    assert timecode(30, 29.97) == "00:00:01:00"
+
+
+def test_shot_and_take_badges(qtbot, tmp_path: Path) -> None:
+    doc = make_project(tmp_path / "p", takes=3, analysed=2)
+    shot = doc.project.shot("shot1")
+    b0 = take_badge(doc, shot.takes[0])
+    assert b0.level == "good" and b0.threshold == 0.7 and "threshold 0.70" in b0.tooltip
+    assert take_badge(doc, shot.takes[2]).level == "none"
+    # the project's recorded mean (written by the identity worker) wins over the file
+    doc.update_take("shot1", "take1", identity_mean=0.62)
+    assert take_badge(doc, shot.takes[1]).level == "close"
+    assert best_take_id(doc, shot) == "take0"
+    sb = shot_badge(doc, shot)
+    assert sb.take_count == 3 and sb.active_take_id == "take0"
+    assert sb.video == tmp_path / "p" / "takes/shot1/take0.mp4"
+    img = QImage(120, 24, QImage.Format.Format_ARGB32)
+    img.fill(0)
+    p = QPainter(img)
+    paint_badge(p, QRectF(0, 0, 120, 24), sb.badge, sb.take_count)
+    p.end()
+    c = img.pixelColor(int(24 * 0.2 + 24 * 0.3), 12)  # the dot
+    assert c.green() > c.red() and c.green() > 150
+    empty = doc.project.shot("shot1").model_copy(update={"takes": [], "active_take_id": None})
+    assert shot_badge(doc, empty).take_count == 0 and shot_badge(doc, empty).badge.level == "none"
+
+
+def test_thumbnails_are_the_middle_frame_and_cached(qtbot, tmp_path: Path) -> None:
+    doc = make_project(tmp_path / "p", takes=1, analysed=0)
+    cache = ThumbnailCache(max_side=80, proxy_dir=tmp_path / "px")
+    path = doc.path_of("takes/shot1/take0.mp4")
+    assert cache.get(path) is None  # scheduled
+    with qtbot.waitSignal(cache.ready, timeout=10000):
+        pass
+    img = cache.get(path)
+    assert img is not None and max(img.width(), img.height()) == 80
+    rgb = img.convertToFormat(QImage.Format.Format_RGB888)
+    import numpy as np
+
+    arr = np.frombuffer(rgb.constBits(), np.uint8).reshape(rgb.height(), rgb.bytesPerLine())
+    arr = arr[:, : rgb.width() * 3].reshape(rgb.height(), rgb.width(), 3)
+    assert decode_number(arr) == 20
+    # a second cache finds the PNG on disk (no decoding): same picture
+    other = ThumbnailCache(max_side=80)
+    other.get(path)
+    with qtbot.waitSignal(other.ready, timeout=10000):
+        pass
+    assert other.get(path).size() == img.size()
+    assert cache.get(tmp_path / "missing.mp4") is None
