@@ -8,6 +8,7 @@ start-up.
 from __future__ import annotations
 
 import itertools
+from collections import OrderedDict
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +58,10 @@ def _make_thumbnail(path: Path, side: int) -> QImage:
     return img
 
 
+def _cost(pix: QPixmap) -> int:
+    return pix.width() * pix.height() * 4
+
+
 class ThumbnailService(QObject):
     """Thumbnails of image files, made in a worker pool and cached in memory.
 
@@ -68,13 +73,18 @@ class ThumbnailService(QObject):
     ready = Signal(str, int)
     failed = Signal(str, int, str)
 
-    def __init__(self, parent: QObject | None = None, max_threads: int = 2) -> None:
+    def __init__(self, parent: QObject | None = None, max_threads: int = 2,
+                 max_bytes: int = 256 * 1024 * 1024) -> None:
         super().__init__(parent)
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(max_threads)
         self._relay = _Relay(self)
         self._relay.done.connect(self._on_done)
-        self._cache: dict[tuple[str, int], QPixmap] = {}
+        # least recently used first; bounded so a big project's viewer-size previews cannot
+        # grow without limit (an evicted one comes back quickly from the disk cache)
+        self._cache: OrderedDict[tuple[str, int], QPixmap] = OrderedDict()
+        self._bytes = 0
+        self.max_bytes = max_bytes
         self._errors: dict[tuple[str, int], str] = {}
         self._pending: set[tuple[str, int]] = set()
 
@@ -82,6 +92,7 @@ class ThumbnailService(QObject):
         key = (str(path), int(side))
         pix = self._cache.get(key)
         if pix is not None:
+            self._cache.move_to_end(key)
             return pix
         if key in self._errors or key in self._pending:
             return None
@@ -98,7 +109,12 @@ class ThumbnailService(QObject):
     def _on_done(self, key: tuple[str, int], result: Any) -> None:
         self._pending.discard(key)
         if isinstance(result, QImage):
-            self._cache[key] = QPixmap.fromImage(result)
+            pix = QPixmap.fromImage(result)
+            self._cache[key] = pix
+            self._bytes += _cost(pix)
+            while self._bytes > self.max_bytes and len(self._cache) > 1:
+                _old_key, old = self._cache.popitem(last=False)
+                self._bytes -= _cost(old)
             self.ready.emit(key[0], key[1])
         else:
             self._errors[key] = str(result)
@@ -106,7 +122,12 @@ class ThumbnailService(QObject):
 
     def clear(self) -> None:
         self._cache.clear()
+        self._bytes = 0
         self._errors.clear()
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._bytes
 
     def wait(self, msecs: int = 10_000) -> bool:
         return self.pool.waitForDone(msecs)
