@@ -172,7 +172,11 @@ class DiffusersBackend(Backend):
                                    free_bytes=gpu_free, cpu_free_bytes=ram_free)
             self._load_with(info, plan, on_progress)
 
-    def _load_with(self, info: ModelInfo, plan: "MemoryPlan", on_progress: ProgressFn | None) -> None:
+    def _load_with(self, info: ModelInfo, plan: "MemoryPlan", on_progress: ProgressFn | None,
+                   loras: tuple[tuple[Path, float], ...] = ()) -> None:
+        """Load on the CPU, attach ``loras``, then place the pipeline per ``plan``. LoRAs go in
+        before fp8 casting/offload hooks: attached afterwards, peft builds its layers in the fp8
+        storage dtype and cannot run."""
         from studio.engine import memory as mem
         from studio.engine.lora import LoraState
 
@@ -201,7 +205,9 @@ class DiffusersBackend(Backend):
                 raise
             raise StudioError(f"cannot load the model: {str(exc).splitlines()[0][:300]}", info.path) from None
         pipe.set_progress_bar_config(disable=True)
+        state = LoraState()
         try:
+            state.apply(pipe, loras, info.family, fam.label)
             mem.apply_plan(pipe, plan, mem.compute_dtype(plan.device, info.family))
         except BaseException:
             del pipe
@@ -209,7 +215,7 @@ class DiffusersBackend(Backend):
             raise
         self._pipe, self._info, self._plan = pipe, info, plan
         self._dtype = mem.compute_dtype(plan.device, info.family)
-        self._loras = LoraState()
+        self._loras = state
         self.load_seconds = time.perf_counter() - t0
         if on_progress:
             on_progress(Progress(1, 1, "loading", f"loaded {info.name} in {self.load_seconds:.1f} s"))
@@ -246,6 +252,12 @@ class DiffusersBackend(Backend):
                                   "image; set the shot's last frame or choose an image-to-video model")
             if cancelled():
                 raise Cancelled()
+            loras = tuple((Path(p), float(w)) for p, w in req.loras)
+            if self._plan.mode != "none" and not self._loras.matches(loras):
+                # Offloaded or fp8-cast pipelines take new LoRAs only before their hooks: reload.
+                info, plan = self._info, self._plan
+                self.unload()
+                self._load_with(info, plan, on_progress, loras)
             retried = False
             while True:
                 try:
@@ -273,7 +285,7 @@ class DiffusersBackend(Backend):
                     del exc
                     self.unload()
                     assert info is not None
-                    self._load_with(info, nxt, on_progress)
+                    self._load_with(info, nxt, on_progress, loras)
 
     def _run(self, req: GenerationRequest, on_progress: ProgressFn, cancelled: CancelledFn) -> "np.ndarray":
         import numpy as np

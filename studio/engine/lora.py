@@ -48,6 +48,13 @@ class LoraState:
         self.names: tuple[str, ...] = ()
         self.weights: tuple[float, ...] = ()
 
+    def matches(self, loras: tuple[tuple[Path, float], ...]) -> bool:
+        """Whether ``loras`` are the files already loaded (weights may differ)."""
+        try:
+            return tuple(adapter_name(Path(p)) for p, _w in loras) == self.names
+        except OSError:
+            return False  # a missing file: let apply() report it
+
     def apply(self, pipe: Any, loras: tuple[tuple[Path, float], ...], family: str, label: str) -> None:
         for path, _w in loras:
             check_lora_file(Path(path))
