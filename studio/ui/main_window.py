@@ -442,6 +442,13 @@ class MainWindow(QMainWindow):
                                  {QMessageBox.Yes: "Replace"})
             if answer != QMessageBox.Yes:
                 return False
+        elif target.is_dir() and any(target.iterdir()):
+            answer = dialogs.ask(self, "Folder not empty",
+                                 f"{target} already contains files. Save the project into it "
+                                 "anyway? (A project is best kept in a folder of its own.)",
+                                 [QMessageBox.Save, QMessageBox.Cancel], QMessageBox.Cancel)
+            if answer != QMessageBox.Save:
+                return False
         self.importer.wait()
         was_untitled = self._untitled
         try:

@@ -196,3 +196,25 @@ def test_startup_signal_for_the_benchmark(tmp_path):
     assert any(line.startswith("STARTUP_SHOWN ") for line in out.stdout.splitlines())
     copies = list((tmp_path / "home" / "data" / "demo-projects").iterdir())
     assert len(copies) == 1 and (copies[0] / "project.json").is_file()
+
+
+def test_save_as_asks_before_using_a_folder_with_other_files(qtbot, tmp_path, answers):
+    doc = sample_project(tmp_path / "proj")
+    win = open_window(qtbot, doc, make_settings(tmp_path))
+    busy = tmp_path / "Documents"
+    busy.mkdir()
+    (busy / "letter.txt").write_text("hello")
+    answers.queue = [QMessageBox.Cancel]
+    assert not win.save_as(busy)
+    assert answers.asked == ["Folder not empty"] and not (busy / "project.json").exists()
+    answers.queue = [QMessageBox.Cancel]
+    assert not win.save_as(doc.folder / "assets")  # inside its own folder: refused outright
+    assert "inside its own folder" in win.last_error
+    answers.queue = [QMessageBox.Cancel]
+    assert win.save_as(tmp_path / "copy")  # a new folder needs no question
+    assert answers.asked == ["Folder not empty"]
+    assert load_project(tmp_path / "copy").name == "Sample"
+    assert win.document.folder == tmp_path / "copy"
+    answers.queue = [QMessageBox.Cancel]
+    assert not win.save_as(tmp_path / "proj")  # holds a project: Replace? -> Cancel
+    assert answers.asked[-1] == "Replace project?"
