@@ -154,6 +154,7 @@ class _Analyzer:
         self.refs = list(refs)
         self.detect_every = detect_every
         self.embed_every = embed_every
+        self.min_face: float | None = None  # smallest face side seen (pixels)
 
     def pick_reference(self, pose: tuple[float, float]) -> int:
         """The reference whose measured pose is nearest to the frame's."""
@@ -173,14 +174,26 @@ class _Analyzer:
         import cv2
 
         h, w = rgb.shape[:2]
-        if min(h, w) >= 360:  # faces ≥ ~160 px are still found at half size (4x cheaper)
+        # Faces ≥ ~160 px are still found at half size (4x cheaper); skip that pass once the
+        # faces in this clip are known to be smaller.
+        if min(h, w) >= 360 and (self.min_face is None or self.min_face >= 170):
             small = cv2.resize(rgb, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
             dets = self.engine.detect(small, 0)
             for d in dets:
                 d.box = tuple(v * 2 for v in d.box)
+            for d in dets:
+                self.min_face = min(self.min_face or 1e9, d.box[2] - d.box[0])
             if dets:
                 return dets
-        return self.engine.detect(rgb, 0) or self.engine.detect(rgb, 1)
+        dets = self.engine.detect(rgb, 0)
+        # Upsampling (for faces under ~80 px) costs 3-4x; only try it while it can matter: until
+        # a face has been seen, or when the faces seen so far were small.
+        if not dets and (self.min_face is None or self.min_face < 110):
+            dets = self.engine.detect(rgb, 1)
+        for d in dets:
+            side = d.box[2] - d.box[0]
+            self.min_face = side if self.min_face is None else min(self.min_face, side)
+        return dets
 
 
 def analyze_frames(frames: Iterable[np.ndarray], fps: float, refs: Sequence[ReferenceFace],
@@ -409,6 +422,45 @@ def summarize(rows: Sequence[dict[str, Any]], engine: FaceEngine, motion: Sequen
     }
 
 
+def prefetch(it: Iterable[Any], depth: int = 12) -> Iterable[Any]:
+    """Run an iterator (video decoding: PyAV releases the GIL) in a thread, ``depth`` ahead,
+    so decoding overlaps the analysis on the second core."""
+    import queue
+    import threading
+
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in it:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", None))
+        except BaseException as exc:  # re-raised in the consumer
+            q.put(("error", exc))
+
+    th = threading.Thread(target=work, name="analysis-decode", daemon=True)
+    th.start()
+    try:
+        while True:
+            kind, val = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise val
+            yield val
+    finally:
+        stop.set()
+        th.join(timeout=5)
+
+
 def analyze_video(video: Path, refs: Sequence[ReferenceFace], engine: FaceEngine,
                   on_progress: ProgressFn | None = None, cancelled: CancelledFn | None = None,
                   **kw: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -419,7 +471,7 @@ def analyze_video(video: Path, refs: Sequence[ReferenceFace], engine: FaceEngine
     video = Path(video)
     info = probe(video)
     t0 = time.perf_counter()
-    result, arrays = analyze_frames(iter_frames(video), info.fps, refs, engine,
+    result, arrays = analyze_frames(prefetch(iter_frames(video)), info.fps, refs, engine,
                                     total=info.frames, on_progress=on_progress,
                                     cancelled=cancelled, **kw)
     result["take"] = {"video": video.name, "sha256": sha256_file(video),
