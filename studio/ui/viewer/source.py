@@ -21,10 +21,10 @@ class QtFrameSource(QObject):
     def __init__(self, video: Path, cache: FrameCache, proxy_dir: Path | None = None,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
+        self._closed = False  # set before the worker thread can call back
         # Raises AssetError (missing/unreadable file) before any thread starts.
         self.source = FrameSource(video, cache=cache, proxy_dir=proxy_dir,
                                   on_ready=self._ready, on_status=self._status)
-        self._closed = False
 
     def _ready(self, index: int) -> None:
         if not self._closed:
