@@ -17,7 +17,7 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox,
-                               QWidget)
+                               QUndoView, QWidget)
 
 from studio import __version__
 from studio.core.document import ProjectDocument
@@ -104,6 +104,11 @@ class MainWindow(QMainWindow):
         self.bible_dock = self.add_dock("Character Bible", self.bible, Qt.LeftDockWidgetArea)
         self.inspector_dock = self.add_dock("Inspector", self.inspector, Qt.RightDockWidgetArea)
         self.storyboard_dock = self.add_dock("Storyboard", self.storyboard, Qt.BottomDockWidgetArea)
+        self.history = QUndoView(self.undo_stack, self)
+        self.history.setEmptyLabel("<opened>")
+        self.history_dock = self.add_dock("History", self.history, Qt.RightDockWidgetArea)
+        self.tabifyDockWidget(self.inspector_dock, self.history_dock)
+        self.inspector_dock.raise_()
         self._build_edit_actions()
         self._build_status_bar()
 
