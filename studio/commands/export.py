@@ -45,7 +45,7 @@ _PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "s
 
 
 def _safe_name(name: str) -> str:
-    keep = "".join(c if c.isalnum() or c in " ._-" else "_" for c in name).strip(" .")
+    keep = " ".join("".join(c for c in name if c.isalnum() or c in " ._-").split()).strip(" .")
     return keep or "film"
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QAction, QColor, QKeySequence
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog,
                                QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
                                QPushButton, QSpinBox, QTreeWidget, QTreeWidgetItem, QVBoxLayout,
@@ -33,7 +33,7 @@ class _Relay(QObject):
 
 
 def _safe_name(name: str) -> str:
-    keep = "".join(c if c.isalnum() or c in " ._-" else "_" for c in name).strip(" .")
+    keep = " ".join("".join(c for c in name if c.isalnum() or c in " ._-").split()).strip(" .")
     return keep or "film"
 
 
@@ -149,7 +149,16 @@ class ExportDialog(QDialog):
                     self.missing_combo.currentIndexChanged, self.reencode_check.toggled,
                     self.edl_check.toggled):
             sig.connect(self._replan_timer.start)
+        # Edits made while the dialog is open (a take finishing, a shot moved) re-plan too.
+        self._doc_signals = (document.shot_changed, document.structure_changed,
+                             document.project_changed)
+        for doc_sig in self._doc_signals:
+            doc_sig.connect(self._on_document_changed)
         self.refresh_preview()
+
+    def _on_document_changed(self, *_args: Any) -> None:
+        if self._thread is None:
+            self._replan_timer.start()
 
     # -- options and plan ---------------------------------------------------------------------
     def options(self) -> Any:
@@ -315,6 +324,7 @@ class ExportDialog(QDialog):
             self._thread.join(timeout=5)
         self._thread = None
         self._set_running(False)
+        self.refresh_preview()  # files may have changed meanwhile; also re-checks Export
 
     def _on_progress(self, p: Any) -> None:
         self.progress.setMaximum(max(1, p.total))
@@ -349,6 +359,11 @@ class ExportDialog(QDialog):
         self.export_ended.emit("cancelled", None)
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt override)
+        for doc_sig in self._doc_signals:
+            try:
+                doc_sig.disconnect(self._on_document_changed)
+            except ValueError:
+                pass
         if self._thread is not None:  # never leave an orphan encode running behind the window
             self._cancel.set()
             self._thread.join(timeout=10)
@@ -369,3 +384,33 @@ def open_export_dialog(main_window: Any) -> ExportDialog:
     main_window._export_dialog = dialog
     dialog.show()
     return dialog
+
+
+def install_export(main_window: Any) -> QAction:
+    """Add File ▸ Export… (Ctrl+E) to ``main_window`` (uses its ``menu("File")``, ``document``
+    and, when present, ``quit_action`` to sit above Quit)."""
+    action = QAction("&Export…", main_window)
+    action.setShortcut(QKeySequence("Ctrl+E"))
+    action.setStatusTip("Assemble the film as MP4, with OTIO/EDL and a drift report")
+    action.setObjectName("action_export")
+
+    def trigger() -> None:
+        try:
+            open_export_dialog(main_window)
+        except StudioError as exc:
+            shower = getattr(main_window, "show_error", None)
+            if callable(shower):
+                shower(exc)
+            else:
+                raise
+
+    action.triggered.connect(trigger)
+    menu = main_window.menu("File")
+    quit_action = getattr(main_window, "quit_action", None)
+    if quit_action is not None and quit_action in menu.actions():
+        menu.insertAction(quit_action, action)
+        menu.insertSeparator(quit_action)
+    else:
+        menu.addAction(action)
+    main_window.export_action = action
+    return action

@@ -86,3 +86,38 @@ def test_open_export_dialog_reuses_the_open_dialog(qtbot, tmp_path: Path) -> Non
     assert dialog.document is window.document and dialog.parent() is window
     assert open_export_dialog(window) is dialog
     dialog.close()
+
+
+def test_install_export_adds_file_menu_action_to_the_main_window(qtbot, tmp_path: Path) -> None:
+    from studio.ui.export_dialog import install_export
+    from studio.ui.main_window import MainWindow
+
+    project = make_project(tmp_path, [(4, 160, 96, 16)])
+    window = MainWindow(ProjectDocument(project, tmp_path))
+    qtbot.addWidget(window)
+    action = install_export(window)
+    actions = window.menu("File").actions()
+    assert action in actions and actions.index(action) < actions.index(window.quit_action)
+    action.trigger()
+    dialog = window._export_dialog
+    assert isinstance(dialog, ExportDialog) and dialog.isVisible()
+    assert [r[1] for r in dialog.preview_rows()] == ["conform"]
+    dialog.close()
+
+
+def test_preview_follows_document_edits(qtbot, tmp_path: Path) -> None:
+    from export_testkit import pattern_frames
+
+    from studio.core.model import Take
+    from studio.media.video import write_video
+
+    project = make_project(tmp_path, [(4, 160, 96, 16), None])
+    doc = ProjectDocument(project, tmp_path)
+    dialog = ExportDialog(doc)
+    qtbot.addWidget(dialog)
+    assert [r[1] for r in dialog.preview_rows()] == ["conform", "skip"]
+    write_video(tmp_path / "takes" / "s1" / "new.mp4", pattern_frames(4, 160, 96, 9), 16)
+    doc.insert_take("s1", Take(id="new", video="takes/s1/new.mp4", seed=9, backend="preview",
+                               width=160, height=96, frames=4, fps=16))
+    qtbot.waitUntil(lambda: [r[1] for r in dialog.preview_rows()] == ["conform", "conform"],
+                    timeout=5000)
