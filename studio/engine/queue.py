@@ -397,6 +397,22 @@ class JobQueue:
         self._commit(job.id)
         return job
 
+    def interrupt(self, job_id: str) -> None:
+        """Put the running job back at the head of the pending jobs (the app is closing or
+        switching projects); it runs again later under the same take id."""
+        with self._lock:
+            job = next((j for j in self._active if j.id == job_id), None)
+            if job is None or job.state is not JobState.RUNNING:
+                return
+            job.state = JobState.PENDING
+            job.requeued += 1
+            job.started_at = None
+            job.cancel_requested = False
+            job.step = job.total = 0
+            job.stage = ""
+            job.notes.append("interrupted; re-queued")
+        self._commit(job_id)
+
     def cancel_requested(self, job_id: str) -> bool:
         job = self.get(job_id)
         return job is None or job.cancel_requested

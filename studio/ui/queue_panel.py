@@ -1,0 +1,345 @@
+"""The queue dock: every job with its position, state, progress/ETA and error. Pending jobs are
+reordered by drag and drop or the up/down buttons; any job can be cancelled."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import (QAbstractTableModel, QByteArray, QMimeData, QModelIndex, QObject,
+                            QPersistentModelIndex, Qt)
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (QAbstractItemView, QApplication, QHBoxLayout, QHeaderView,
+                               QInputDialog, QLabel, QMenu, QPushButton, QStyle,
+                               QStyledItemDelegate, QStyleOptionProgressBar,
+                               QStyleOptionViewItem, QTableView, QToolButton, QVBoxLayout,
+                               QWidget)
+
+from studio.core.errors import StudioError
+from studio.engine.queue import Job, JobState
+
+if TYPE_CHECKING:
+    from studio.ui.generation import GenerationController
+
+JOB_MIME = "application/x-continuity-studio-job"
+COLUMNS = ("#", "Shot", "Seed", "Backend", "State", "Progress", "Info")
+STATE_COLORS = {JobState.RUNNING: "#6aa8ff", JobState.DONE: "#7cc47c",
+                JobState.FAILED: "#e07070", JobState.CANCELLED: "#a0a0a0",
+                JobState.PENDING: "#d0d0d0"}
+ProgressRole = Qt.UserRole + 1
+
+
+def _fmt_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    s = int(round(seconds))
+    return f"ETA {s // 60}:{s % 60:02d}"
+
+
+class QueueModel(QAbstractTableModel):
+    def __init__(self, controller: "GenerationController", parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self._jobs: list[Job] = []
+        controller.queue_changed.connect(self.reload)
+        controller.job_progress.connect(self._on_progress)
+        self.reload()
+
+    def reload(self) -> None:
+        self.beginResetModel()
+        self._jobs = self.controller.queue.jobs()
+        self.endResetModel()
+
+    def _on_progress(self, job_id: str) -> None:
+        for row, job in enumerate(self._jobs):
+            if job.id == job_id:
+                self.dataChanged.emit(self.index(row, 4), self.index(row, 6))
+                return
+
+    def job_at(self, row: int) -> Job | None:
+        return self._jobs[row] if 0 <= row < len(self._jobs) else None
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._jobs)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.DisplayRole) -> Any:
+        if role == Qt.DisplayRole and orientation == Qt.Horizontal:
+            return COLUMNS[section]
+        return None
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.DisplayRole) -> Any:
+        job = self.job_at(index.row())
+        if job is None:
+            return None
+        col = index.column()
+        if role == Qt.DisplayRole:
+            if col == 0:
+                pos = self.controller.queue.position(job.id)
+                return "▶" if job.state is JobState.RUNNING else (str(pos) if pos else "")
+            if col == 1:
+                return job.label or job.shot_id
+            if col == 2:
+                return str(job.seed)
+            if col == 3:
+                return (job.backend or "shot's") + (" · draft" if job.draft else "")
+            if col == 4:
+                text = job.state.value
+                if job.state is JobState.RUNNING and job.cancel_requested:
+                    text = "cancelling"
+                return text
+            if col == 5:
+                if job.state is JobState.RUNNING and job.total:
+                    return f"{job.step}/{job.total} {job.stage}"
+                return "100%" if job.state is JobState.DONE else ""
+            if col == 6:
+                if job.state is JobState.RUNNING:
+                    return _fmt_eta(job.eta_s) or job.stage
+                if job.state is JobState.FAILED:
+                    return job.error
+                if job.state is JobState.DONE and job.timings.get("total_s"):
+                    return f"{job.timings['total_s']:.1f} s"
+                if job.requeued and job.state is JobState.PENDING:
+                    return "re-queued after an interruption"
+                return ""
+        if role == ProgressRole and col == 5:
+            if job.state is JobState.RUNNING:
+                return job.fraction
+            return 1.0 if job.state is JobState.DONE else None
+        if role == Qt.ForegroundRole and col == 4:
+            return QColor(STATE_COLORS[job.state])
+        if role == Qt.ToolTipRole:
+            tip = f"{job.describe()}\ntake {job.take_id}\nstate: {job.state.value}"
+            if job.error:
+                tip += f"\nerror: {job.error}"
+            notes = [n for n in job.notes if "\n" not in n]
+            if notes:
+                tip += "\n" + "\n".join(notes[-3:])
+            return tip
+        return None
+
+    # -- drag and drop reordering of pending jobs ------------------------------------------
+    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
+        base = Qt.ItemIsEnabled | Qt.ItemIsSelectable
+        job = self.job_at(index.row()) if index.isValid() else None
+        if job is not None and job.state is JobState.PENDING:
+            base |= Qt.ItemIsDragEnabled
+        if not index.isValid() or job is not None and job.state is JobState.PENDING:
+            base |= Qt.ItemIsDropEnabled
+        return base
+
+    def supportedDropActions(self) -> Qt.DropAction:
+        return Qt.MoveAction | Qt.CopyAction
+
+    def mimeTypes(self) -> list[str]:
+        return [JOB_MIME]
+
+    def mimeData(self, indexes: list[QModelIndex]) -> QMimeData:
+        md = QMimeData()
+        rows = sorted({i.row() for i in indexes})
+        job = self.job_at(rows[0]) if rows else None
+        if job is not None:
+            md.setData(JOB_MIME, QByteArray(job.id.encode()))
+        return md
+
+    def dropMimeData(self, data: QMimeData, action: Qt.DropAction, row: int, column: int,
+                     parent: QModelIndex | QPersistentModelIndex) -> bool:
+        if not data.hasFormat(JOB_MIME):
+            return False
+        job_id = bytes(data.data(JOB_MIME).data()).decode()
+        if row < 0:
+            row = parent.row() if parent.isValid() else len(self._jobs)
+        # Translate a table row into a place among pending jobs.
+        pending = [j.id for j in self._jobs if j.state is JobState.PENDING]
+        before = [j.id for j in self._jobs[:row] if j.state is JobState.PENDING and j.id != job_id]
+        target = len(before)
+        if job_id not in pending:
+            return False
+        try:
+            self.controller.move(job_id, target)
+        except StudioError:
+            return False
+        return False  # the model reloads itself; the view must not delete the dragged row
+
+
+class _ProgressDelegate(QStyledItemDelegate):
+    def paint(self, painter: Any, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        frac = index.data(ProgressRole)
+        if frac is None:
+            super().paint(painter, option, index)
+            return
+        bar = QStyleOptionProgressBar()
+        bar.rect = option.rect.adjusted(2, 3, -2, -3)
+        bar.minimum, bar.maximum = 0, 1000
+        bar.progress = int(frac * 1000)
+        bar.text = index.data(Qt.DisplayRole) or ""
+        bar.textVisible = True
+        QApplication.style().drawControl(QStyle.CE_ProgressBar, bar, painter)
+
+
+class QueuePanel(QWidget):
+    def __init__(self, controller: "GenerationController", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("queue_panel")
+        self.controller = controller
+        self.model = QueueModel(controller, self)
+        self.view = QTableView()
+        self.view.setObjectName("queue_view")
+        self.view.setModel(self.model)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.view.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.view.setDragEnabled(True)
+        self.view.setAcceptDrops(True)
+        self.view.setDropIndicatorShown(True)
+        self.view.setDragDropMode(QAbstractItemView.DragDrop)
+        self.view.setDefaultDropAction(Qt.CopyAction)  # never let the view remove rows itself
+        self.view.verticalHeader().hide()
+        self.view.setItemDelegateForColumn(5, _ProgressDelegate(self.view))
+        hh = self.view.horizontalHeader()
+        hh.setSectionResizeMode(QHeaderView.ResizeToContents)
+        hh.setStretchLastSection(True)
+        self.view.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(self._context_menu)
+
+        self.note = QLabel("")
+        self.note.setObjectName("queue_note")
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet("background: #3a3320; color: #f0d890; padding: 4px;")
+        self.note_close = QToolButton()
+        self.note_close.setText("✕")
+        self.note_close.setToolTip("Dismiss")
+        self.note_close.clicked.connect(self.hide_note)
+        note_row = QHBoxLayout()
+        note_row.addWidget(self.note, 1)
+        note_row.addWidget(self.note_close)
+        self.note_box = QWidget()
+        self.note_box.setLayout(note_row)
+        note_row.setContentsMargins(0, 0, 0, 0)
+        self.note_box.hide()
+
+        self.summary = QLabel("")
+        self.up_button = QPushButton("▲")
+        self.up_button.setToolTip("Move the selected job earlier")
+        self.down_button = QPushButton("▼")
+        self.down_button.setToolTip("Move the selected job later")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_all_button = QPushButton("Cancel All")
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setCheckable(True)
+        self.clear_button = QPushButton("Clear Finished")
+        self.up_button.clicked.connect(lambda: self._move(-1))
+        self.down_button.clicked.connect(lambda: self._move(+1))
+        self.cancel_button.clicked.connect(self.cancel_selected)
+        self.cancel_all_button.clicked.connect(lambda: self._guard(controller.cancel_all))
+        self.pause_button.toggled.connect(lambda on: self._guard(lambda: controller.set_paused(on)))
+        self.clear_button.clicked.connect(lambda: self._guard(controller.clear_history))
+        buttons = QHBoxLayout()
+        for b in (self.up_button, self.down_button, self.cancel_button, self.cancel_all_button,
+                  self.pause_button, self.clear_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        self.error = QLabel("")
+        self.error.setStyleSheet("color: #e07070")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.note_box)
+        lay.addWidget(self.summary)
+        lay.addWidget(self.view, 1)
+        lay.addLayout(buttons)
+        lay.addWidget(self.error)
+        controller.queue_changed.connect(self._refresh)
+        controller.note.connect(self.show_note)
+        self.view.selectionModel().selectionChanged.connect(lambda *_: self._refresh_buttons())
+        self.model.modelReset.connect(self._refresh_buttons)
+        for text in controller.notes:
+            self.show_note(text)
+        self._refresh()
+
+    # -- notes ------------------------------------------------------------------------------
+    def show_note(self, text: str) -> None:
+        current = self.note.text() if self.note_box.isVisibleTo(self) else ""
+        self.note.setText(f"{current}\n{text}".strip())
+        self.note_box.show()
+
+    def hide_note(self) -> None:
+        self.note.setText("")
+        self.note_box.hide()
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _guard(self, fn: Any) -> None:
+        self.error.hide()
+        try:
+            fn()
+        except StudioError as exc:
+            self.error.setText(str(exc))
+            self.error.show()
+
+    def selected_job(self) -> Job | None:
+        rows = self.view.selectionModel().selectedRows()
+        return self.model.job_at(rows[0].row()) if rows else None
+
+    def select_job(self, job_id: str) -> None:
+        for row in range(self.model.rowCount()):
+            job = self.model.job_at(row)
+            if job is not None and job.id == job_id:
+                self.view.selectRow(row)
+                return
+
+    def _move(self, delta: int) -> None:
+        job = self.selected_job()
+        if job is None:
+            return
+        job_id = job.id
+        self._guard(lambda: self.controller.move_by(job_id, delta))
+        self.select_job(job_id)
+
+    def cancel_selected(self) -> None:
+        job = self.selected_job()
+        if job is not None:
+            self._guard(lambda: self.controller.cancel(job.id))
+
+    def _refresh(self) -> None:
+        q = self.controller.queue
+        pending = len(q.pending())
+        running = q.running()
+        parts = []
+        if running is not None:
+            parts.append(f"running: {running.label or running.shot_id}")
+        parts.append(f"{pending} waiting")
+        if q.paused:
+            parts.append("PAUSED")
+        self.summary.setText(" · ".join(parts))
+        self.pause_button.blockSignals(True)
+        self.pause_button.setChecked(q.paused)
+        self.pause_button.setText("Resume" if q.paused else "Pause")
+        self.pause_button.blockSignals(False)
+        self._refresh_buttons()
+
+    def _refresh_buttons(self) -> None:
+        job = self.selected_job()
+        pending = job is not None and job.state is JobState.PENDING
+        self.up_button.setEnabled(pending)
+        self.down_button.setEnabled(pending)
+        self.cancel_button.setEnabled(job is not None and not job.state.finished)
+
+    def _context_menu(self, pos: Any) -> None:
+        index = self.view.indexAt(pos)
+        job = self.model.job_at(index.row()) if index.isValid() else None
+        if job is None:
+            return
+        menu = QMenu(self)
+        if job.state is JobState.PENDING:
+            menu.addAction("Move to Top", lambda: self._guard(lambda: self.controller.move(job.id, 0)))
+            menu.addAction("Edit Seed…", lambda: self._edit_seed(job))
+        if not job.state.finished:
+            menu.addAction("Cancel", lambda: self._guard(lambda: self.controller.cancel(job.id)))
+        menu.exec(self.view.viewport().mapToGlobal(pos))
+
+    def _edit_seed(self, job: Job) -> None:
+        seed, ok = QInputDialog.getInt(self, "Edit seed", f"Seed for {job.label}:", job.seed, 0,
+                                       2**31 - 1)
+        if ok:
+            self._guard(lambda: self.controller.edit(job.id, seed=int(seed)))
