@@ -273,8 +273,12 @@ def _plan_shot(shot: Shot, project: Project, folder: Path, width: int, height: i
         return item
     why = "no takes" if not shot.takes else "no active take"
     if options.missing == "still":
-        if shot.start_asset:
-            path = resolve_inside(folder, shot.start_asset)
+        start = shot.start_asset
+        if not start and shot.start_reference_id:  # the start image is a bible reference
+            found = project.find_reference(shot.start_reference_id)
+            start = found[1].asset if found else None
+        if start:
+            path = resolve_inside(folder, start)
             if not path.is_file():
                 raise AssetError(f"start image of shot {shot.title!r} is missing", path)
             item.kind, item.path = "still", path

@@ -123,3 +123,27 @@ def test_heatmap_overlay_marks_the_hot_region() -> None:
     assert np.abs(out[10, 10].astype(int) - 100).max() > 60  # hot: strongly tinted
     assert np.array_equal(out[70, 20], rgb[70, 20])  # cold and outside the box: untouched
     assert tuple(out[50, 120]) == (0, 255, 120)  # the face box outline
+
+
+def test_matrix_uses_the_identity_engines_calibrated_similarity(tmp_path: Path) -> None:
+    import json
+
+    import pytest
+
+    engines = pytest.importorskip("studio.identity.engines")
+    engine = engines.get_engine("dlib")
+    project = _project(tmp_path)
+    a = np.zeros(128, np.float32)
+    a[0] = 1.0
+    b = np.zeros(128, np.float32)
+    b[0], b[1] = 0.8, 0.6  # Euclidean distance 0.632 from a
+    for shot, emb in ((project.shots[0], a), (project.shots[1], b)):
+        path = write_analysis(tmp_path, shot.active_take, identity=[0.8] * shot.active_take.frames,
+                              engine="dlib", embedding=emb.tolist())
+        doc = json.loads(path.read_text())
+        doc["engine_key"] = engine.key  # what studio.identity writes
+        path.write_text(json.dumps(doc))
+    html = build_report(project, tmp_path, plan_export(project, tmp_path))
+    expected = engine.similarity(a, b)
+    assert 0.0 < expected < 1.0
+    assert f"{expected:.3f}" in html and "dlib similarity" in html
