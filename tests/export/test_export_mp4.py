@@ -249,3 +249,32 @@ def test_burn_in_draws_name_and_timecode(tmp_path: Path) -> None:
     assert top_left > 60 and bottom_left > 60 and middle <= 12
     # The timecode changes every frame (the title does not).
     assert np.abs(b[1, -30:, 8:140] - b[2, -30:, 8:140]).max() > 60
+
+
+def _delay_dts(path: Path, frames: int) -> None:
+    """Remux a take with its decode timestamps moved ``frames`` earlier (a larger reorder
+    delay than the encoder used): same bitstream and header, different DTS layout."""
+    tmp = path.with_suffix(".tmp.mp4")
+    with av.open(str(path)) as inp, av.open(str(tmp), "w", format="mp4") as out:
+        s = inp.streams.video[0]
+        o = out.add_stream_from_template(s)
+        o.time_base = s.time_base
+        step = int(1 / (s.average_rate * s.time_base))
+        for pkt in inp.demux(s):
+            if pkt.dts is None:
+                continue
+            pkt.dts -= frames * step
+            pkt.stream = o
+            out.mux(pkt)
+    tmp.replace(path)
+
+
+def test_copy_falls_back_to_reencode_when_decode_order_clashes(tmp_path: Path) -> None:
+    project = make_project(tmp_path, [(10, OUT_W, OUT_H, 16), (10, OUT_W, OUT_H, 16)])
+    _delay_dts(tmp_path / project.shots[1].active_take.video, 4)
+    plan = plan_export(project, tmp_path, ExportOptions(**FAST))
+    assert plan.mode == "copy"  # nothing in the headers tells them apart
+    out = tmp_path / "fallback.mp4"
+    result = export_film(project, tmp_path, out, plan=plan)
+    assert result.mode == "reencode" and "re-encoded instead" in result.notes[0]
+    assert _stream_facts(out)["frames"] == 20 and _no_partials(tmp_path)
