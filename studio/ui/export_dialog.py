@@ -202,7 +202,8 @@ class ExportDialog(QDialog):
             else:
                 action = "re-encode"
             details = ", ".join(a for a in it.actions if a not in ("copy", "re-encode"))
-            details = "; ".join(x for x in (details, it.note) if x)
+            length = f"{it.out_frames} frames" if it.included else ""
+            details = "; ".join(x for x in (length, details, it.note) if x)
             row = QTreeWidgetItem([str(i), it.shot_title, action, details])
             if action == "skip":
                 for c in range(4):
