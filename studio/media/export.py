@@ -24,7 +24,8 @@ import queue
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -553,7 +554,7 @@ def _blend(a: _Planes, b: _Planes, alpha: float) -> _Planes:
     return _Planes(mix(a.y, b.y), mix(a.u, b.u), mix(a.v, b.v))
 
 
-def _decode_frames(path: Path) -> Iterator["av.VideoFrame"]:
+def _decode_frames(path: Path) -> Generator["av.VideoFrame", None, None]:
     """Decode a take in a helper thread (PyAV releases the GIL while decoding) so decoding
     overlaps the encoder; errors surface as :class:`AssetError` naming the file."""
     import av
@@ -665,11 +666,23 @@ def _item_frames(it: PlanItem, plan: ExportPlan, need_planes: bool
     src = it.source
     conf = _Conformer(src.width, src.height, plan.width, plan.height)
     ratio = Fraction(src.fps) / plan.fps  # source frames per output frame
+    decoded = _decode_frames(it.path)
+    try:  # close the decoder thread whether the take ends, fails or the export is cancelled
+        yield from _sample(decoded, it, conf, ratio, need_planes)
+    finally:
+        decoded.close()
+
+
+def _sample(decoded: Iterator["av.VideoFrame"], it: PlanItem, conf: "_Conformer", ratio: Fraction,
+            need_planes: bool) -> Iterator["av.VideoFrame | _Planes"]:
+    """Pick (repeat or drop) decoded frames so the take lasts ``it.out_frames`` frames."""
+    assert it.source is not None and it.path is not None
+    src = it.source
     out_index = 0
     src_index = -1
     frame: Any = None
     converted: Any = None
-    for src_index, frame in enumerate(_decode_frames(it.path)):
+    for src_index, frame in enumerate(decoded):
         converted = None
         # Output frame j shows the source frame on screen at time j / fps_out.
         while out_index < it.out_frames and math.floor(out_index * ratio) == src_index:
@@ -815,13 +828,15 @@ def _reencode(plan: ExportPlan, tmp: Path, on_progress: ProgressFn | None,
             need_planes = burn is not None or fade_in > 0 or fade_out > 0
             tail_start = it.out_frames - fade_out
             tail: list[_Planes] = []
-            for i, frame in enumerate(_item_frames(it, plan, need_planes)):
-                if i < fade_in:
-                    frame = _blend(held[i], frame, (i + 1) / (fade_in + 1))  # type: ignore[arg-type]
-                if i >= tail_start:
-                    tail.append(frame)  # type: ignore[arg-type]
-                    continue
-                _emit(enc, frame, burn, it.shot_title, meter)
+            # closing(): a cancel stops this take's decode thread now, not at garbage collection.
+            with closing(_item_frames(it, plan, need_planes)) as frames:
+                for i, frame in enumerate(frames):
+                    if i < fade_in:
+                        frame = _blend(held[i], frame, (i + 1) / (fade_in + 1))  # type: ignore[arg-type]
+                    if i >= tail_start:
+                        tail.append(frame)  # type: ignore[arg-type]
+                        continue
+                    _emit(enc, frame, burn, it.shot_title, meter)
             held = tail
         # The last shot never holds frames (fade_out is 0 for it).
         meter.emit("finishing")

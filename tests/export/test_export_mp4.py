@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -161,6 +162,8 @@ def test_cancel_leaves_no_file(tmp_path: Path) -> None:
             export_film(project, tmp_path, out, opts, cancelled=cancelled)
         assert not out.exists() and _no_partials(out.parent)
         calls["n"] = 0
+    # The decode helper threads stop with the export, not later at garbage collection.
+    assert not [t for t in threading.enumerate() if t.name == "export-decode"]
 
 
 def test_progress_reports_eta_and_reaches_total(tmp_path: Path) -> None:
