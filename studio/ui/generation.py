@@ -81,7 +81,9 @@ class GenerationController(QObject):
         self._worker.finished.connect(self._on_finished, Qt.QueuedConnection)
         self._worker.failed.connect(self._on_failed, Qt.QueuedConnection)
         self._worker.cancelled.connect(self._on_cancelled, Qt.QueuedConnection)
-        self._thread.start()
+        # The thread runs only while there is work: an idle window owns no running thread, so
+        # closing it can never destroy a running QThread.
+        self._closed = False
         self._running: tuple[JobQueue, ProjectDocument, str] | None = None
         self._stop = threading.Event()  # set on shutdown: the running job stops within a step
         self._draft = False
@@ -211,7 +213,7 @@ class GenerationController(QObject):
         """Start the next job if the worker is idle (UI thread)."""
         from studio.engine.runner import finished_take, prepare_job
 
-        while self._running is None and not self._stop.is_set():
+        while self._running is None and not self._stop.is_set() and not self._closed:
             job = self.queue.start_next()
             if job is None:
                 return
@@ -230,6 +232,8 @@ class GenerationController(QObject):
             stop = self._stop
             job_id = job.id
             self.busy_changed.emit(True)
+            if not self._thread.isRunning():
+                self._thread.start()
             self._start.emit(spec, lambda: stop.is_set() or queue.cancel_requested(job_id))
 
     def _context(self, job_id: str) -> tuple[JobQueue, ProjectDocument] | None:
@@ -241,6 +245,14 @@ class GenerationController(QObject):
         self._running = None
         self.busy_changed.emit(False)
         self._pump()
+        if self._running is None:
+            self._stop_thread()
+
+    def _stop_thread(self) -> None:
+        """Let the idle worker thread end (it restarts with the next job)."""
+        if self._thread is not None and self._thread.isRunning():
+            self._thread.quit()
+            self._thread.wait(10_000)
 
     @Slot(str, int, int, str)
     def _on_progress(self, job_id: str, step: int, total: int, stage: str) -> None:
@@ -301,6 +313,8 @@ class GenerationController(QObject):
         """Wait until the worker has returned from its current job."""
         import time
 
+        if not self._thread.isRunning():
+            return
         done = threading.Event()
         # A queued call to the worker runs only after its current job: a clean barrier.
         QApplication.processEvents()
@@ -325,14 +339,13 @@ class GenerationController(QObject):
 
     def shutdown(self) -> None:
         """Stop the worker; the running job is re-queued for the next start."""
-        if self._thread is None:
+        if self._closed:
             return
+        self._closed = True
         if self._running is not None:
             self._interrupt_running()
         self._stop.set()
-        self._thread.quit()
-        self._thread.wait(60_000)
-        self._thread = None  # type: ignore[assignment]
+        self._stop_thread()
 
 
 class _Barrier(QObject):
@@ -362,6 +375,8 @@ def install_generation(main_window: Any) -> GenerationController:
 
     ctl = GenerationController(main_window.document, main_window)
     main_window.generation = ctl
+    # A window destroyed while a job runs: stop the worker first (the job is re-queued).
+    main_window.destroyed.connect(lambda *_a, c=ctl: c.shutdown())
     menu = main_window.menu("Generate")
     toolbar = QToolBar("Generate", main_window)
     toolbar.setObjectName("toolbar_generate")

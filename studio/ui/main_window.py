@@ -136,6 +136,7 @@ class MainWindow(QMainWindow):
     def _install_extensions(self) -> None:
         """Features built in other modules attach themselves here (menus, docks, badges);
         each is one line calling that module's ``install_*(self)``."""
+        __import__("studio.ui.generation", fromlist=["_"]).install_generation(self)
 
     # -- integration points ---------------------------------------------------------------------
     def menu(self, name: str) -> QMenu:
