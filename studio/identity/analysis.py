@@ -41,6 +41,8 @@ SHAPE_BOUND = 0.05  # mean landmark change after alignment, inter-ocular units
 APPEARANCE_BOUND = 0.35  # mean |difference| of contrast-normalised aligned 32x32 crops
 CUT_BOUND = 22.0  # mean |difference| of 32x18 grey thumbnails (0..255) = a cut
 
+EYE_WINDOW = 2  # eye features: median over ±2 frames (blinks of ≥ 3 frames survive it)
+
 REASONS = {
     "face_missing": "face missing",
     "extra_faces": "more than one face",
@@ -136,7 +138,8 @@ class _Frame:
     box: tuple[float, float, float, float] | None = None
     identity: float | None = None
     source: str | None = None
-    ref: int | None = None
+    ref: int | None = None  # reference matched for identity
+    geo_ref: int | None = None  # pose-matched reference for geometry and colour
     emb: np.ndarray | None = None
     pose: tuple[float, float] | None = None
     proportions: float | None = None
@@ -252,10 +255,8 @@ def analyze_frames(frames: Iterable[np.ndarray], fps: float, refs: Sequence[Refe
             fr.pose = M.pose(lm)
             ri = an.pick_reference(fr.pose)
             ref = refs[ri]
-            fr.ref = ri
+            fr.ref = fr.geo_ref = ri
             fr.proportions = M.proportions_score(lm, ref.landmarks)
-            eye = M.eye_shape_score(lm, ref.landmarks)
-            fr.eye, fr.blink = eye.score, eye.blink
             skin = M.skin_rgb(rgb, lm)
             if skin is not None and ref.skin is not None:
                 fr.extra["delta_e"] = M.skin_delta_e(skin, ref.skin)
@@ -323,10 +324,34 @@ def _r(x: float | None, nd: int = 4) -> float | None:
     return None if x is None else round(float(x), nd)
 
 
+def _eye_scores(frames: list[_Frame], refs: Sequence[ReferenceFace]) -> None:
+    """Eye shape per frame from the median eye features of the frame and its neighbours in the
+    same face run: dlib's eye corners are noisy (±5 % of the width) on small eyes; drift lasts,
+    noise does not. A blink of ≥ 3 frames survives the median; a shorter one is smoothed away
+    (neither is flagged)."""
+    feats = {f.index: M.eye_features(f.lm) for f in frames if f.face and f.lm is not None}
+    for f in frames:
+        if f.index not in feats or f.geo_ref is None:
+            continue
+        win = [feats[f.index]]
+        for step in (-1, 1):  # up to EYE_WINDOW frames each side, stopping at cuts and gaps
+            i = f.index
+            for _ in range(EYE_WINDOW):
+                j = i + step
+                if j not in feats or frames[max(i, j)].cut:
+                    break
+                win.append(feats[j])
+                i = j
+        res = M.eye_shape_score(f.lm, refs[f.geo_ref].landmarks,  # type: ignore[arg-type]
+                                np.median(np.stack(win), axis=0))
+        f.eye, f.blink = res.score, res.blink
+
+
 def _finish(frames: list[_Frame], heat: list[np.ndarray], fps: float,
             refs: Sequence[ReferenceFace], engine: FaceEngine, hw: tuple[int, int],
             ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     _interpolate(frames)
+    _eye_scores(frames, refs)
     n = len(frames)
     lms = np.full((n, 68, 2), np.nan, np.float32)
     boxes = np.full((n, 4), np.nan, np.float32)

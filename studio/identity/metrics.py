@@ -18,7 +18,7 @@ THRESHOLDS = {"proportions": 0.5, "eye_shape": 0.5, "skin_tone": 0.5, "stability
 
 # Scales: the deviation at which a score reaches 0 (so threshold 0.5 = half of it).
 PROPORTION_SCALE = 0.24  # mean relative change of the proportion ratios
-EYE_SCALE = 0.7  # summed |log| change of eye width and opening
+EYE_SCALE = 0.7  # weighted |log| change of eye width and opening (see eye_shape_score)
 SKIN_SCALE = 16.0  # CIEDE2000 units (threshold 0.5 -> dE 8: a clearly visible shift)
 JITTER_SCALE = 0.08  # landmark second difference, in inter-ocular distances per frame
 
@@ -121,17 +121,24 @@ class EyeResult:
     per_eye: list[float] = field(default_factory=list)
 
 
-def eye_shape_score(lm: np.ndarray, ref: np.ndarray) -> EyeResult:
-    """Width and opening per eye against the reference. When both eyes close together (a blink
-    or squint) only the widths are compared: closing the eyes is motion, not drift."""
-    f, r = eye_features(lm), eye_features(ref)
-    open_ratio = f[:, 1] / np.maximum(r[:, 1], 1e-3)
+def eye_shape_score(lm: np.ndarray, ref: np.ndarray, feats: np.ndarray | None = None,
+                    ) -> EyeResult:
+    """Width and opening per eye against the reference. When both eyes close together (a blink)
+    only the widths are compared: closing the eyes is motion, not drift. ``feats`` replaces
+    ``eye_features(lm)`` (the video pipeline passes a 3-frame median: landmark noise on small
+    eyes is ±5 %)."""
+    f = eye_features(lm) if feats is None else feats
+    r = eye_features(ref)
+    open_ratio = np.maximum(f[:, 1] / np.maximum(r[:, 1], 1e-3), 0.05)
     blink = bool(np.all(open_ratio < BLINK_RATIO))
+    both = math.exp(float(np.mean(np.log(open_ratio))))  # shared opening change
     scores = []
     for i in range(2):
-        dev = 2.0 * abs(math.log(max(f[i, 0], 1e-3) / max(r[i, 0], 1e-3)))
+        dev = 2.5 * abs(math.log(max(f[i, 0], 1e-3) / max(r[i, 0], 1e-3)))
         if not blink:
-            dev += abs(math.log(max(open_ratio[i], 0.05)))
+            # One eye changing alone is drift; both opening together (squint, surprise) is
+            # mostly expression, so it weighs half.
+            dev += abs(math.log(open_ratio[i] / both)) + 0.5 * abs(math.log(both))
         scores.append(float(np.clip(1 - dev / EYE_SCALE, 0, 1)))
     return EyeResult(min(scores), blink, scores)
 
