@@ -529,7 +529,10 @@ class FrameSource:
                     self._inflight = None
                     self._cond.notify_all()
             if self.on_ready is not None:
-                self.on_ready(index)
+                try:
+                    self.on_ready(index)
+                except Exception:  # noqa: BLE001 - a listener's bug must not kill decoding
+                    pass
 
 
 def read_thumbnail(video: Path, position: float = 0.5, max_side: int = 320,

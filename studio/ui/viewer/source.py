@@ -25,14 +25,24 @@ class QtFrameSource(QObject):
         # Raises AssetError (missing/unreadable file) before any thread starts.
         self.source = FrameSource(video, cache=cache, proxy_dir=proxy_dir,
                                   on_ready=self._ready, on_status=self._status)
+        # Deleted with its parent without close(): stop the worker anyway. The slot must not
+        # touch this (already destroyed) QObject, only the plain-Python source.
+        source = self.source
+        self.destroyed.connect(lambda *_: source.close())
 
     def _ready(self, index: int) -> None:
         if not self._closed:
-            self.frame_ready.emit(index)
+            try:
+                self.frame_ready.emit(index)
+            except RuntimeError:  # the Qt object went away under the worker
+                self._closed = True
 
     def _status(self) -> None:
         if not self._closed:
-            self.status_changed.emit()
+            try:
+                self.status_changed.emit()
+            except RuntimeError:
+                self._closed = True
 
     # Convenience pass-throughs
     @property

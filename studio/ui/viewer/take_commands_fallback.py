@@ -1,7 +1,7 @@
 """Making a take active as one undoable step.
 
-A minimal command on the DocCommand/push protocol of studio/ui/commands.py, used until the
-engine helper's ``studio.ui.take_commands`` is wired in.
+Uses the engine helper's ``studio.ui.take_commands.SetActiveTakeCommand`` when it is there;
+otherwise a minimal command on the DocCommand/push protocol of studio/ui/commands.py.
 """
 
 from __future__ import annotations
@@ -39,4 +39,9 @@ def set_active_take(doc: "ProjectDocument", stack: QUndoStack | None, shot_id: s
     if stack is None:
         doc.set_active_take(shot_id, take_id)
         return
-    push(stack, SetActiveTakeCommand(doc, shot_id, take_id))
+    try:  # the engine helper's command (a plain QUndoCommand: redo runs on push)
+        from studio.ui.take_commands import SetActiveTakeCommand as EngineCommand
+    except ImportError:
+        push(stack, SetActiveTakeCommand(doc, shot_id, take_id))
+        return
+    stack.push(EngineCommand(doc, shot_id, take_id))

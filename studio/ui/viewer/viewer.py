@@ -126,7 +126,7 @@ class ViewerWidget(QWidget):
         self.strip.make_active_requested.connect(self.make_active)
         self.events.shot_changed.connect(self._on_shot_changed)
         self.events.structure_changed.connect(self._on_structure_changed)
-        self.events.character_changed.connect(lambda _c: self._update_reference())
+        self.events.character_changed.connect(self._on_character_changed)
         self._watcher = QFileSystemWatcher(self)
         self._watcher.directoryChanged.connect(self._on_analysis_dir_changed)
         self._analysis_timer = QTimer(self)  # coalesce bursts of file events
@@ -294,6 +294,10 @@ class ViewerWidget(QWidget):
     def _has_analysis(self, take_id: str) -> bool:
         folder = self.document.folder
         return folder is not None and (folder / "analysis" / f"{take_id}.json").is_file()
+
+    def _on_character_changed(self, _char_id: str) -> None:
+        self.reference.reference_id = None  # a renamed/re-tagged reference: redraw it
+        self._update_reference()
 
     def _on_structure_changed(self, kind: str) -> None:
         if kind == "shots" and self.shot_id and self.shot() is None:

@@ -1,0 +1,125 @@
+"""Wiring the take viewer into the main window (one call from ``MainWindow._install_extensions``).
+
+* The centre becomes a stack: the start-image view (``main_window.viewer``, kept as it is) for a
+  shot without takes, the take viewer for a shot with takes; it follows the storyboard selection
+  and switches when a shot gets its first take.
+* Re-roll buttons go to the generation controller (``main_window.generation``) when it exists.
+* The storyboard's badge and thumbnail providers show the active take's middle frame and its
+  identity badge (the take count is already on the card).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import QApplication, QStackedWidget
+
+from studio.core.errors import StudioError
+from studio.ui.viewer.badges import shared_thumbnails, shot_badge
+from studio.ui.viewer.viewer import ViewerWidget
+
+if TYPE_CHECKING:
+    from studio.core.document import ProjectDocument
+    from studio.core.model import Shot
+
+
+def install_viewer(win: Any) -> ViewerWidget:
+    viewer = ViewerWidget(win.document, win.undo_stack, win.events, win)
+    start_view = win.takeCentralWidget()  # the start-image view; take it, do not delete it
+    stack = QStackedWidget(win)
+    stack.setObjectName("centreStack")
+    if start_view is not None:
+        stack.addWidget(start_view)
+    stack.addWidget(viewer)
+    win.setCentralWidget(stack)
+    win.take_viewer = viewer
+    win.centre_stack = stack
+
+    def show_page() -> None:
+        shot = win.document.project.shot(viewer.shot_id)
+        use_viewer = shot is not None and bool(shot.takes)
+        stack.setCurrentWidget(viewer if use_viewer or start_view is None else start_view)
+
+    def on_selected(shot_id: str) -> None:
+        viewer.set_shot(shot_id or None)
+        show_page()
+
+    def on_shot_changed(shot_id: str) -> None:
+        if shot_id == viewer.shot_id:
+            show_page()
+        storyboard = getattr(win, "storyboard", None)
+        if storyboard is not None:
+            storyboard.refresh()
+
+    def on_project(document: "ProjectDocument") -> None:
+        viewer.set_document(document)
+        on_selected(win.selected_shot_id() or "")
+
+    def reroll(shot_id: str, count: int) -> None:
+        ctl = getattr(win, "generation", None)
+        if ctl is None:
+            raise StudioError("generation is not available in this window")
+        ctl.reroll(shot_id, count)
+
+    viewer.reroll_handler = reroll
+    win.shot_selected.connect(on_selected)
+    win.project_opened.connect(on_project)
+    win.events.shot_changed.connect(on_shot_changed)
+    app = QApplication.instance()
+    if app is not None:
+        app.aboutToQuit.connect(viewer.shutdown)
+
+    storyboard = getattr(win, "storyboard", None)
+    if storyboard is not None:
+        install_storyboard_badges(win, storyboard)
+    on_selected(win.selected_shot_id() or "")
+    return viewer
+
+
+def install_storyboard_badges(win: Any, storyboard: Any) -> None:
+    """Fill the storyboard cards' badge and picture slots from the active take."""
+    from studio.ui.storyboard import Badge as CardBadge
+
+    thumbs = shared_thumbnails()
+    pixmaps: dict[tuple[str, int], QPixmap] = {}  # stable pixmaps: the card caches by cacheKey
+
+    def badge(shot: "Shot") -> CardBadge | None:
+        info = shot_badge(win.document, shot)
+        if info.take_count == 0:
+            return None
+        b = info.badge
+        return CardBadge(b.text, b.color.name(), b.tooltip)
+
+    def picture(shot: "Shot") -> QPixmap | None:
+        info = shot_badge(win.document, shot)
+        if info.video is None:
+            return None
+        img = thumbs.get(info.video)
+        if img is None:
+            return None
+        key = (str(info.video), img.cacheKey())
+        pix = pixmaps.get(key)
+        if pix is None:
+            if len(pixmaps) > 512:
+                pixmaps.clear()
+            pix = pixmaps[key] = QPixmap.fromImage(img)
+        return pix
+
+    storyboard.set_badge_provider(badge)
+    storyboard.set_thumbnail_provider(picture)
+    # A child of the storyboard as receiver: Qt drops the connection when the storyboard goes
+    # (the thumbnail cache is process-wide and outlives windows).
+    relay = _Relay(storyboard)
+    thumbs.ready.connect(relay.on_thumbnail)
+
+
+class _Relay(QObject):
+    def __init__(self, storyboard: Any) -> None:
+        super().__init__(storyboard)
+        self.storyboard = storyboard
+
+    def on_thumbnail(self, _path: str) -> None:
+        self.storyboard.refresh()
+
