@@ -137,6 +137,7 @@ class MainWindow(QMainWindow):
         """Features built in other modules attach themselves here (menus, docks, badges);
         each is one line calling that module's ``install_*(self)``."""
         __import__("studio.ui.generation", fromlist=["_"]).install_generation(self)
+        __import__("studio.ui.viewer.install", fromlist=["_"]).install_viewer(self)
 
     # -- integration points ---------------------------------------------------------------------
     def menu(self, name: str) -> QMenu:
