@@ -147,3 +147,18 @@ def test_matrix_uses_the_identity_engines_calibrated_similarity(tmp_path: Path) 
     expected = engine.similarity(a, b)
     assert 0.0 < expected < 1.0
     assert f"{expected:.3f}" in html and "dlib similarity" in html
+
+
+def test_report_shows_a_held_start_image(tmp_path: Path, photo_png: Path) -> None:
+    from studio.media.images import import_image
+
+    project = make_project(tmp_path, [(6, 160, 96, 16), None])
+    asset = import_image(tmp_path, photo_png)
+    project.assets[asset.sha256] = asset
+    project.shots[1].start_asset = asset.path
+    save_project(project, tmp_path)
+    plan = plan_export(project, tmp_path, ExportOptions(missing="still"))
+    parser = _Collect()
+    parser.feed(build_report(project, tmp_path, plan))
+    assert [i["alt"] for i in parser.imgs].count("start image") == 1
+    assert "start image held for 1 s" in " ".join(parser.text)
