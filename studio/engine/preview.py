@@ -181,8 +181,10 @@ class _FaceRig:
         if rw < 16 or rh < 16:
             raise ValueError("face too small to animate")
         self.rw, self.rh = rw, rh
-        # Fields are built at half resolution and upsampled per frame (smooth, 4× cheaper).
-        self.lw, self.lh = max(8, rw // 2), max(8, rh // 2)
+        # Fields are built at half resolution (at most 160 px a side) and upsampled per frame:
+        # the fields are smooth, and building them costs one triangle lookup per grid point.
+        f = max(2.0, max(rw, rh) / 160.0)
+        self.lw, self.lh = max(8, int(rw / f)), max(8, int(rh / f))
         pts = lm - np.array([self.x0, self.y0], dtype=np.float32)
         border = []
         for k in range(9):  # zero-displacement anchors around the ROI: motion fades to nothing

@@ -424,6 +424,9 @@ def install_generation(main_window: Any) -> GenerationController:
 
     ctl.generate_action = act("&Generate Shot", guarded(lambda: ctl.generate(selected())),
                               "Ctrl+G", "Queue a take of the selected shot")
+    ctl.generate_next_action = act("Generate Shot &Next",
+                                   guarded(lambda: ctl.generate(selected(), front=True)), None,
+                                   "Queue a take of the selected shot at the front of the queue")
     ctl.generate_all_action = act("Generate &All Shots",
                                   guarded(lambda: ctl.generate(all_shots())), "Ctrl+Shift+G",
                                   "Queue a take of every shot")
@@ -465,7 +468,8 @@ def install_generation(main_window: Any) -> GenerationController:
     def refresh_actions(*_a: Any) -> None:
         sid = main_window.selected_shot_id()
         shot = main_window.document.project.shot(sid) if sid else None
-        for a in (ctl.generate_action, ctl.reroll_action, ctl.reroll4_action):
+        for a in (ctl.generate_action, ctl.generate_next_action, ctl.reroll_action,
+                  ctl.reroll4_action):
             a.setEnabled(shot is not None)
         running = ctl.queue.running()
         ctl.cancel_action.setEnabled(running is not None)
