@@ -262,7 +262,11 @@ def _plan_shot(shot: Shot, project: Project, folder: Path, width: int, height: i
     take = shot.active_take
     if take is not None:
         path = resolve_inside(folder, take.video)
-        src = probe_source(path)
+        try:
+            src = probe_source(path)
+        except AssetError as exc:  # say which shot, so the user knows where to look
+            raise AssetError(f"{exc.problem} (active take of shot {item.shot_title!r})",
+                             exc.path) from None
         item.kind, item.take, item.path, item.source = "take", take, path, src
         item.out_frames = conformed_frames(src.frames, src.fps, fps)
         if (src.width, src.height) != (width, height):
