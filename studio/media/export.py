@@ -482,10 +482,12 @@ def _remux(plan: ExportPlan, tmp: Path, on_progress: ProgressFn | None,
                         count += 1
                         meter.step()
             except av.error.FFmpegError as exc:
-                raise AssetError(f"take video is damaged: {exc}", it.path) from None
+                raise AssetError(f"take video is damaged: {exc} (active take of shot "
+                                 f"{it.shot_title!r})", it.path) from None
             if count < it.source.frames:
                 raise AssetError(f"take video is damaged: {count} of {it.source.frames} "
-                                 "frames readable", it.path)
+                                 f"frames readable (active take of shot {it.shot_title!r})",
+                                 it.path)
             offset_frames += it.source.frames
         meter.emit("finishing")
         out.close()
@@ -673,6 +675,9 @@ def _item_frames(it: PlanItem, plan: ExportPlan, need_planes: bool
     decoded = _decode_frames(it.path)
     try:  # close the decoder thread whether the take ends, fails or the export is cancelled
         yield from _sample(decoded, it, conf, ratio, need_planes)
+    except AssetError as exc:
+        raise AssetError(f"{exc.problem} (active take of shot {it.shot_title!r})",
+                         exc.path) from None
     finally:
         decoded.close()
 

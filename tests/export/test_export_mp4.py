@@ -193,6 +193,7 @@ def test_missing_and_damaged_takes_are_named(tmp_path: Path) -> None:
         with pytest.raises(AssetError) as err:
             export_film(project, tmp_path / "b", out, opts)
         assert str(damaged.resolve()) in str(err.value) and "damaged" in str(err.value)
+        assert "Shot 1" in str(err.value)
         assert not out.exists() and _no_partials(out.parent)
 
     garbage = tmp_path / "b" / project.shots[1].active_take.video
