@@ -263,7 +263,13 @@ class ExportDialog(QDialog):
         # The export works on a snapshot: the user may keep editing while it runs.
         project = self.document.project.model_copy(deep=True)
         folder = self.document.folder
-        plan = self._plan
+        try:  # plan the snapshot itself, so nothing the worker reads is shared with the UI
+            from studio.media.export import plan_export
+
+            plan = plan_export(project, folder, self.options())
+        except StudioError as exc:
+            self._on_failed(str(exc))
+            return
         want = {"otio": self.otio_check.isChecked(), "edl": self.edl_check.isChecked(),
                 "report": self.report_check.isChecked(),
                 "relative": self.relative_check.isChecked()}
