@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -172,5 +171,3 @@ def character_matrix(project_folder: Path, project: Project, character_id: str,
     return {"character_id": character_id, "engine": engine.info(), "engine_key": engine.key,
             "takes": cols, "matrix": matrix, "threshold": engine.threshold}
 
-
-ProgressCallback = Callable[[int, int], None]

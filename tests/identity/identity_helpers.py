@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.analyze import astronaut, moving_frames  # noqa: F401  (re-exported)
+from studio.identity.samples import astronaut, moving_frames  # noqa: F401  (re-exported)
 
 
 def insightface_image(name: str) -> Path:

@@ -3,9 +3,7 @@ skin tone, frozen faces, the stored format, caching and the CLI."""
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,7 +16,6 @@ from studio.identity.analysis import analyze_frames, drift_ranges, prepare_refer
 from studio.identity.engines import get_engine
 from studio.identity.heatmap import RefCanon
 from studio.identity.landmarks import detect_landmarks_68
-from studio.media.video import write_video
 
 ENGINE = get_engine("dlib")
 
