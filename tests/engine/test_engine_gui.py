@@ -228,3 +228,78 @@ def test_shutdown_requeues_the_running_job(qtbot, tmp_path: Path, photo_png: Pat
     q = JobQueue.for_project(folder)
     assert [j.id for j in q.pending()] == [job.id] and q.get(job.id).requeued == 1
     assert not list((folder / "takes").rglob("*.mp4"))
+
+
+_APP_SCRIPT = r"""
+import sys
+from pathlib import Path
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+from studio.core.document import ProjectDocument
+from studio.core.persistence import load_project
+from studio.ui.main_window import MainWindow
+
+folder = Path(sys.argv[1])
+app = QApplication([])
+win = MainWindow(ProjectDocument(load_project(folder), folder),
+                 settings=QSettings(sys.argv[2], QSettings.IniFormat))
+win.show()
+win.generation.generate_all_action.trigger()
+app.exec()
+"""
+
+
+def test_app_killed_mid_queue_resumes_on_restart(qtbot, tmp_path: Path, photo_png: Path,
+                                                 controllers) -> None:
+    """The whole app (MainWindow + Generate All) is killed with SIGKILL while a job runs; the
+    next start restores the queue with a visible note and finishes it, losing no take."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    folder = tmp_path / "p"
+    make_project(folder, photo_png, shots=4, duration_s=2.0)
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(repo), QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.Popen([sys.executable, "-c", _APP_SCRIPT, str(folder),
+                             str(tmp_path / "s.ini")], cwd=repo, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    killed = None
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                data = json.loads((folder / "queue.json").read_text())
+            except (OSError, ValueError):
+                time.sleep(0.005)
+                continue
+            running = [j for j in data["jobs"] if j["state"] == "running"]
+            if running and any(j["state"] == "done" for j in data["history"]):
+                killed = running[0]
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.005)
+    finally:
+        if proc.poll() is None and killed is None:
+            proc.kill()
+        proc.wait(timeout=30)
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    assert killed is not None, f"the app finished or failed before the kill:\n{out}"
+    # The app never saved the project: the finished takes exist only as files + sidecars.
+    assert not any(s.takes for s in load_project(folder).shots)
+    done_before = len(list((folder / "takes").rglob("*.json")))
+    assert done_before >= 1
+
+    doc = ProjectDocument(load_project(folder), folder)
+    ctl = _controller(doc, controllers)
+    panel = QueuePanel(ctl)
+    qtbot.addWidget(panel)
+    panel.show()
+    text = panel.note.text()
+    assert panel.note_box.isVisible() and "re-queued" in text and "Recovered" in text
+    assert ctl.wait_idle(120_000)
+    takes = {t.id for s in doc.project.shots for t in s.takes}
+    assert len(takes) == 4 and all(len(s.takes) == 1 for s in doc.project.shots)
+    assert killed["take_id"] in takes
+    assert ctl.queue.get(killed["id"]).requeued == 1
