@@ -13,7 +13,8 @@ Figures (median of ``--runs``):
   ``generate`` has raised ``Cancelled`` and the pipeline is ready again.
 
 Options: ``--layout wan21|wan22|wan22_5b|ltx|svd`` (default wan21), ``--runs N`` (default 5),
-``--size WxH`` (default 64x64), ``--frames N`` (default 9).
+``--size WxH`` (default 64x64), ``--frames N`` (default 9), ``--threads N`` (torch CPU threads,
+default 1: on a busy machine more threads make every figure noisy).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def run(argv: list[str]) -> dict[str, Any]:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--size", default="64x64")
     ap.add_argument("--frames", type=int, default=9)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (1 keeps timings stable on a busy machine)")
     args = ap.parse_args(argv)
     w, h = (int(v) for v in args.size.lower().split("x"))
 
@@ -58,6 +61,9 @@ def run(argv: list[str]) -> dict[str, Any]:
     from studio.engine.diffusers_backend import DiffusersBackend
     from studio.engine.models import ModelRegistry
 
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
@@ -91,7 +97,6 @@ def run(argv: list[str]) -> dict[str, Any]:
 
         pipe = backend._pipe
         img = _fit(Image.open(start).convert("RGB"), w, h)
-        import torch
 
         def raw() -> float:
             kw: dict[str, Any] = dict(image=img, height=h, width=w, num_frames=args.frames, num_inference_steps=2,
@@ -145,6 +150,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         "size": f"{w}x{h}",
         "frames": args.frames,
         "runs": args.runs,
+        "torch_threads": torch.get_num_threads(),
         "tiny_build_and_save_s": round(build_s, 3),
         "first_load_s": round(first_load_s, 3),
         "load_s": round(median(loads), 4),

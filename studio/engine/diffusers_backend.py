@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any
 from studio.core.errors import StudioError
 from studio.engine.base import (Backend, Cancelled, CancelledFn, Capabilities, GenerationRequest, Progress,
                                 ProgressFn, snap_request)
+from studio.engine.memory import MemoryPlan  # stdlib-only module: cheap to import
 from studio.engine.models import FAMILIES, ModelInfo, ModelRegistry, resolve_model
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from studio.engine.memory import MemoryPlan
 
 # Used when no model is chosen yet: the rules of the default family (Wan 2.1 I2V 480p).
 _DEFAULT_CAPS = Capabilities(text_prompt=True, negative_prompt=True, size_multiple=16, frame_step=4,
@@ -67,6 +66,10 @@ def snap_for(info: ModelInfo | None, req: GenerationRequest) -> tuple[Generation
         notes.append(f"{fam.label} cannot load LoRAs: the character LoRA is ignored")
         req = req.with_changes(loras=())
     req, more = snap_request(req, caps)
+    native = info.rules.get("native_size")
+    if native and req.width * req.height > 1.5 * native[0] * native[1]:
+        more.append(f"{req.width}x{req.height} is well above this model's native {native[0]}x{native[1]}: "
+                    "expect repeated or distorted content and much more memory")
     return req, notes + more
 
 
@@ -105,6 +108,7 @@ class DiffusersBackend(Backend):
         self._dtype: Any = None
         self._loras: Any = None  # LoraState of the cached pipeline
         self._info_cache: dict[str, tuple[float, ModelInfo]] = {}
+        self._attempt: tuple[ModelInfo, MemoryPlan] | None = None  # what the last load tried
         self.last_notes: list[str] = []  # memory decisions of the last job, for the sidecar / log
         self.load_seconds: float | None = None
 
@@ -142,7 +146,7 @@ class DiffusersBackend(Backend):
         return self._info if self._pipe is not None else None
 
     @property
-    def plan(self) -> "MemoryPlan | None":
+    def plan(self) -> MemoryPlan | None:
         return self._plan
 
     # -- loading -----------------------------------------------------------------------------
@@ -155,24 +159,29 @@ class DiffusersBackend(Backend):
         return self._device
 
     def load(self, model: str | None, on_progress: ProgressFn | None = None,
-             memory: str | None = None) -> None:
-        """Load ``model`` (cached when it is already loaded with the same weights)."""
+             memory: str | None = None, loras: tuple[tuple[Path, float], ...] = (),
+             plan: MemoryPlan | None = None) -> None:
+        """Load ``model`` (kept when it is already loaded with the same weights). ``memory`` is a
+        mode name or "auto" (default: the model's setting); ``plan`` forces a placement."""
         with self._lock:
             info = self.model_info(model, fresh=True)
             if (self._pipe is not None and self._info is not None and self._info.path == info.path
                     and self._info.fingerprint == info.fingerprint
+                    and (plan is None or plan == self._plan)
                     and (memory is None or self._plan is None or memory in ("auto", self._plan.mode))):
                 return
             from studio.engine import memory as mem
 
             self.unload()
-            device = self.device()
-            gpu_free, ram_free = mem.free_bytes(device)
-            plan = mem.choose_plan(info, memory or info.memory or "auto", device=device,
-                                   free_bytes=gpu_free, cpu_free_bytes=ram_free)
-            self._load_with(info, plan, on_progress)
+            if plan is None:
+                device = self.device()
+                gpu_free, ram_free = mem.free_bytes(device)
+                plan = mem.choose_plan(info, memory or info.memory or "auto", device=device,
+                                       free_bytes=gpu_free, cpu_free_bytes=ram_free)
+            self._attempt = (info, plan)
+            self._load_with(info, plan, on_progress, loras)
 
-    def _load_with(self, info: ModelInfo, plan: "MemoryPlan", on_progress: ProgressFn | None,
+    def _load_with(self, info: ModelInfo, plan: MemoryPlan, on_progress: ProgressFn | None,
                    loras: tuple[tuple[Path, float], ...] = ()) -> None:
         """Load on the CPU, attach ``loras``, then place the pipeline per ``plan``. LoRAs go in
         before fp8 casting/offload hooks: attached afterwards, peft builds its layers in the fp8
@@ -242,50 +251,54 @@ class DiffusersBackend(Backend):
         with self._lock:
             from studio.engine import memory as mem
 
-            memory = req.extra.get("memory")
-            self.load(req.model, on_progress, memory=str(memory) if memory else None)
-            assert self._info is not None and self._plan is not None
-            req, notes = snap_for(self._info, req)  # the pipeline raises on unsnapped sizes
-            self.last_notes = list(notes) + [f"memory: {self._plan.label} ({self._plan.reason})"]
-            if req.last_image is None and FAMILIES[self._info.family].needs_last_frame:
-                raise StudioError(f"{self._info.name} ({FAMILIES[self._info.family].label}) needs an end "
-                                  "image; set the shot's last frame or choose an image-to-video model")
-            if cancelled():
-                raise Cancelled()
-            loras = tuple((Path(p), float(w)) for p, w in req.loras)
-            if self._plan.mode != "none" and not self._loras.matches(loras):
-                # Offloaded or fp8-cast pipelines take new LoRAs only before their hooks: reload.
-                info, plan = self._info, self._plan
-                self.unload()
-                self._load_with(info, plan, on_progress, loras)
-            retried = False
+            info = self.model_info(req.model, fresh=True)
+            req, notes = snap_for(info, req)  # the pipelines raise on unsnapped sizes
+            fam = FAMILIES[info.family]
+            if req.last_image is None and fam.needs_last_frame:
+                raise StudioError(f"{info.name} ({fam.label}) needs an end image; set the shot's last "
+                                  "frame or choose an image-to-video model")
+            self.last_notes = list(notes)
+            forced: MemoryPlan | None = None
             while True:
                 try:
-                    return self._run(req, on_progress, cancelled)
+                    return self._attempt_job(req, on_progress, cancelled, forced)
                 except Cancelled:
                     raise
-                except Exception as exc:  # noqa: BLE001 - classified below
+                except Exception as exc:  # noqa: BLE001 - only OOM is handled, the rest re-raised
                     if not mem.is_oom(exc):
                         raise
-                    plan, info = self._plan, self._info
-                    nxt = mem.thriftier(plan) if plan is not None else None
-                    size = f"{req.width}x{req.height}, {req.num_frames} frames"
-                    if retried or nxt is None:
-                        self.unload()
-                        raise StudioError(
-                            f"out of {'GPU ' if plan and plan.device == 'cuda' else ''}memory generating "
-                            f"{size} with {info.name if info else 'the model'} even in mode "
-                            f"'{plan.label if plan else '?'}'; lower the resolution or frame count, close "
-                            "other GPU programs, or choose a thriftier memory mode in Settings → Models"
-                        ) from None
-                    retried = True
-                    self.last_notes.append(f"out of memory in '{plan.label}': retried with '{nxt.label}'")
-                    on_progress(Progress(0, req.steps, "loading",
-                                         f"out of memory at {size}; retrying with {nxt.label}"))
-                    del exc
-                    self.unload()
-                    assert info is not None
-                    self._load_with(info, nxt, on_progress, loras)
+                # Outside the except block: the failed attempt's traceback (and the tensors its
+                # frames hold) is gone, so unloading really returns the memory.
+                failed_info, plan = self._attempt
+                self.unload()
+                nxt = mem.thriftier(plan)
+                size = f"{req.width}x{req.height}, {req.num_frames} frames"
+                if forced is not None or nxt is None:
+                    raise StudioError(
+                        f"out of {'GPU ' if plan.device == 'cuda' else ''}memory generating {size} with "
+                        f"{failed_info.name} even in mode '{plan.label}'; lower the resolution or frame "
+                        "count, close other GPU programs, or choose a thriftier memory mode in "
+                        "Settings → Models")
+                self.last_notes.append(f"out of memory in '{plan.label}': retried with '{nxt.label}'")
+                on_progress(Progress(0, req.steps, "loading", f"out of memory at {size}; retrying with {nxt.label}"))
+                forced = nxt
+
+    def _attempt_job(self, req: GenerationRequest, on_progress: ProgressFn, cancelled: CancelledFn,
+                     forced: MemoryPlan | None) -> "np.ndarray":
+        memory = req.extra.get("memory")
+        loras = tuple((Path(p), float(w)) for p, w in req.loras)
+        self.load(req.model, on_progress, memory=str(memory) if memory else None, loras=loras, plan=forced)
+        assert self._info is not None and self._plan is not None and self._loras is not None
+        if self._plan.mode != "none" and not self._loras.matches(loras):
+            # Offloaded or fp8-cast pipelines take new LoRAs only before their hooks: reload.
+            info, plan = self._info, self._plan
+            self.unload()
+            self._attempt = (info, plan)
+            self._load_with(info, plan, on_progress, loras)
+        self.last_notes.append(f"memory: {self._plan.label} ({self._plan.reason})")
+        if cancelled():
+            raise Cancelled()
+        return self._run(req, on_progress, cancelled)
 
     def _run(self, req: GenerationRequest, on_progress: ProgressFn, cancelled: CancelledFn) -> "np.ndarray":
         import numpy as np

@@ -266,6 +266,15 @@ def _rules(folder: Path, family: str, comps: dict[str, ComponentInfo]) -> dict[s
         rules = {"size_multiple": max(8, mult), "frame_step": 1, "frame_offset": 0,
                  "max_frames": int(unet.get("num_frames", fam.max_frames))}
     rules.setdefault("max_frames", fam.max_frames)
+    # Wan 2.1 I2V ships as 480P and 720P checkpoints with identical configs: only the name tells.
+    w, h = fam.default_size
+    # The last parts of the path include the repo name for Hugging Face cache snapshots too.
+    hint = " ".join(p.lower() for p in folder.resolve().parts[-4:])
+    if family == "wan21_i2v" and "720p" in hint:
+        w, h = 1280, 720
+    elif family == "wan21_flf2v" and "480p" in hint:
+        w, h = 832, 480
+    rules["native_size"] = [w, h]
     return rules
 
 

@@ -119,6 +119,12 @@ def test_wrong_folders_give_clear_errors(tiny_models: dict[str, Path], tmp_path:
     assert "text-to-video" in _err(t2v)
 
 
+def test_wan21_720p_is_told_apart_by_name(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    assert inspect_model(tiny_models["wan21"]).rules["native_size"] == [832, 480]
+    folder = _copy(tiny_models["wan21"], tmp_path / "Wan2.1-I2V-14B-720P-Diffusers")
+    assert inspect_model(folder).rules["native_size"] == [1280, 720]
+
+
 def test_sharded_weights_must_all_be_present(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     folder = _copy(tiny_models["ltx"], tmp_path / "sharded")
     (folder / "transformer" / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps(
