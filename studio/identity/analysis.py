@@ -470,6 +470,10 @@ def prefetch(it: Iterable[Any], depth: int = 12) -> Iterable[Any]:
             q.put(("end", None))
         except BaseException as exc:  # re-raised in the consumer
             q.put(("error", exc))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:  # closes the video container now, not at garbage collection
+                close()
 
     th = threading.Thread(target=work, name="analysis-decode", daemon=True)
     th.start()
