@@ -32,11 +32,12 @@ def test_shot_and_take_badges(qtbot, tmp_path: Path) -> None:
     doc = make_project(tmp_path / "p", takes=3, analysed=2)
     shot = doc.project.shot("shot1")
     b0 = take_badge(doc, shot.takes[0])
-    assert b0.level == "good" and b0.threshold == 0.7 and "threshold 0.70" in b0.tooltip
+    # mean 0.81 passes 0.7, but 5 of 40 frames are flagged: amber
+    assert b0.level == "close" and b0.threshold == 0.7 and "threshold 0.70" in b0.tooltip
     assert take_badge(doc, shot.takes[2]).level == "none"
     # the project's recorded mean (written by the identity worker) wins over the file
-    doc.update_take("shot1", "take1", identity_mean=0.62)
-    assert take_badge(doc, shot.takes[1]).level == "close"
+    doc.update_take("shot1", "take1", identity_mean=0.45)
+    assert take_badge(doc, shot.takes[1]).level == "drift"
     assert best_take_id(doc, shot) == "take0"
     sb = shot_badge(doc, shot)
     assert sb.take_count == 3 and sb.active_take_id == "take0"
@@ -46,8 +47,8 @@ def test_shot_and_take_badges(qtbot, tmp_path: Path) -> None:
     p = QPainter(img)
     paint_badge(p, QRectF(0, 0, 120, 24), sb.badge, sb.take_count)
     p.end()
-    c = img.pixelColor(int(24 * 0.2 + 24 * 0.3), 12)  # the dot
-    assert c.green() > c.red() and c.green() > 150
+    c = img.pixelColor(int(24 * 0.2 + 24 * 0.3), 12)  # the dot: amber
+    assert c.red() > 200 and 120 < c.green() < 200 and c.blue() < 90
     empty = doc.project.shot("shot1").model_copy(update={"takes": [], "active_take_id": None})
     assert shot_badge(doc, empty).take_count == 0 and shot_badge(doc, empty).badge.level == "none"
 
@@ -74,3 +75,22 @@ def test_thumbnails_are_the_middle_frame_and_cached(qtbot, tmp_path: Path) -> No
         pass
     assert other.get(path).size() == img.size()
     assert cache.get(tmp_path / "missing.mp4") is None
+
+
+def test_a_passing_take_with_a_drift_episode_is_amber(qtbot, tmp_path: Path) -> None:
+    import json
+
+    doc = make_project(tmp_path / "p", takes=1)
+    take = doc.project.shot("shot1").takes[0]
+    jpath = doc.folder / "analysis" / "take0.json"
+    data = json.loads(jpath.read_text())
+    assert data["summary"]["flagged_fraction"] > 0.1  # frames 10-14 of 40
+    badge = take_badge(doc, take)
+    assert badge.value > badge.threshold and badge.level == "close"
+    assert "12% of frames flagged" in badge.tooltip  # 0.125, banker-rounded by format
+    data["summary"]["flagged_fraction"] = 0.05
+    jpath.write_text(json.dumps(data))
+    import os
+
+    os.utime(jpath, ns=(1, 1))  # a different mtime: the cached summary is re-read
+    assert take_badge(doc, take).level == "good"

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from studio.core.model import Shot, Take
 
 AMBER_MARGIN = 0.1
+FLAGGED_AMBER = 0.1  # more flagged frames than this turns a passing take amber
 LEVEL_COLORS = {
     "good": QColor(70, 190, 90),
     "close": QColor(235, 170, 40),
@@ -48,6 +49,7 @@ class Badge:
     level: str
     value: float | None
     threshold: float
+    flagged: float = 0.0  # fraction of frames flagged by the analysis
 
     @property
     def color(self) -> QColor:
@@ -61,45 +63,62 @@ class Badge:
     def tooltip(self) -> str:
         if self.value is None:
             return f"Identity: {LEVEL_WORDS['none']} (threshold {self.threshold:.2f})"
-        return (f"Identity {self.value:.2f}, threshold {self.threshold:.2f}: "
-                f"{LEVEL_WORDS[self.level]} (amber = up to {AMBER_MARGIN:.2f} below)")
+        words = LEVEL_WORDS[self.level]
+        if self.level == "close" and self.value >= self.threshold:
+            words = "passes on average but drifts in places"
+        text = (f"Identity {self.value:.2f}, threshold {self.threshold:.2f}: {words} "
+                f"(amber = up to {AMBER_MARGIN:.2f} below, or over {FLAGGED_AMBER:.0%} of "
+                "frames flagged)")
+        if self.flagged:
+            text += f"; {self.flagged:.0%} of frames flagged"
+        return text
 
 
-# Threshold per analysis file, cached by mtime so storyboard repaints stay cheap.
-_THRESHOLDS: dict[Path, tuple[int, float, float | None]] = {}
+# (threshold, mean identity, flagged fraction) per analysis file, cached by mtime so storyboard
+# repaints stay cheap.
+_SUMMARIES: dict[Path, tuple[int, float, float | None, float]] = {}
 
 
-def _analysis_summary(folder: Path | None, take_id: str) -> tuple[float, float | None]:
+def _analysis_summary(folder: Path | None, take_id: str) -> tuple[float, float | None, float]:
     if folder is None:
-        return DEFAULT_THRESHOLD, None
+        return DEFAULT_THRESHOLD, None, 0.0
     jpath, _ = analysis_paths(folder, take_id)
     try:
         mtime = jpath.stat().st_mtime_ns
     except OSError:
-        return DEFAULT_THRESHOLD, None
-    hit = _THRESHOLDS.get(jpath)
+        return DEFAULT_THRESHOLD, None, 0.0
+    hit = _SUMMARIES.get(jpath)
     if hit and hit[0] == mtime:
-        return hit[1], hit[2]
-    threshold, mean = DEFAULT_THRESHOLD, None
+        return hit[1], hit[2], hit[3]
+    threshold, mean, flagged = DEFAULT_THRESHOLD, None, 0.0
     try:
         doc = json.loads(jpath.read_text(encoding="utf-8"))
         t = (doc.get("engine") or {}).get("threshold")
         if isinstance(t, (int, float)):
             threshold = float(t)
-        m = (doc.get("summary") or {}).get("identity_mean")
+        summary = doc.get("summary") or {}
+        m = summary.get("identity_mean")
         if isinstance(m, (int, float)):
             mean = float(m)
+        f = summary.get("flagged_fraction")
+        if isinstance(f, (int, float)):
+            flagged = float(f)
     except (OSError, ValueError, AttributeError):
         pass
-    _THRESHOLDS[jpath] = (mtime, threshold, mean)
-    return threshold, mean
+    _SUMMARIES[jpath] = (mtime, threshold, mean, flagged)
+    return threshold, mean, flagged
 
 
 def take_badge(document: "ProjectDocument", take: "Take") -> Badge:
-    """The take's identity badge: the project's recorded mean, else the analysis file's."""
-    threshold, mean = _analysis_summary(document.folder, take.id)
+    """The take's identity badge: the project's recorded mean (else the analysis file's) against
+    the engine's threshold. A take whose mean passes but with more than ``FLAGGED_AMBER`` of its
+    frames flagged (a drift episode) is amber, not green."""
+    threshold, mean, flagged = _analysis_summary(document.folder, take.id)
     value = take.identity_mean if take.identity_mean is not None else mean
-    return Badge(identity_level(value, threshold), value, threshold)
+    level = identity_level(value, threshold)
+    if level == "good" and flagged > FLAGGED_AMBER:
+        level = "close"
+    return Badge(level, value, threshold, flagged)
 
 
 def best_take_id(document: "ProjectDocument", shot: "Shot") -> str | None:

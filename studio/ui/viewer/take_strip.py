@@ -55,9 +55,12 @@ class TakeCard(QWidget):
             p.fillRect(thumb_r, QColor(28, 28, 30))
         paint_badge(p, QRectF(thumb_r.x() + 3, thumb_r.bottom() - 19, 58, 16), self.badge)
         if self.best:
+            pill = QRectF(thumb_r.right() - 50, thumb_r.y() + 3, 47, 16)
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(QColor(0, 0, 0, 170))
+            p.drawRoundedRect(pill, 8, 8)
             p.setPen(QColor(255, 220, 90))
-            p.drawText(QRectF(thumb_r.right() - 50, thumb_r.y() + 2, 48, 16),
-                       Qt.AlignmentFlag.AlignRight, "★ best")
+            p.drawText(pill, Qt.AlignmentFlag.AlignCenter, "★ best")
         p.setPen(QColor(230, 230, 230))
         tag = "  ● active" if self.active else ""
         tag += "  A" if self.viewing else "  B" if self.comparing else ""
