@@ -237,8 +237,10 @@ class JobQueue:
             raise ProjectError(f"cannot save the job queue: {exc.strerror or exc}", self.path) from None
 
     def _commit(self, job_id: str | None) -> None:
-        self.save()
-        self.changed.emit(job_id)
+        try:
+            self.save()
+        finally:  # listeners see the new state even when the file could not be written
+            self.changed.emit(job_id)
 
     # -- reading --------------------------------------------------------------------------
     @property

@@ -275,7 +275,10 @@ class GenerationController(QObject):
         added = False
         if document is self.document:
             added = commit_take(document, result)
-        queue.finish(job_id, result.timings, result.notes)
+        try:
+            queue.finish(job_id, result.timings, result.notes)
+        except StudioError as exc:  # the queue file cannot be written
+            self._note(str(exc))
         if added:
             self.take_added.emit(result.shot_id, result.take.id)
         self._done()
@@ -285,7 +288,10 @@ class GenerationController(QObject):
         ctx = self._context(job_id)
         if ctx is None:
             return
-        ctx[0].fail(job_id, message)
+        try:
+            ctx[0].fail(job_id, message)
+        except StudioError as exc:  # the queue file cannot be written
+            self._note(str(exc))
         self.job_failed.emit(job_id, message)
         self._done()
 
@@ -294,7 +300,10 @@ class GenerationController(QObject):
         ctx = self._context(job_id)
         if ctx is None:
             return
-        ctx[0].mark_cancelled(job_id)
+        try:
+            ctx[0].mark_cancelled(job_id)
+        except StudioError as exc:  # the queue file cannot be written
+            self._note(str(exc))
         self._done()
 
     def _interrupt_running(self) -> None:
@@ -305,7 +314,10 @@ class GenerationController(QObject):
         self._stop.set()
         self._running = None
         self._drain()
-        queue.interrupt(job_id)
+        try:
+            queue.interrupt(job_id)
+        except StudioError as exc:  # e.g. the untitled scratch folder was just removed
+            self._note(f"the interrupted job could not be re-queued: {exc}")
         self._stop.clear()
         self.busy_changed.emit(False)
 
