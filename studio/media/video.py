@@ -85,7 +85,10 @@ class VideoWriter:
         if frame.shape[:2] != (self.height, self.width):
             raise ValueError(f"frame is {frame.shape[1]}x{frame.shape[0]}, "
                              f"stream is {self.width}x{self.height}")
-        vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        # Convert with BT.709 coefficients to match the colour tags (swscale defaults to BT.601,
+        # which would shift colours in every player that honours the tags).
+        vf = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(
+            format=self._stream.pix_fmt, dst_colorspace="ITU709")
         vf.pts = self.frames_written
         for packet in self._stream.encode(vf):
             self._container.mux(packet)

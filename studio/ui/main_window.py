@@ -138,6 +138,7 @@ class MainWindow(QMainWindow):
         each is one line calling that module's ``install_*(self)``."""
         __import__("studio.ui.generation", fromlist=["_"]).install_generation(self)
         __import__("studio.ui.viewer.install", fromlist=["_"]).install_viewer(self)
+        __import__("studio.ui.export_dialog", fromlist=["_"]).install_export(self)
 
     # -- integration points ---------------------------------------------------------------------
     def menu(self, name: str) -> QMenu:
