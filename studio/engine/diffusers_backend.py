@@ -109,6 +109,7 @@ class DiffusersBackend(Backend):
         self._loras: Any = None  # LoraState of the cached pipeline
         self._info_cache: dict[str, tuple[float, ModelInfo]] = {}
         self._attempt: tuple[ModelInfo, MemoryPlan] | None = None  # what the last load tried
+        self._placed = False  # memory plan applied (fp8 plans may wait for the first job)
         self.last_notes: list[str] = []  # memory decisions of the last job, for the sidecar / log
         self.load_seconds: float | None = None
 
@@ -159,10 +160,11 @@ class DiffusersBackend(Backend):
         return self._device
 
     def load(self, model: str | None, on_progress: ProgressFn | None = None,
-             memory: str | None = None, loras: tuple[tuple[Path, float], ...] = (),
+             memory: str | None = None, loras: tuple[tuple[Path, float], ...] | None = None,
              plan: MemoryPlan | None = None) -> None:
         """Load ``model`` (kept when it is already loaded with the same weights). ``memory`` is a
-        mode name or "auto" (default: the model's setting); ``plan`` forces a placement."""
+        mode name or "auto" (default: the model's setting); ``plan`` forces a placement;
+        ``loras`` None means "not known yet" (the queue loads before it generates)."""
         with self._lock:
             info = self.model_info(model, fresh=True)
             if (self._pipe is not None and self._info is not None and self._info.path == info.path
@@ -182,10 +184,14 @@ class DiffusersBackend(Backend):
             self._load_with(info, plan, on_progress, loras)
 
     def _load_with(self, info: ModelInfo, plan: MemoryPlan, on_progress: ProgressFn | None,
-                   loras: tuple[tuple[Path, float], ...] = ()) -> None:
-        """Load on the CPU, attach ``loras``, then place the pipeline per ``plan``. LoRAs go in
-        before fp8 casting/offload hooks: attached afterwards, peft builds its layers in the fp8
-        storage dtype and cannot run."""
+                   loras: tuple[tuple[Path, float], ...] | None = ()) -> None:
+        """Load on the CPU, attach ``loras``, then place the pipeline per ``plan``.
+
+        In fp8 modes LoRAs must go in before the layerwise casting (attached afterwards, peft
+        builds its layers in the fp8 storage dtype, which cannot compute). When the LoRAs are not
+        known yet (``loras`` None) such a plan is applied by the first job instead: the weights
+        are already in CPU memory at full precision after ``from_pretrained``, so waiting costs
+        no extra memory and saves a second load when that job brings a LoRA."""
         from studio.engine import memory as mem
         from studio.engine.lora import LoraState
 
@@ -215,9 +221,11 @@ class DiffusersBackend(Backend):
             raise StudioError(f"cannot load the model: {str(exc).splitlines()[0][:300]}", info.path) from None
         pipe.set_progress_bar_config(disable=True)
         state = LoraState()
+        defer = loras is None and plan.fp8
         try:
-            state.apply(pipe, loras, info.family, fam.label)
-            mem.apply_plan(pipe, plan, mem.compute_dtype(plan.device, info.family))
+            state.apply(pipe, loras or (), info.family, fam.label)
+            if not defer:
+                mem.apply_plan(pipe, plan, mem.compute_dtype(plan.device, info.family))
         except BaseException:
             del pipe
             mem.free_memory()
@@ -225,6 +233,7 @@ class DiffusersBackend(Backend):
         self._pipe, self._info, self._plan = pipe, info, plan
         self._dtype = mem.compute_dtype(plan.device, info.family)
         self._loras = state
+        self._placed = not defer
         self.load_seconds = time.perf_counter() - t0
         if on_progress:
             on_progress(Progress(1, 1, "loading", f"loaded {info.name} in {self.load_seconds:.1f} s"))
@@ -289,8 +298,14 @@ class DiffusersBackend(Backend):
         loras = tuple((Path(p), float(w)) for p, w in req.loras)
         self.load(req.model, on_progress, memory=str(memory) if memory else None, loras=loras, plan=forced)
         assert self._info is not None and self._plan is not None and self._loras is not None
-        if self._plan.mode != "none" and not self._loras.matches(loras):
-            # Offloaded or fp8-cast pipelines take new LoRAs only before their hooks: reload.
+        if not self._placed:  # an fp8 plan waiting for this job's LoRAs (see _load_with)
+            from studio.engine import memory as mem
+
+            self._loras.apply(self._pipe, loras, self._info.family, FAMILIES[self._info.family].label)
+            mem.apply_plan(self._pipe, self._plan, self._dtype)
+            self._placed = True
+        elif self._plan.fp8 and not self._loras.matches(loras):
+            # fp8-cast weights take new LoRAs only before the casting: reload from disk.
             info, plan = self._info, self._plan
             self.unload()
             self._attempt = (info, plan)
