@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, QTimer
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QApplication, QStackedWidget
 
@@ -74,7 +74,9 @@ def install_viewer(win: Any) -> ViewerWidget:
     storyboard = getattr(win, "storyboard", None)
     if storyboard is not None:
         install_storyboard_badges(win, storyboard)
-    on_selected(win.selected_shot_id() or "")
+    # Open the selected shot's take after the window is up: decoding libraries (PyAV, OpenCV)
+    # stay off the start-up path.
+    QTimer.singleShot(0, viewer, lambda: on_selected(win.selected_shot_id() or ""))
     return viewer
 
 
