@@ -202,10 +202,18 @@ class _Analyzer:
 def analyze_frames(frames: Iterable[np.ndarray], fps: float, refs: Sequence[ReferenceFace],
                    engine: FaceEngine, *, total: int | None = None,
                    on_progress: ProgressFn | None = None, cancelled: CancelledFn | None = None,
-                   detect_every: int = 8, embed_every: int = 8,
+                   detect_every: int = 8, embed_every: int = 8, parallel: bool | None = None,
                    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Analyse decoded RGB frames. Returns (json-able result without "take", npz arrays)."""
+    """Analyse decoded RGB frames. Returns (json-able result without "take", npz arrays).
+
+    ``parallel`` (default: on with ≥ 2 cores, dlib engine) embeds in a worker process."""
+    from studio.identity import parallel as par
+    from studio.identity.engines import DlibEngine
+
     an = _Analyzer(engine, refs, detect_every, embed_every)
+    use_pool = isinstance(engine, DlibEngine) and (par.enabled() if parallel is None
+                                                   else parallel)
+    pending: list[tuple[_Frame, Any, np.ndarray]] = []
     out: list[_Frame] = []
     heat: list[np.ndarray] = []
     prev_thumb: np.ndarray | None = None
@@ -219,9 +227,15 @@ def analyze_frames(frames: Iterable[np.ndarray], fps: float, refs: Sequence[Refe
     def embed(rgb: np.ndarray, fr: _Frame) -> None:
         nonlocal last_emb
         assert fr.lm is not None and fr.pose is not None
-        emb = engine.embed(rgb, fr.lm)
-        fr.emb = emb
-        fr.identity, fr.ref = an.identity(emb, an.pick_reference(fr.pose))
+        fut = None
+        if use_pool:
+            chip = engine.align(rgb, fr.lm)
+            fut = par.submit(chip)
+        if fut is not None:
+            pending.append((fr, fut, chip))  # resolved after the loop
+        else:
+            fr.emb = engine.embed(rgb, fr.lm)
+            fr.identity, fr.ref = an.identity(fr.emb, an.pick_reference(fr.pose))
         fr.source = "embedded"
         last_emb = {"index": fr.index, "shape": M._roll_free(fr.lm),
                     "app": _appearance_sig(rgb, fr.lm)}
@@ -288,6 +302,14 @@ def analyze_frames(frames: Iterable[np.ndarray], fps: float, refs: Sequence[Refe
         embed(*prev_frame)
     if not out:
         raise StudioError("the video has no decodable frames")
+    for fr, fut, chip in pending:
+        try:
+            fr.emb = fut.result(timeout=120)
+        except Exception:  # worker could not start or died: embed the chip here instead
+            par.disable()
+            fr.emb = engine.embed_chip(chip)  # type: ignore[attr-defined]
+        assert fr.pose is not None
+        fr.identity, fr.ref = an.identity(fr.emb, an.pick_reference(fr.pose))
     return _finish(out, heat, fps, refs, engine, shape_hw or (0, 0))
 
 

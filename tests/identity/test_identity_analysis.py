@@ -160,3 +160,24 @@ def test_flicker_lowers_stability_but_smooth_motion_does_not(astro_ref) -> None:
     flick, _ = analyze_frames(frames, 16.0, [astro_ref], ENGINE)
     assert flick["frames"][4]["stability"] < min(r["stability"] for r in smooth["frames"]
                                                  if r["stability"] is not None)
+
+
+def test_parallel_embedding_matches_in_process_and_falls_back(astro_ref, monkeypatch) -> None:
+    from concurrent.futures import Future
+
+    from studio.identity import parallel
+
+    frames = moving_frames(astronaut(), 12, amplitude=0.5)
+    serial, _ = analyze_frames(frames, 16.0, [astro_ref], ENGINE, parallel=False)
+    par, _ = analyze_frames(frames, 16.0, [astro_ref], ENGINE, parallel=True)
+    assert [r["identity"] for r in par["frames"]] == [r["identity"] for r in serial["frames"]]
+
+    def broken(chip):  # a worker that died: the chip is embedded in-process instead
+        fut: Future = Future()
+        fut.set_exception(RuntimeError("worker died"))
+        return fut
+
+    monkeypatch.setattr(parallel, "submit", broken)
+    monkeypatch.setattr(parallel, "disable", lambda: None)
+    fallback, _ = analyze_frames(frames, 16.0, [astro_ref], ENGINE, parallel=True)
+    assert [r["identity"] for r in fallback["frames"]] == [r["identity"] for r in serial["frames"]]
