@@ -122,11 +122,24 @@ class DiffusersBackend(Backend):
         return self._registry
 
     def model_info(self, model: str | None, fresh: bool = False) -> ModelInfo:
+        """The model ``model`` names. ``fresh`` (load/generate) re-reads the model list — the
+        Models dialog may have changed it — and re-inspects the folder; otherwise (capabilities,
+        snapping, maybe on the UI thread) a registered model's stored description is used and an
+        unregistered folder is inspected at most every few seconds."""
         if not model:
             return resolve_model(model, self.registry)  # raises the "no model chosen" error
-        hit = self._info_cache.get(model)
-        if hit and not fresh and time.monotonic() - hit[0] < _INFO_TTL_S:
-            return hit[1]
+        if fresh:
+            self.registry.load()
+        else:
+            hit = self._info_cache.get(model)
+            if hit and time.monotonic() - hit[0] < _INFO_TTL_S:
+                return hit[1]
+            known = self.registry.find(model)
+            if known is None:
+                self.registry.load()  # added in the Models dialog since we last read the list
+                known = self.registry.find(model)
+            if known is not None and known.valid:
+                return known
         info = resolve_model(model, self.registry)
         self._info_cache[model] = (time.monotonic(), info)
         return info

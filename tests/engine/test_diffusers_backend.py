@@ -349,3 +349,21 @@ def test_lora_with_fp8_weights(backend: DiffusersBackend, tiny_models: dict[str,
     base = _run(backend, req)  # LoRA dropped: reloaded without it
     assert backend._pipe is not pipe and not _close(with_lora, base)
     assert _close(_run(backend, req.with_changes(loras=((lora, 1.0),))), with_lora)
+
+
+def test_backend_sees_models_added_later_in_the_dialog(tiny_models: dict[str, Path], tmp_path: Path,
+                                                       images: tuple[Path, Path]) -> None:
+    """The Models dialog and the backend hold separate registries: a model registered (or given a
+    memory mode) after the backend read the list must still resolve by its id."""
+    path = tmp_path / "models.json"
+    b = DiffusersBackend(registry=ModelRegistry(path), device="cpu")
+    assert b.registry.models() == []
+    other = ModelRegistry(path)
+    info = other.add_folder(tiny_models["ltx"])
+    assert b.capabilities(info.id).size_multiple == 32
+    other.set_memory(info.id, "fp8_model_offload")  # a GPU mode: runs as "none" on this CPU
+    frames = b.generate(_req(tiny_models["ltx"], images[0]).with_changes(model=info.id),
+                        lambda p: None, lambda: False)
+    assert frames.shape == (9, 32, 32, 3)
+    assert b.plan is not None and "needs a GPU" in b.plan.reason
+    b.unload()
