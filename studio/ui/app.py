@@ -68,7 +68,7 @@ def install_excepthook(win: MainWindow) -> None:
         if issubclass(exc_type, KeyboardInterrupt):
             previous(exc_type, exc, tb)
             return
-        sys.__stderr__ and previous(exc_type, exc, tb)  # keep the traceback on the console
+        previous(exc_type, exc, tb)  # keep the traceback on the console
         try:
             win.report_exception(exc_type, exc, tb)
         except Exception:  # never recurse into the hook
