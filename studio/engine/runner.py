@@ -161,6 +161,8 @@ def execute_job(spec: JobSpec, on_progress: ProgressFn, cancelled: Callable[[], 
         "character_loras": [{"path": p, "weight": w} for p, w in spec.loras],
         "seed": req.seed, "prompt": req.prompt, "negative_prompt": req.negative_prompt,
         "preview_plan": plan.as_dict() if plan is not None and hasattr(plan, "as_dict") else None,
+        # What the backend decided on its own (e.g. the diffusers memory plan).
+        "backend_notes": [str(n) for n in (getattr(backend, "last_notes", None) or [])],
         "timings": dict(timings),
     }
 
