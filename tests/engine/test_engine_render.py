@@ -161,3 +161,25 @@ def test_killed_mid_queue_resumes_and_loses_nothing(tmp_path: Path, photo_png: P
     # No temp files left beside the takes.
     leftovers = [p for p in (folder / "takes").rglob(".*") if p.is_file()]
     assert len(leftovers) <= 1  # at most the killed encoder's temp file
+
+
+def test_progress_bar_redraws_one_line_on_a_terminal() -> None:
+    import io
+
+    from studio.commands.render import ProgressBar
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Tty()
+    bar = ProgressBar(tty)
+    bar.update("Shot 1 · seed 5", 0, 10, "generating", None)
+    bar.update("Shot 1 · seed 5", 10, 10, "generating", 0.0)
+    bar.job_line("    done")
+    text = tty.getvalue()
+    assert text.count("\r[") == 2 and "10/10" in text and "ETA" in text
+    assert "[" + "#" * 24 + "]" in text and text.endswith("    done\n")
+    plain = io.StringIO()
+    ProgressBar(plain).update("x", 1, 2, "generating", None)
+    assert plain.getvalue() == ""  # no carriage-return noise in logs
