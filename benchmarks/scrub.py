@@ -192,23 +192,6 @@ def _playback(video: Path, folder: Path, proxy_dir: Path, seconds: float,
     return result
 
 
-def _guard_pyside_none_refcount() -> bool:
-    """PySide6 6.12.0 on Python < 3.12 drops a reference to None on every call of a void Qt
-    method (measured: sys.getrefcount(None) falls by 1 per QColor.setAlpha, QWidget.update,
-    QPainter.setPen...; 6.11.3 does not), so a process dies with "none_dealloc" after a few
-    thousand calls. Python 3.12+ makes None immortal. Until the dependency is pinned away from
-    6.12.0, give None a reference count it cannot exhaust. Returns True when applied."""
-    import ctypes
-    import sys
-
-    import PySide6
-
-    if sys.version_info >= (3, 12) or not PySide6.__version__.startswith("6.12."):
-        return False
-    ctypes.c_ssize_t.from_address(id(None)).value += 1 << 40
-    return True
-
-
 def run(argv: list[str]) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="continuity-studio bench scrub")
     p.add_argument("--frames", type=int, default=81, help="frames per take (81 = Wan's 5 s)")
@@ -220,14 +203,18 @@ def run(argv: list[str]) -> dict[str, Any]:
     p.add_argument("--cache-mb", type=int, default=768)
     args = p.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import PySide6
     from PySide6.QtWidgets import QApplication
 
+    from studio.ui.viewer.pyside_guard import guard_none_refcount
+
     app = QApplication.instance() or QApplication([])  # noqa: F841 (kept alive)
-    import PySide6
 
     out: dict[str, Any] = {"machine": machine_info(), "frames": args.frames, "fps": args.fps,
                            "pyside6": PySide6.__version__,
-                           "pyside_none_refcount_guard": _guard_pyside_none_refcount(),
+                           # PySide6 6.12.0 leaks a None reference per void Qt call; see
+                           # studio/ui/viewer/pyside_guard.py (the viewer applies it too).
+                           "pyside_none_refcount_guard": guard_none_refcount(),
                            "rss_mb_start": _rss_mb()}
     with tempfile.TemporaryDirectory(prefix="scrub-bench-") as tmp:
         root = Path(tmp)
