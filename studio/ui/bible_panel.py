@@ -126,6 +126,7 @@ class _ReferenceGrid(_DropList):
 class BiblePanel(QWidget):
     character_selected = Signal(str)  # "" when none
     rename_requested = Signal()  # double-click on a character: edit its name in the inspector
+    reference_selected = Signal(str, str)  # (character id, reference id); "" when none
 
     def __init__(self, win: "MainWindow") -> None:
         super().__init__(win)
@@ -177,6 +178,7 @@ class BiblePanel(QWidget):
         lay.addLayout(mid)
         lay.addWidget(self.references, 3)
         lay.addLayout(bottom)
+        self._layout = lay
 
         # Delete removes the selected reference / character (undoable), only while that list has
         # focus so the key still edits text elsewhere.
@@ -193,7 +195,7 @@ class BiblePanel(QWidget):
         self.characters.itemDoubleClicked.connect(lambda _i: self.rename_requested.emit())
         self.characters.files_dropped.connect(self._on_files_on_characters)
         self.references.files_dropped.connect(self._on_files_on_references)
-        self.references.currentItemChanged.connect(lambda *_: self._sync_ref_controls())
+        self.references.currentItemChanged.connect(lambda *_: self._on_current_reference())
         self.references.customContextMenuRequested.connect(self._reference_menu)
         self.angle_combo.activated.connect(self._on_angle_chosen)
 
@@ -291,7 +293,7 @@ class BiblePanel(QWidget):
                 if ref.id == keep or (keep is None and self.references.count() == 1):
                     self.references.setCurrentItem(item)
         self.references.blockSignals(False)
-        self._sync_ref_controls()
+        self._on_current_reference()
 
     def _set_ref_icon(self, item: QListWidgetItem, path: Path | None, colour: str) -> None:
         pix = self.win.thumbnails.get(path, REF_THUMB) if path else None
@@ -299,6 +301,23 @@ class BiblePanel(QWidget):
             err = self.win.thumbnails.error(path, REF_THUMB) if path else "missing"
             pix = _placeholder(REF_THUMB - 40, colour, "missing" if err else "…")
         item.setIcon(QIcon(pix))
+
+    # -- extension points ------------------------------------------------------------------------
+    def add_reference_widget(self, widget: QWidget) -> None:
+        """Place a widget under the reference controls (e.g. a quality badge for the selected
+        reference; follow ``reference_selected`` and ``current_reference_path()``)."""
+        self._layout.addWidget(widget)
+
+    def current_reference_path(self) -> Path | None:
+        """The image file of the selected reference, or None."""
+        char = self.win.document.project.character(self.current_character_id())
+        ref = char.reference(self.current_reference_id() or "") if char else None
+        return self._thumb_path(ref.asset) if ref is not None else None
+
+    def _on_current_reference(self) -> None:
+        self._sync_ref_controls()
+        self.reference_selected.emit(self.current_character_id() or "",
+                                     self.current_reference_id() or "")
 
     def _sync_ref_controls(self) -> None:
         char = self.win.document.project.character(self.current_character_id())

@@ -112,6 +112,7 @@ class Inspector(QScrollArea):
         self.model_browse.setToolTip("Choose a model folder")
 
         form = QFormLayout(self.shot_box)
+        self._shot_form = form
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         form.addRow("Title", self.title)
         form.addRow("Motion", self.prompt)
@@ -188,6 +189,7 @@ class Inspector(QScrollArea):
         lay.addWidget(self.char_box)
         lay.addWidget(self.project_box)
         lay.addStretch(1)
+        self._body_layout = lay
 
         # -- user edits -> commands ---------------------------------------------------------
         self.title.textEdited.connect(lambda t: self._edit_shot(title=t))
@@ -230,6 +232,22 @@ class Inspector(QScrollArea):
         self.set_shot(None)
         self.set_character(None)
         self.refresh_project()
+
+    # -- extension points ------------------------------------------------------------------------
+    def add_shot_widget(self, widget: QWidget, label: str = "", after: QWidget | None = None) -> None:
+        """Add a row to the shot section (e.g. prompt warnings), after ``after``'s row or last.
+        Keep it current from ``win.shot_selected`` / ``win.events.shot_changed``."""
+        form = self._shot_form
+        if after is not None:
+            row, _role = form.getWidgetPosition(after)
+            if row >= 0:
+                form.insertRow(row + 1, label, widget)
+                return
+        form.addRow(label, widget)
+
+    def add_section(self, widget: QWidget) -> None:
+        """Add a whole section (e.g. a QGroupBox) below the others."""
+        self._body_layout.insertWidget(self._body_layout.count() - 1, widget)
 
     # -- selection ------------------------------------------------------------------------------
     def set_shot(self, shot_id: str | None) -> None:

@@ -171,3 +171,31 @@ def test_empty_storyboard_paints_a_hint(qtbot, tmp_path, answers):
     win.storyboard.add_shot()
     assert win.selected_shot_id() == win.document.project.shots[0].id
     assert win.inspector.shot_box.isVisibleTo(win)
+
+
+def test_extension_points_for_other_features(qtbot, tmp_path, photo_png, answers):
+    from PySide6.QtCore import QPointF
+    from PySide6.QtWidgets import QGroupBox, QLabel
+
+    from uitest_support import drop_and_wait
+
+    doc = sample_project(tmp_path / "proj")
+    win = open_window(qtbot, doc, make_settings(tmp_path))
+    warn = QLabel("prompt warning")
+    win.inspector.add_shot_widget(warn, "", after=win.inspector.negative)
+    row, _ = win.inspector._shot_form.getWidgetPosition(warn)
+    assert row == win.inspector._shot_form.getWidgetPosition(win.inspector.negative)[0] + 1
+    box = QGroupBox("Extra")
+    win.inspector.add_section(box)
+    qtbot.waitUntil(lambda: box.isVisibleTo(win))  # layouts show new children on the next loop
+    badge = QLabel("badge")
+    win.bible.add_reference_widget(badge)
+    qtbot.waitUntil(lambda: badge.isVisibleTo(win))
+
+    chars = win.bible.characters
+    seen: list[tuple[str, str]] = []
+    win.bible.reference_selected.connect(lambda c, r: seen.append((c, r)))
+    drop_and_wait(qtbot, win, chars, [photo_png], QPointF(chars.visualItemRect(chars.item(0)).center()))
+    ref = doc.project.character("alice").references[0]
+    assert seen[-1] == ("alice", ref.id)  # the new (only) reference is selected
+    assert win.bible.current_reference_path() == doc.folder.resolve() / ref.asset
