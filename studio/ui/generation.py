@@ -14,6 +14,7 @@ Other features find the controller as ``main_window.generation`` and listen to i
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
@@ -22,7 +23,8 @@ from PySide6.QtWidgets import QApplication, QLabel, QToolBar
 
 from studio.core.document import ProjectDocument
 from studio.core.errors import StudioError
-from studio.engine.queue import DraftOverrides, Job, JobQueue, default_draft, make_jobs
+from studio.engine.queue import (QUEUE_FILE, DraftOverrides, Job, JobQueue, default_draft,
+                                 make_jobs)
 
 if TYPE_CHECKING:
     from studio.engine.runner import JobResult, JobSpec
@@ -123,6 +125,12 @@ class GenerationController(QObject):
             self.queue.changed.disconnect(self._on_queue_changed)
         except ValueError:
             pass
+        for doc in {id(self.document): self.document, id(document): document}.values():
+            try:
+                doc.saved.disconnect(self._on_saved)
+            except ValueError:
+                pass
+        document.saved.connect(self._on_saved)
         self.document = document
         if document.folder is not None:
             from studio.engine.takes import recover_takes
@@ -143,6 +151,12 @@ class GenerationController(QObject):
             self._note(text[0].upper() + text[1:] + ".")
         self.queue_changed.emit()
         self._pump()
+
+    def _on_saved(self, _path: object = None) -> None:
+        """Save As moves the project (and its copied queue.json) to another folder: follow it."""
+        folder = self.document.folder
+        if folder is not None and self.queue.path != Path(folder) / QUEUE_FILE:
+            self.set_document(self.document)
 
     def _on_queue_changed(self, _job_id: object = None) -> None:
         self.queue_changed.emit()

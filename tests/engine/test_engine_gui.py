@@ -303,3 +303,23 @@ def test_app_killed_mid_queue_resumes_on_restart(qtbot, tmp_path: Path, photo_pn
     assert len(takes) == 4 and all(len(s.takes) == 1 for s in doc.project.shots)
     assert killed["take_id"] in takes
     assert ctl.queue.get(killed["id"]).requeued == 1
+
+
+def test_save_as_moves_the_queue_with_the_project(qtbot, tmp_path: Path, photo_png: Path,
+                                                  controllers) -> None:
+    import shutil
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    doc = make_project(a, photo_png, shots=2)
+    ctl = _controller(doc, controllers)
+    ctl.pause()
+    jobs = ctl.generate([s.id for s in doc.project.shots])
+    shutil.copytree(a, b)  # what MainWindow.save_as does before saving into the new folder
+    doc.save(b)
+    assert ctl.queue.path == b / "queue.json"
+    assert [j.id for j in ctl.queue.pending()] == [j.id for j in jobs]
+    ctl.resume()
+    assert ctl.wait_idle(60_000)
+    assert all(len(s.takes) == 1 for s in doc.project.shots)
+    assert all((b / s.takes[0].video).is_file() for s in doc.project.shots)
+    assert not list((a / "takes").rglob("*.mp4"))
