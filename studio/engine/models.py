@@ -372,29 +372,50 @@ def resolve_hf_cache(repo_id: str, revision: str | None = None, cache_dir: str |
                           "download it first or add its folder") from None
 
 
-DownloadProgress = Callable[[int, int, str], None]  # done, total, message
+DownloadProgress = Callable[[int, int, str], None]  # done, total (same unit), message
+
+
+class _NullWriter:
+    def write(self, _s: str) -> int:
+        return 0
+
+    def flush(self) -> None:
+        pass
 
 
 def download_model(repo_id: str, on_progress: DownloadProgress | None = None,
                    cancelled: Callable[[], bool] | None = None, cache_dir: str | Path | None = None,
                    revision: str | None = None) -> Path:
-    """Download a diffusers model (safetensors and configs only) into the HF cache, with
-    progress in files; a clear "offline" :class:`StudioError` when the Hub cannot be reached."""
+    """Download a diffusers model (safetensors and configs only) into the HF cache, reporting
+    bytes (or files, with huggingface_hub versions that only count files); a clear "offline"
+    :class:`StudioError` when the Hub cannot be reached. ``cancelled()`` stops it at the next
+    progress report."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
     from tqdm.auto import tqdm
 
+    seen_bytes = {"any": False}
+
     class _Progress(tqdm):  # type: ignore[misc]
+        """huggingface_hub makes its byte and file-count bars from this class."""
+
         def __init__(self, *a: Any, **kw: Any) -> None:
             kw["disable"] = False
+            kw["file"] = _NullWriter()  # no terminal output; the numbers go to on_progress
             super().__init__(*a, **kw)
 
         def update(self, n: float | None = 1) -> bool | None:
             if cancelled is not None and cancelled():
                 raise StudioError(f"download of {repo_id} cancelled")
             out = super().update(n)
+            total = int(self.total or 0)
             if on_progress is not None:
-                on_progress(int(self.n), int(self.total or 0), f"downloading {repo_id}")
+                if self.unit == "B":
+                    seen_bytes["any"] = True
+                    on_progress(int(self.n), total, f"downloading {repo_id}: {self.n / 1e9:.2f} of "
+                                                    f"{total / 1e9:.2f} GB")
+                elif not seen_bytes["any"]:
+                    on_progress(int(self.n), total, f"downloading {repo_id}: {int(self.n)}/{total} files")
             return out
 
     if repo_id.count("/") != 1:

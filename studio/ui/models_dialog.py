@@ -40,7 +40,7 @@ def _size(n: int) -> str:
 class _Relay(QObject):
     """Created on the UI thread: signals emitted by the worker thread arrive queued."""
 
-    progress = Signal(int, int, str)
+    progress = Signal(object, object, str)  # (done, total): byte counts overflow a Qt int
     done = Signal(str, object)  # (operation, ModelInfo | StudioError | None)
 
 
@@ -266,10 +266,10 @@ class ModelsDialog(QDialog):
         self._thread.start()
 
     def _on_progress(self, done: int, total: int, message: str) -> None:
-        if total > 0:
-            self.progress.setRange(0, total)
-            self.progress.setValue(min(done, total))
-        self._show(f"{message}: {done}/{total} files" if total else message)
+        if total > 0:  # per mille: byte counts overflow QProgressBar's int range
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(min(1000, done * 1000 // total))
+        self._show(message)
 
     def _on_done(self, op: str, result: Any) -> None:
         if self._thread is not None:

@@ -109,3 +109,15 @@ def test_open_models_dialog_entry_point(qtbot, tmp_path: Path) -> None:  # type:
     qtbot.addWidget(dialog)
     assert isinstance(dialog, ModelsDialog) and dialog.isVisible()
     dialog.close()
+
+
+def test_progress_of_large_downloads(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Byte counts of a 60 GB model exceed Qt's int: the bar shows per mille, the text says GB."""
+    from studio.ui.models_dialog import ModelsDialog
+
+    dialog = ModelsDialog(registry=ModelRegistry(tmp_path / "models.json"))
+    qtbot.addWidget(dialog)
+    total = 60 * 10**9
+    dialog._relay.progress.emit(total // 4, total, "downloading a/b: 15.00 of 60.00 GB")
+    qtbot.waitUntil(lambda: dialog.progress.value() == 250, timeout=5000)
+    assert dialog.progress.maximum() == 1000 and "15.00 of 60.00 GB" in dialog.status.text()
