@@ -195,3 +195,25 @@ def test_thumbnail_is_the_middle_frame(take: Path, tmp_path: Path) -> None:
     assert decode_number(thumb) == 20  # round(39 * 0.5)
     expected = frame_pixels(20, 160, 96)
     assert expected.shape == (96, 160, 3)
+
+
+def test_a_corrupt_frame_in_the_proxy_is_a_readable_error(take: Path, tmp_path: Path) -> None:
+    px = tmp_path / "px"
+    first = FrameSource(take, proxy_dir=px)
+    assert first.wait_ready(30)
+    first.close()
+    path = proxy_path_for(take, px)
+    reader = ProxyReader(path)
+    a, b = reader.offsets[5], reader.offsets[6]
+    reader.close()
+    data = bytearray(path.read_bytes())
+    data[a:b] = bytes(b - a)
+    path.write_bytes(bytes(data))
+    src = FrameSource(take, proxy_dir=px, cache=FrameCache(0))
+    try:
+        assert src.proxy_ready
+        with pytest.raises(AssetError, match="frame 5 of the proxy is corrupt"):
+            src.get(5)
+        assert decode_number(bgrx_to_rgb(src.get(6))) == 6  # the others still work
+    finally:
+        src.close()

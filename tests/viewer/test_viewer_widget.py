@@ -188,6 +188,8 @@ def test_shuttle_and_loop(qtbot, viewer: ViewerWidget) -> None:
     viewer.seek(30)
     qtbot.keyClick(viewer, Qt.Key.Key_J)
     assert viewer.player.rate == -1.0
+    qtbot.keyClick(viewer, Qt.Key.Key_J)
+    assert viewer.player.rate == -2.0 and "-2×" in viewer.position.text()
     qtbot.wait(300)
     qtbot.keyClick(viewer, Qt.Key.Key_K)
     assert viewer.current < 30

@@ -591,7 +591,12 @@ class ViewerWidget(QWidget):
         direction = -1 if self.player.rate < 0 else 1
         size_a = (src.source.width, src.source.height)
         reduce = self.view.reduction_for("a", size_a)
-        frame = src.get(index, reduce)
+        try:
+            frame = src.get(index, reduce)
+        except StudioError as exc:  # a damaged proxy frame: say so, keep the last picture
+            self.player.pause()
+            self.view.set_message(f"Cannot show frame {index}: {exc}")
+            return
         if frame is None:
             # Proxy still building and this frame not decoded yet: keep the last picture, wait.
             self._pending_a = index
@@ -609,7 +614,11 @@ class ViewerWidget(QWidget):
             j = self.b_index(index)
             size_b = (self.src_b.source.width, self.src_b.source.height)
             reduce_b = self.view.reduction_for("b", size_b)
-            fb = self.src_b.get(j, reduce_b)
+            try:
+                fb = self.src_b.get(j, reduce_b)
+            except StudioError as exc:
+                fb = None
+                self.view.set_message(f"Cannot show frame {j} of take B: {exc}")
             if fb is not None:
                 self.view.set_frame("b", fb, j, size_b)
                 self.view.set_overlays("b", *self._overlays_for(self.analysis_b, j))
