@@ -41,6 +41,7 @@ SHAPE_BOUND = 0.05  # mean landmark change after alignment, inter-ocular units
 APPEARANCE_BOUND = 0.35  # mean |difference| of contrast-normalised aligned 32x32 crops
 CUT_BOUND = 22.0  # mean |difference| of 32x18 grey thumbnails (0..255) = a cut
 
+POSE_GATE = 20.0  # degrees of yaw or pitch between frame and reference for geometry metrics
 EYE_WINDOW = 2  # eye features: median over ±2 frames (blinks of ≥ 3 frames survive it)
 
 REASONS = {
@@ -140,6 +141,7 @@ class _Frame:
     source: str | None = None
     ref: int | None = None  # reference matched for identity
     geo_ref: int | None = None  # pose-matched reference for geometry and colour
+    geo_ok: bool = False  # pose close enough to geo_ref to compare 2-D geometry
     emb: np.ndarray | None = None
     pose: tuple[float, float] | None = None
     proportions: float | None = None
@@ -270,7 +272,12 @@ def analyze_frames(frames: Iterable[np.ndarray], fps: float, refs: Sequence[Refe
             ri = an.pick_reference(fr.pose)
             ref = refs[ri]
             fr.ref = fr.geo_ref = ri
-            fr.proportions = M.proportions_score(lm, ref.landmarks)
+            # 2-D geometry is only comparable at a similar pose (turning the head shortens
+            # horizontal distances): beyond POSE_GATE from every reference it is not measured.
+            fr.geo_ok = (abs(fr.pose[0] - ref.pose[0]) <= POSE_GATE
+                         and abs(fr.pose[1] - ref.pose[1]) <= POSE_GATE)
+            if fr.geo_ok:
+                fr.proportions = M.proportions_score(lm, ref.landmarks)
             skin = M.skin_rgb(rgb, lm)
             if skin is not None and ref.skin is not None:
                 fr.extra["delta_e"] = M.skin_delta_e(skin, ref.skin)
@@ -353,7 +360,7 @@ def _eye_scores(frames: list[_Frame], refs: Sequence[ReferenceFace]) -> None:
     (neither is flagged)."""
     feats = {f.index: M.eye_features(f.lm) for f in frames if f.face and f.lm is not None}
     for f in frames:
-        if f.index not in feats or f.geo_ref is None:
+        if f.index not in feats or f.geo_ref is None or not f.geo_ok:
             continue
         win = [feats[f.index]]
         for step in (-1, 1):  # up to EYE_WINDOW frames each side, stopping at cuts and gaps

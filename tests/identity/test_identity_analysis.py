@@ -181,3 +181,15 @@ def test_parallel_embedding_matches_in_process_and_falls_back(astro_ref, monkeyp
     monkeypatch.setattr(parallel, "disable", lambda: None)
     fallback, _ = analyze_frames(frames, 16.0, [astro_ref], ENGINE, parallel=True)
     assert [r["identity"] for r in fallback["frames"]] == [r["identity"] for r in serial["frames"]]
+
+
+def test_geometry_not_compared_across_poses() -> None:
+    """With only a reference 40° away in yaw, proportions and eye shape are not measurable
+    (null), rather than flagged; identity and skin are still measured."""
+    img = astronaut()
+    ref = prepare_reference(ENGINE, img, "turned", "three_quarter_right")
+    ref.pose = (ref.pose[0] + 40.0, ref.pose[1])
+    result, _ = analyze_frames(moving_frames(img, 4, amplitude=0.3), 16.0, [ref], ENGINE)
+    for r in result["frames"]:
+        assert r["proportions"] is None and r["eye_shape"] is None
+        assert r["identity"] > 0.8 and r["skin_tone"] is not None and not r["flagged"]
