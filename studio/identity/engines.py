@@ -257,6 +257,21 @@ def _nms(b: np.ndarray, s: np.ndarray, thr: float) -> list[int]:
     return keep
 
 
+def _quick_hash(path: Path) -> str:
+    """Size + SHA-256 of the first and last MiB: identifies a model file without reading all
+    of it (copying a pack keeps the key; replacing the weights changes it)."""
+    import hashlib
+
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as fh:
+        h.update(fh.read(1 << 20))
+        if size > 2 << 20:
+            fh.seek(-(1 << 20), os.SEEK_END)
+            h.update(fh.read(1 << 20))
+    return h.hexdigest()[:12]
+
+
 class ArcFaceEngine(FaceEngine):
     name = "arcface"
     license = ("InsightFace pretrained packs (buffalo_l, antelopev2): non-commercial research "
@@ -283,8 +298,7 @@ class ArcFaceEngine(FaceEngine):
         self.input_name = self.recognizer.get_inputs()[0].name
         self.input_size = int(self.recognizer.get_inputs()[0].shape[2])
         self.model = f"{folder.name}/{self.rec_path.stem}"
-        st = self.rec_path.stat()
-        self.version = f"onnx-{st.st_size}-{int(st.st_mtime)}-sim1"
+        self.version = f"onnx-{_quick_hash(self.rec_path)}-sim1"
         self._lock = threading.Lock()
 
     def detect(self, rgb: np.ndarray, upsample: int = 0) -> list[Detection]:

@@ -193,3 +193,30 @@ def test_missing_pack_is_an_error_not_a_download(tmp_path: Path, no_network: Non
     eng = ArcFaceEngine()
     assert eng.detector is None  # no detector in the pack: dlib's HOG is used
     assert eng.detect(astronaut())
+
+
+def test_arcface_engine_runs_the_analysis(tmp_path: Path, no_network: None) -> None:
+    """The whole per-frame pipeline with the ONNX engine (random weights: only the plumbing and
+    the engine bookkeeping are checked, not the scores' meaning)."""
+    from studio.identity.analysis import analyze_frames, prepare_reference
+    from studio.identity.samples import moving_frames
+
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    _arcface_onnx(pack / "rec.onnx", seed=3)
+    eng = ArcFaceEngine(pack)
+    ref = prepare_reference(eng, astronaut(), "a", "front")
+    assert ref.embedding.shape == (512,)
+    result, _ = analyze_frames(moving_frames(astronaut(), 6, amplitude=0.3), 16.0, [ref], eng)
+    assert result["engine"]["name"] == "arcface" and result["engine_key"] == eng.key
+    assert all(0.0 <= r["identity"] <= 1.0 for r in result["frames"])
+    assert len(result["summary"]["embedding"]) == 512
+    # Same weights copied elsewhere -> same key; different weights -> different key.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "rec.onnx").write_bytes((pack / "rec.onnx").read_bytes())
+    assert ArcFaceEngine(copy).version == eng.version
+    other = tmp_path / "other"
+    other.mkdir()
+    _arcface_onnx(other / "rec.onnx", seed=4)
+    assert ArcFaceEngine(other).version != eng.version
