@@ -218,6 +218,30 @@ class PromptLintList(QListWidget):
         return [self.item(i).data(256) for i in range(self.count())]
 
 
+_LUT: Any = None
+
+
+def heatmap_image(heat: Any) -> Any:
+    """A low-resolution drift heatmap (uint8 (h, w), from the analysis npz) as a QImage
+    (ARGB32 premultiplied, warm colours, transparent where 0). Paint it scaled over the frame
+    with smooth transformation: Qt does the upscaling and blending, nothing full-size is built
+    in numpy."""
+    import numpy as np
+    from PySide6.QtGui import QImage
+
+    global _LUT
+    if _LUT is None:  # value -> premultiplied BGRA (little-endian ARGB32), yellow→red
+        v = np.arange(256, dtype=np.float32) / 255
+        a = np.clip(v * 1.6, 0, 0.85)
+        r, g, b = np.ones_like(v), np.clip(1 - v, 0, 1) * 0.9, np.zeros_like(v)
+        _LUT = (np.stack([b * a, g * a, r * a, a], axis=1) * 255).round().astype(np.uint8)
+    heat = np.ascontiguousarray(heat, dtype=np.uint8)
+    h, w = heat.shape
+    bgra = np.ascontiguousarray(_LUT[heat])
+    img = QImage(bgra.data, w, h, w * 4, QImage.Format.Format_ARGB32_Premultiplied)
+    return img.copy()  # own the pixels (bgra is freed on return)
+
+
 def install_identity(main_window: Any) -> AnalysisController:
     """Attach an :class:`AnalysisController` for ``main_window.document`` (a ProjectDocument)
     as ``main_window.identity``; its thread stops when the application quits. The lead wires the

@@ -89,3 +89,17 @@ def test_badge_and_lint(qtbot, tmp_path: Path) -> None:
     assert not lint.isHidden()
     lint.set_shot(Shot(prompt="she turns her head"))
     assert lint.count() == 0 and lint.isHidden()
+
+
+def test_heatmap_image(qtbot) -> None:
+    import numpy as np
+
+    from studio.ui.identity_widgets import heatmap_image
+
+    heat = np.zeros((60, 104), np.uint8)
+    heat[10:20, 30:40] = 255
+    img = heatmap_image(heat)
+    assert (img.width(), img.height()) == (104, 60)
+    assert img.pixelColor(0, 0).alpha() == 0  # no deviation: transparent
+    hot = img.pixelColor(35, 15)
+    assert hot.alpha() > 180 and hot.red() > 200 and hot.blue() < 30
