@@ -198,8 +198,12 @@ def _component_weights(folder: Path, comp: ComponentInfo) -> str | None:
     if plain:
         files = plain
     else:
-        variant = files[0].name.split(".")[-2]
-        files = [p for p in files if p.name.split(".")[-2] == variant]
+        # name.fp16.safetensors, or sharded name.fp16-00001-of-00002.safetensors
+        def variant_of(p: Path) -> str:
+            return p.name.split(".")[-2].split("-")[0]
+
+        variant = variant_of(files[0])
+        files = [p for p in files if variant_of(p) == variant]
     for p in files:
         try:
             params, nbytes = _count(safetensors_header(p))

@@ -373,3 +373,16 @@ def test_backend_sees_models_added_later_in_the_dialog(tiny_models: dict[str, Pa
     assert frames.shape == (9, 32, 32, 3)
     assert b.plan is not None and "needs a GPU" in b.plan.reason
     b.unload()
+
+
+def test_variant_only_model_loads(backend: DiffusersBackend, tiny_models: dict[str, Path],
+                                  images: tuple[Path, Path], tmp_path: Path) -> None:
+    """A folder holding only *.fp16.safetensors (as some repos ship) loads with variant="fp16"."""
+    import shutil
+
+    folder = shutil.copytree(tiny_models["ltx"], tmp_path / "ltx-fp16")
+    for p in folder.rglob("*.safetensors"):
+        p.rename(p.with_name(p.name.replace(".safetensors", ".fp16.safetensors")))
+    expected = _run(backend, _req(tiny_models["ltx"], images[0]))
+    frames = _run(backend, _req(folder, images[0]))
+    assert backend.loaded.variant == "fp16" and _close(frames, expected)

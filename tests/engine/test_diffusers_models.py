@@ -139,6 +139,11 @@ def test_variant_only_weights_are_detected(tiny_models: dict[str, Path], tmp_pat
     info = inspect_model(folder)
     assert info.variant == "fp16"
     assert all(".fp16." in f for c in info.components.values() for f in c.files)
+    # Sharded variant files name the variant before the shard number.
+    unet = folder / "unet" / "diffusion_pytorch_model.fp16.safetensors"
+    unet.rename(unet.with_name("diffusion_pytorch_model.fp16-00001-of-00001.safetensors"))
+    again = inspect_model(folder)
+    assert again.variant == "fp16" and again.components["unet"].params == info.components["unet"].params
 
 
 def test_registry_persists_atomically(tiny_models: dict[str, Path], tmp_path: Path) -> None:
