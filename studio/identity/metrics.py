@@ -22,7 +22,8 @@ EYE_SCALE = 0.7  # weighted |log| change of eye width and opening (see eye_shape
 SKIN_SCALE = 16.0  # CIEDE2000 units (threshold 0.5 -> dE 8: a clearly visible shift)
 JITTER_SCALE = 0.08  # landmark second difference, in inter-ocular distances per frame
 
-BLINK_RATIO = 0.6  # both eyes' opening below this fraction of the reference's = a blink
+BLINK_RATIO = 0.7  # both eyes' opening below this fraction of the reference's = a blink
+# (dlib's landmarks rarely close an eye fully: a real blink measures 0.5-0.6)
 
 
 def eye_centers(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -130,15 +131,16 @@ def eye_shape_score(lm: np.ndarray, ref: np.ndarray, feats: np.ndarray | None = 
     f = eye_features(lm) if feats is None else feats
     r = eye_features(ref)
     open_ratio = np.maximum(f[:, 1] / np.maximum(r[:, 1], 1e-3), 0.05)
-    blink = bool(np.all(open_ratio < BLINK_RATIO))
     both = math.exp(float(np.mean(np.log(open_ratio))))  # shared opening change
+    asym = abs(math.log(open_ratio[0] / open_ratio[1]))
+    blink = bool(both < BLINK_RATIO and asym < 0.5)
     scores = []
     for i in range(2):
         dev = 2.5 * abs(math.log(max(f[i, 0], 1e-3) / max(r[i, 0], 1e-3)))
         if not blink:
-            # One eye changing alone is drift; both opening together (squint, surprise) is
-            # mostly expression, so it weighs half.
-            dev += abs(math.log(open_ratio[i] / both)) + 0.5 * abs(math.log(both))
+            # One eye changing alone is drift. Both closing together (blink on its way, squint,
+            # smile) is expression and costs nothing; both widening (eyes growing) costs half.
+            dev += abs(math.log(open_ratio[i] / both)) + 0.5 * max(0.0, math.log(both))
         scores.append(float(np.clip(1 - dev / EYE_SCALE, 0, 1)))
     return EyeResult(min(scores), blink, scores)
 

@@ -4,10 +4,13 @@ skin tone, frozen faces, the stored format, caching and the CLI."""
 from __future__ import annotations
 
 import math
+import tempfile
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from identity_helpers import (astronaut, close_eyes, magnify, moving_frames, region_mean,
                               t1_faces)
@@ -193,3 +196,24 @@ def test_geometry_not_compared_across_poses() -> None:
     for r in result["frames"]:
         assert r["proportions"] is None and r["eye_shape"] is None
         assert r["identity"] > 0.8 and r["skin_tone"] is not None and not r["flagged"]
+
+
+def test_preview_backend_animation_is_not_drift(astro_ref) -> None:
+    """Integration with the built-in preview backend: a smiling, blinking, pushed-in animatic
+    of the bible photo is the same person and not flagged."""
+    from studio.engine.base import GenerationRequest
+    from studio.engine.preview import PreviewBackend
+
+    img = astronaut()
+    lm = detect_landmarks_68(img)
+    with tempfile.TemporaryDirectory() as tmp:
+        Image.fromarray(img).save(Path(tmp) / "a.png")
+        req = GenerationRequest(start_image=Path(tmp) / "a.png", width=832, height=480,
+                                prompt="she smiles and blinks, slow push in", num_frames=33,
+                                fps=16, seed=3, face_landmarks=tuple(map(tuple, lm.tolist())))
+        frames = list(PreviewBackend().render(req))
+    result, _ = analyze_frames(frames, 16.0, [astro_ref], ENGINE)
+    s = result["summary"]
+    assert s["identity_min"] > ENGINE.threshold + 0.2
+    assert s["flagged_fraction"] == 0.0, [r for r in result["frames"] if r["flagged"]]
+    assert s["motion"] > 0.003
