@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 # Used when no model is chosen yet: the rules of the default family (Wan 2.1 I2V 480p).
 _DEFAULT_CAPS = Capabilities(text_prompt=True, negative_prompt=True, size_multiple=16, frame_step=4,
                              frame_offset=1, max_frames=81, default_fps=16, last_frame=False, needs_gpu=True)
+_GENERIC_GUIDANCE = GenerationRequest.__dataclass_fields__["guidance"].default  # the app-wide 5.0
 _INFO_TTL_S = 30.0  # capabilities() may be called per keystroke; re-inspect folders at most this often
 
 
@@ -54,6 +55,12 @@ def snap_for(info: ModelInfo | None, req: GenerationRequest) -> tuple[Generation
         notes.append(f"{fam.label} generates motion at {fam.default_fps} fps: {req.fps} fps → "
                      f"{fam.default_fps} fps, {req.num_frames} → {frames} frames for the same duration")
         req = req.with_changes(fps=fam.default_fps, num_frames=frames)
+    if "guidance" not in req.extra and req.guidance == _GENERIC_GUIDANCE != fam.default_guidance:
+        # The shot left guidance at the app-wide default: use the family's own (LTX and SVD
+        # over-saturate at 5; Wan 2.2 A14B is tuned for 3.5). A shot's own value is kept.
+        notes.append(f"guidance {req.guidance:g} → {fam.default_guidance:g} ({fam.label} default; "
+                     "set the shot's guidance to override)")
+        req = req.with_changes(guidance=fam.default_guidance)
     if not fam.text_prompt and (req.prompt.strip() or req.negative_prompt.strip()):
         notes.append(f"{fam.label} takes no text prompt: the motion prompt is ignored")
         req = req.with_changes(prompt="", negative_prompt="")

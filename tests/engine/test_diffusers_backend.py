@@ -133,6 +133,12 @@ def test_snap_notes_per_family(backend: DiffusersBackend, tiny_models: dict[str,
     # First+last frame models keep the end image.
     req, notes = backend.snap(_req(tiny_models["wan21_flf"], start, last_image=end))
     assert req.last_image == end and not any("last frame" in n for n in notes)
+    # Guidance left at the app default follows the family; a shot's own value is kept.
+    req, notes = backend.snap(_req(tiny_models["ltx"], start))
+    assert req.guidance == 3.0 and any("guidance 5 → 3" in n for n in notes)
+    req, notes = backend.snap(_req(tiny_models["ltx"], start, extra={"guidance": 5.0}))
+    assert req.guidance == 5.0 and not any("guidance" in n for n in notes)
+    assert backend.snap(_req(tiny_models["wan21"], start))[0].guidance == 5.0
     # Above the model's native resolution: a warning, not a refusal.
     req, notes = backend.snap(_req(tiny_models["wan21"], start, width=1920, height=1088))
     assert (req.width, req.height) == (1920, 1088) and any("native 832x480" in n for n in notes)
