@@ -209,7 +209,7 @@ class ModelsDialog(QDialog):
 
     def set_memory(self, mode: str) -> None:
         model_id = self.selected_id()
-        if model_id is None:
+        if model_id is None or self.busy:  # the worker thread may be writing the list
             return
         try:
             self.registry.set_memory(model_id, mode)
@@ -259,7 +259,10 @@ class ModelsDialog(QDialog):
             except Exception as exc:  # a bug must reach the user, not kill the thread silently
                 traceback.print_exc()
                 result = StudioError(f"unexpected error: {exc!r}")
-            self._relay.done.emit(op, result)
+            try:
+                self._relay.done.emit(op, result)
+            except RuntimeError:  # the dialog was destroyed meanwhile (its parent closed)
+                pass
 
         self._thread = threading.Thread(target=run, name=f"models-{op}", daemon=True)
         self._sync_buttons()
@@ -300,21 +303,26 @@ class ModelsDialog(QDialog):
             return not t.is_alive()
         return True
 
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt naming
-        self._cancel.set()  # a running download stops at its next progress report
-        super().closeEvent(event)
 
 
 def open_models_dialog(parent: QWidget | None = None, registry: ModelRegistry | None = None) -> ModelsDialog:
-    """Show Settings ▸ Models (non-modal) and return the dialog."""
-    try:
-        dialog = ModelsDialog(registry=registry, parent=parent)
-    except StudioError as exc:  # e.g. a damaged models.json: say so instead of crashing the menu
-        from PySide6.QtWidgets import QMessageBox
+    """Show Settings ▸ Models (non-modal) and return the dialog. One dialog per parent window is
+    kept and shown again: closing it does not stop a running download (Cancel does), and the
+    reopened dialog shows its progress."""
+    existing = parent.findChild(ModelsDialog, "ModelsDialog") if parent is not None else None
+    if existing is not None and registry is None:
+        dialog = existing
+        if not dialog.busy:
+            dialog.registry.load()
+            dialog.refresh()
+    else:
+        try:
+            dialog = ModelsDialog(registry=registry, parent=parent)
+        except StudioError as exc:  # e.g. a damaged models.json: say so instead of crashing the menu
+            from PySide6.QtWidgets import QMessageBox
 
-        QMessageBox.warning(parent, "Models", str(exc))
-        raise
-    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+            QMessageBox.warning(parent, "Models", str(exc))
+            raise
     dialog.show()
     dialog.raise_()
     return dialog

@@ -105,10 +105,21 @@ def test_add_from_hf_cache_and_offline_download(qtbot, tiny_models: dict[str, Pa
 def test_open_models_dialog_entry_point(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from studio.ui.models_dialog import ModelsDialog, open_models_dialog
 
+    from PySide6.QtWidgets import QWidget
+
     dialog = open_models_dialog(None, registry=ModelRegistry(tmp_path / "models.json"))
     qtbot.addWidget(dialog)
     assert isinstance(dialog, ModelsDialog) and dialog.isVisible()
     dialog.close()
+    # From a window: one dialog per window, shown again on the next call (default registry in the
+    # per-test config folder).
+    window = QWidget()
+    qtbot.addWidget(window)
+    first = open_models_dialog(window)
+    first.close()
+    again = open_models_dialog(window)
+    assert again is first and again.isVisible()
+    again.close()
 
 
 def test_progress_of_large_downloads(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
