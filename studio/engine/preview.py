@@ -487,7 +487,7 @@ class PreviewBackend(Backend):
             if inside.mean() > 0.9:
                 try:
                     rig = _FaceRig(canvas, lmc.astype(np.float32), plan)
-                except (ValueError, Exception):  # degenerate landmarks: no face motion
+                except Exception:  # degenerate landmarks (a tiny or collinear face): no face motion
                     rig = None
             if rig is None:
                 plan = MotionPlan(**{**plan.__dict__, "notes": plan.notes + (
