@@ -108,8 +108,9 @@ class ModelsDialog(QDialog):
         close = QPushButton("Close")
         close.clicked.connect(self.close)
         bottom = QHBoxLayout()
-        bottom.addWidget(self.progress, 1)
+        bottom.addWidget(self.progress, 100)
         bottom.addWidget(self.cancel_button)
+        bottom.addStretch(1)  # keeps Close at its size on the right while no progress shows
         bottom.addWidget(close)
 
         layout = QVBoxLayout(self)
