@@ -213,14 +213,19 @@ class _FaceRig:
             self.fields[action] = f.reshape(self.lh, self.lw, 2).astype(np.float32)
         gxf, gyf = np.meshgrid(np.arange(rw, dtype=np.float32), np.arange(rh, dtype=np.float32))
         self.grid_x, self.grid_y = gxf, gyf
-        # Inner-mouth mask (in the mouth-open pose), darkened as the mouth opens.
+        # The gap a dropping jaw opens between the lips (inner-lip polygon in the open pose minus
+        # the one at rest, so teeth already showing stay as they are) is filled with mouth shadow.
         import cv2
 
-        inner = pts[60:68] + self._displacement("talk", pts, u, 1)[60:68]
-        mask = np.zeros((rh, rw), dtype=np.float32)
-        cv2.fillPoly(mask, [np.round(inner).astype(np.int32)], 1.0, lineType=cv2.LINE_AA)
-        k = max(3, int(u * 0.08) | 1)
-        self.mouth_mask = cv2.GaussianBlur(mask, (k, k), 0)[:, :, None]
+        inner_open = pts[60:68] + self._displacement("talk", pts, u, 1)[60:68]
+        opened = np.zeros((rh, rw), dtype=np.float32)
+        rest = np.zeros((rh, rw), dtype=np.float32)
+        cv2.fillPoly(opened, [np.round(inner_open).astype(np.int32)], 1.0, lineType=cv2.LINE_AA)
+        cv2.fillPoly(rest, [np.round(pts[60:68]).astype(np.int32)], 1.0, lineType=cv2.LINE_AA)
+        gap = np.clip(opened - rest, 0.0, 1.0)
+        k = max(3, int(u * 0.1) | 1)
+        self.mouth_mask = cv2.GaussianBlur(gap, (k, k), 0)[:, :, None]
+        self.mouth_colour = np.array([70, 30, 28], dtype=np.float32)  # a dark, warm mouth shadow
 
     @staticmethod
     def _displacement(action: str, p: "np.ndarray", u: float, direction: int) -> "np.ndarray":
@@ -283,9 +288,10 @@ class _FaceRig:
         warped = cv2.remap(src[roi], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         talk = amounts.get("talk", 0.0)
         if talk > 0.05:  # the open mouth is dark inside
-            shade = 1.0 - 0.6 * talk * self.mouth_mask
+            k = min(0.85, 1.1 * talk) * self.mouth_mask
             c = 3  # colour only: an RGBA layer's alpha (the subject matte) stays as it is
-            warped[:, :, :c] = (warped[:, :, :c].astype(np.float32) * shade).astype(np.uint8)
+            rgb = warped[:, :, :c].astype(np.float32)
+            warped[:, :, :c] = (rgb + (self.mouth_colour - rgb) * k).astype(np.uint8)
         dst[roi] = warped
 
 
