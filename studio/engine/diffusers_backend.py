@@ -27,6 +27,7 @@ _DEFAULT_CAPS = Capabilities(text_prompt=True, negative_prompt=True, size_multip
                              frame_offset=1, max_frames=81, default_fps=16, last_frame=False, needs_gpu=True)
 _GENERIC_GUIDANCE = GenerationRequest.__dataclass_fields__["guidance"].default  # the app-wide 5.0
 _INFO_TTL_S = 30.0  # capabilities() may be called per keystroke; re-inspect folders at most this often
+_FRESH_S = 2.0  # "fresh" inspections younger than this are reused within one job
 
 
 class _StopRequested(Cancelled):
@@ -135,10 +136,13 @@ class DiffusersBackend(Backend):
         unregistered folder is inspected at most every few seconds."""
         if not model:
             return resolve_model(model, self.registry)  # raises the "no model chosen" error
+        hit = self._info_cache.get(model)
         if fresh:
+            # One job calls load, snap and generate in a row: inspect once for all three.
+            if hit and time.monotonic() - hit[0] < _FRESH_S:
+                return hit[1]
             self.registry.load()
         else:
-            hit = self._info_cache.get(model)
             if hit and time.monotonic() - hit[0] < _INFO_TTL_S:
                 return hit[1]
             known = self.registry.find(model)
