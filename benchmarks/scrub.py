@@ -60,6 +60,17 @@ def _stats(ms: list[float]) -> dict[str, float]:
             "max_ms": round(max(ms), 2), "n": len(ms)}
 
 
+def _dispose(widget: Any) -> None:
+    """Delete a parentless widget now, while the QApplication is alive: left to interpreter
+    shutdown, its destruction races the application's own (Qt warns "shared QObject was
+    deleted directly" and glibc can abort)."""
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    widget.close()
+    widget.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+
 def _rss_mb() -> float:
     import psutil
 
@@ -109,7 +120,7 @@ def _seek_to_paint(video: Path, proxy_dir: Path, w: int, h: int, seeks: int,
         all_ms += ms
     proxy_mb = round(src.proxy_path.stat().st_size / 2**20, 1)
     src.close()
-    view.close()
+    _dispose(view)
     # The median round (by p95) is reported; every round is listed.
     mid = sorted(round_stats, key=lambda s: s["p95_ms"])[len(round_stats) // 2]
     return {"proxy_build_s": round(build_s, 2), "proxy_mb": proxy_mb, "frames": n,
@@ -188,7 +199,7 @@ def _playback(video: Path, folder: Path, proxy_dir: Path, seconds: float,
               "cache_mb_cap": cache_mb,
               "rss_mb": _rss_mb()}
     v.shutdown()
-    v.close()
+    _dispose(v)
     return result
 
 

@@ -106,7 +106,10 @@ class TakeStrip(QScrollArea):
     def set_takes(self, document: "ProjectDocument | None", shot: "Shot | None",
                   viewing: str | None, comparing: str | None, best: str | None) -> None:
         for card in self.cards.values():
-            card.setParent(None)
+            # Stay parented until Qt deletes it: a parentless widget would be owned by its
+            # Python wrapper as well as by deleteLater.
+            self._layout.removeWidget(card)
+            card.hide()
             card.deleteLater()
         self.cards.clear()
         self._videos.clear()
