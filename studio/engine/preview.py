@@ -161,6 +161,50 @@ def fit_crop(src_w: int, src_h: int, out_w: int, out_h: int,
     return x, y, w, h
 
 
+def _inverse_affine_field(rest: "np.ndarray", moved: "np.ndarray", simplices: "np.ndarray",
+                          q: "np.ndarray", shape: tuple[int, int],
+                          scale: tuple[float, float]) -> "np.ndarray":
+    """Exact piecewise-affine warp as a backward field: for each grid point ``q`` (in the moved
+    pose), ``q - source``, where ``source`` is the same barycentric point of its triangle in the
+    rest pose. Triangles are rasterised (in the moved pose) onto the low-resolution grid."""
+    import cv2
+    import numpy as np
+
+    lh, lw = shape
+    sx, sy = scale
+    tri_id = np.full((lh, lw), -1, dtype=np.int32)
+    grid_pts = (moved + 0.5) / np.array([sx, sy]) - 0.5  # moved vertices in grid pixels
+    for t, (a, b, c) in enumerate(simplices):
+        poly = np.round(grid_pts[[a, b, c]] * 16).astype(np.int32)
+        cv2.fillConvexPoly(tri_id, poly, int(t), lineType=cv2.LINE_8, shift=4)
+    ids = tri_id.ravel()
+    inside = ids >= 0
+    field = np.zeros((len(q), 2), dtype=np.float64)
+    tri = simplices[ids[inside]]
+    p0, p1, p2 = moved[tri[:, 0]], moved[tri[:, 1]], moved[tri[:, 2]]
+    v0, v1, v2 = p1 - p0, p2 - p0, q[inside] - p0
+    d00 = (v0 * v0).sum(1)
+    d01 = (v0 * v1).sum(1)
+    d11 = (v1 * v1).sum(1)
+    d20 = (v2 * v0).sum(1)
+    d21 = (v2 * v1).sum(1)
+    den = d00 * d11 - d01 * d01
+    cross = np.abs(v0[:, 0] * v1[:, 1] - v0[:, 1] * v1[:, 0])  # twice the triangle's area
+    ok = cross > 0.5  # below a quarter of a pixel the triangle has collapsed
+    safe = np.where(ok, den, 1.0)
+    # Clamped: a grid point rasterised just outside its triangle must not extrapolate far.
+    l1 = np.clip(np.where(ok, (d11 * d20 - d01 * d21) / safe, 1.0 / 3.0), -0.25, 1.25)
+    l2 = np.clip(np.where(ok, (d00 * d21 - d01 * d20) / safe, 1.0 / 3.0), -0.25, 1.25)
+    l0 = 1.0 - l1 - l2
+    # A collapsed triangle (a closed eyelid) has no inverse: it moves by its vertices' mean.
+    src = (l0[:, None] * rest[tri[:, 0]] + l1[:, None] * rest[tri[:, 1]]
+           + l2[:, None] * rest[tri[:, 2]])
+    mean_move = (moved[tri] - rest[tri]).mean(axis=1)
+    src = np.where(ok[:, None], src, q[inside] - mean_move)
+    field[inside] = q[inside] - src
+    return field
+
+
 class _FaceRig:
     """Per-action displacement fields over a face region of interest, built once per take."""
 
@@ -193,23 +237,16 @@ class _FaceRig:
                        (rw - 1, f * (rh - 1))]
         anchors = np.unique(np.array(border, dtype=np.float64), axis=0)
         verts = np.vstack([pts.astype(np.float64), anchors])
-        tri = Delaunay(verts)
+        simplices = Delaunay(verts).simplices  # the mesh topology, kept for every pose
         sx, sy = rw / self.lw, rh / self.lh
         gx, gy = np.meshgrid((np.arange(self.lw) + 0.5) * sx - 0.5,
                              (np.arange(self.lh) + 0.5) * sy - 0.5)
         q = np.stack([gx.ravel(), gy.ravel()], axis=1)
-        simplex = tri.find_simplex(q)
-        simplex[simplex < 0] = 0  # outside the hull: the ROI corners, displacement ~0 anyway
-        trans = tri.transform[simplex]
-        bary2 = np.einsum("nij,nj->ni", trans[:, :2], q - trans[:, 2])
-        bary = np.hstack([bary2, 1.0 - bary2.sum(axis=1, keepdims=True)])
-        idx = tri.simplices[simplex]
-        self._bary, self._idx, self._n = bary, idx, len(verts)
         self.fields: dict[str, np.ndarray] = {}
         for action in FACE_ACTIONS:
             d = np.zeros((len(verts), 2), dtype=np.float64)
             d[:68] = self._displacement(action, pts, u, plan.turn_direction)
-            f = (bary[:, :, None] * d[idx]).sum(axis=1)
+            f = _inverse_affine_field(verts, verts + d, simplices, q, (self.lh, self.lw), (sx, sy))
             self.fields[action] = f.reshape(self.lh, self.lw, 2).astype(np.float32)
         gxf, gyf = np.meshgrid(np.arange(rw, dtype=np.float32), np.arange(rh, dtype=np.float32))
         self.grid_x, self.grid_y = gxf, gyf
@@ -237,7 +274,7 @@ class _FaceRig:
             for upper, lower in (((37, 41), (38, 40)), ((43, 47), (44, 46))):
                 for a, b in upper, lower:
                     gap = p[b, 1] - p[a, 1]
-                    d[a, 1] = gap * 0.85  # upper lid comes down over the eye
+                    d[a, 1] = gap * 0.9  # the upper lid comes down to meet the lower one
                     d[b, 1] = -gap * 0.1
             d[[36, 39, 42, 45], 1] = u * 0.01
         elif action == "smile":
