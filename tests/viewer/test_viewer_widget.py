@@ -219,10 +219,18 @@ def test_make_active_from_the_strip_is_undoable(qtbot, viewer: ViewerWidget) -> 
     viewer.stack.undo()
     assert doc.project.shot("shot1").active_take_id == "take0"
     assert viewer.strip.cards["take0"].active
-    # clicking a card views that take
+    # clicking a card views that take; the toolbar button makes the viewed take active
+    assert not viewer.btn_make_active.isEnabled()  # take0 is viewed and active
     card = viewer.strip.cards["take1"]
     qtbot.mouseClick(card, Qt.MouseButton.LeftButton)
     assert viewer.take_id == "take1" and viewer.strip.cards["take1"].viewing
+    assert viewer.btn_make_active.isEnabled()
+    viewer.btn_make_active.click()
+    assert doc.project.shot("shot1").active_take_id == "take1"
+    assert not viewer.btn_make_active.isEnabled()
+    viewer.stack.undo()
+    assert doc.project.shot("shot1").active_take_id == "take0"
+    assert viewer.btn_make_active.isEnabled()
 
 
 def test_reroll_buttons_request_new_takes(qtbot, viewer: ViewerWidget) -> None:

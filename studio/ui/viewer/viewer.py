@@ -197,6 +197,9 @@ class ViewerWidget(QWidget):
         self.position = QLabel("")
         self.position.setObjectName("viewerPosition")
         self.position.setStyleSheet("font-family: monospace")
+        self.btn_make_active = QPushButton("Make active")
+        self.btn_make_active.setToolTip("Use the viewed take for this shot (export, storyboard); "
+                                        "undoable")
         self.btn_reroll = QPushButton("Re-roll")
         self.btn_reroll.setToolTip("Queue one new take of this shot with a new seed")
         self.btn_reroll4 = QPushButton("Re-roll ×4")
@@ -205,12 +208,12 @@ class ViewerWidget(QWidget):
         self.auto_pick.setToolTip("When new takes are analysed, make the best one by identity "
                                   "the active take")
         self.auto_pick.setChecked(self.settings.value(SETTING_AUTO_PICK, False, type=bool))
-        for w in (self.btn_reroll, self.btn_reroll4, self.auto_pick):
+        for w in (self.btn_make_active, self.btn_reroll, self.btn_reroll4, self.auto_pick):
             w.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         for w in (self.btn_start, self.btn_back, self.btn_play, self.btn_fwd, self.btn_end):
             transport.addWidget(w)
         transport.addWidget(self.position, 1)
-        for w in (self.auto_pick, self.btn_reroll, self.btn_reroll4):
+        for w in (self.btn_make_active, self.auto_pick, self.btn_reroll, self.btn_reroll4):
             transport.addWidget(w)
 
         lay = QVBoxLayout(self)
@@ -236,6 +239,7 @@ class ViewerWidget(QWidget):
         self.btn_back.clicked.connect(lambda: self.player.step(-1))
         self.btn_fwd.clicked.connect(lambda: self.player.step(1))
         self.btn_play.clicked.connect(self.player.toggle)
+        self.btn_make_active.clicked.connect(self._make_viewed_active)
         self.btn_reroll.clicked.connect(lambda: self.request_reroll(1))
         self.btn_reroll4.clicked.connect(lambda: self.request_reroll(4))
         self.auto_pick.toggled.connect(lambda on: self.settings.setValue(SETTING_AUTO_PICK, on))
@@ -441,8 +445,16 @@ class ViewerWidget(QWidget):
         self._refresh_strip()
         self._refresh_compare_choices()
 
+    def _make_viewed_active(self) -> None:
+        if self.take_id is not None:
+            self.make_active(self.take_id)
+
     def _refresh_strip(self) -> None:
         shot = self.shot()
+        self.btn_make_active.setEnabled(shot is not None and self.take_id is not None
+                                        and shot.active_take_id != self.take_id)
+        self.btn_reroll.setEnabled(shot is not None)
+        self.btn_reroll4.setEnabled(shot is not None)
         self.best_take = best_take_id(self.document, shot) if shot else None
         self.strip.set_takes(self.document, shot, self.take_id, self.compare_take_id,
                              self.best_take)
