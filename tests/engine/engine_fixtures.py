@@ -32,7 +32,7 @@ def make_project(folder: Path, photo: Path, shots: int = 2, *, duration_s: float
                  params: dict | None = None) -> ProjectDocument:
     """A saved project: one character with the photo as reference, ``shots`` shots using it.
 
-    Shots are 9:16-free 16:9 480p by default; tests pass draft sizes to keep renders small, and
+    Shots are 16:9 480p by default; tests pass draft sizes to keep renders small, and
     shots carry ``face_motion: False`` unless told otherwise so no dlib run is needed.
     """
     ensure_layout(folder)
