@@ -351,6 +351,7 @@ class FrameSource:
         self._built_upto = -1  # frames [0, built_upto] went through the cache during the build
         self._ahead: list[tuple[int, int]] = []  # (index, reduce) to decode next
         self._inflight: tuple[int, int] | None = None  # what the worker decodes right now
+        self._reduce = 1  # the reduction last asked for: frames published while building use it
         self._stop = False
         self._try_open_existing()
         self._thread = threading.Thread(target=self._run, name=f"frames-{self.path.name}",
@@ -405,6 +406,7 @@ class FrameSource:
         ``reduce`` (1, 2, 4, 8) asks for a frame at most that many times smaller."""
         if reduce not in REDUCTIONS:
             raise ValueError(f"reduce must be one of {REDUCTIONS}")
+        self._reduce = reduce
         index = self.clamp(index)
         frame = self._cached(index, reduce)
         if frame is not None:
@@ -477,7 +479,15 @@ class FrameSource:
 
     # -- worker --------------------------------------------------------------------------
     def _publish(self, index: int, frame: "np.ndarray") -> None:
-        self.cache.put((self.key, index, 1), frame)
+        reduce = self._reduce
+        if reduce > 1:
+            # The picture is shown small: keep what it needs, not 8 MB per 1080p frame.
+            import cv2
+
+            h, w = frame.shape[:2]
+            frame = cv2.resize(frame, (-(-w // reduce), -(-h // reduce)),
+                               interpolation=cv2.INTER_AREA)
+        self.cache.put((self.key, index, reduce), frame)
         with self._cond:
             self._built_upto = index
             self._cond.notify_all()
