@@ -348,7 +348,6 @@ class FrameSource:
         self.failed = False  # nothing decodable at all
         self._proxy: ProxyReader | None = None
         self._cond = threading.Condition()
-        self._built_upto = -1  # frames [0, built_upto] went through the cache during the build
         self._ahead: list[tuple[int, int]] = []  # (index, reduce) to decode next
         self._inflight: tuple[int, int] | None = None  # what the worker decodes right now
         self._reduce = 1  # the reduction last asked for: frames published while building use it
@@ -489,8 +488,7 @@ class FrameSource:
                                interpolation=cv2.INTER_AREA)
         self.cache.put((self.key, index, reduce), frame)
         with self._cond:
-            self._built_upto = index
-            self._cond.notify_all()
+            self._cond.notify_all()  # frame() waiters
         if self.on_ready is not None:
             self.on_ready(index)
 
