@@ -217,15 +217,10 @@ def run(argv: list[str]) -> dict[str, Any]:
     import PySide6
     from PySide6.QtWidgets import QApplication
 
-    from studio.ui.viewer.pyside_guard import guard_none_refcount
-
     app = QApplication.instance() or QApplication([])  # noqa: F841 (kept alive)
 
     out: dict[str, Any] = {"machine": machine_info(), "frames": args.frames, "fps": args.fps,
                            "pyside6": PySide6.__version__,
-                           # PySide6 6.12.0 leaks a None reference per void Qt call; see
-                           # studio/ui/viewer/pyside_guard.py (the viewer applies it too).
-                           "pyside_none_refcount_guard": guard_none_refcount(),
                            "rss_mb_start": _rss_mb()}
     with tempfile.TemporaryDirectory(prefix="scrub-bench-") as tmp:
         root = Path(tmp)

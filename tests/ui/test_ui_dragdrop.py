@@ -242,9 +242,9 @@ def test_dragging_a_card_shows_where_it_lands(qtbot, tmp_path, answers):
     rect = view.visualRect(win.storyboard.model.index(1))
     mime = drops.shot_mime("s1")
     pos = QPointF(rect.right() - 3, rect.center().y())
-    QApplication.sendEvent(view.viewport(), QDragEnterEvent(pos, Qt.MoveAction, mime, Qt.LeftButton,
+    QApplication.sendEvent(view.viewport(), QDragEnterEvent(pos.toPoint(), Qt.MoveAction, mime, Qt.LeftButton,
                                                             Qt.NoModifier))
-    ev = QDragMoveEvent(QPointF(rect.right() - 3, rect.center().y()), Qt.MoveAction, mime,
+    ev = QDragMoveEvent(QPointF(rect.right() - 3, rect.center().y()).toPoint(), Qt.MoveAction, mime,
                         Qt.LeftButton, Qt.NoModifier)
     QApplication.sendEvent(view.viewport(), ev)
     assert view._marker == 2  # after the second card
@@ -267,14 +267,14 @@ def test_a_move_offered_by_the_file_manager_is_taken_as_a_copy(qtbot, tmp_path, 
     pos = _item_center(chars, 0)
     mime = file_mime([photo_png])
     # a file manager that proposes a move (e.g. Shift held) but also allows a copy
-    args = (pos, Qt.MoveAction | Qt.CopyAction, mime, Qt.LeftButton, Qt.ShiftModifier)
-    only_move = QDragEnterEvent(pos, Qt.MoveAction, mime, Qt.LeftButton, Qt.NoModifier)
+    args = (Qt.MoveAction | Qt.CopyAction, mime, Qt.LeftButton, Qt.ShiftModifier)
+    only_move = QDragEnterEvent(QPointF(pos).toPoint(), Qt.MoveAction, mime, Qt.LeftButton, Qt.NoModifier)
     QApplication.sendEvent(chars.viewport(), only_move)
     assert not only_move.isAccepted()  # a source that only allows moving is refused
-    enter = QDragEnterEvent(*args)
+    enter = QDragEnterEvent(QPointF(pos).toPoint(), *args)
     QApplication.sendEvent(chars.viewport(), enter)
     assert enter.isAccepted() and enter.dropAction() == Qt.CopyAction
-    drop = QDropEvent(*args)
+    drop = QDropEvent(QPointF(pos), *args)
     with qtbot.waitSignal(win.importer.finished, timeout=30_000):
         QApplication.sendEvent(chars.viewport(), drop)
     assert drop.dropAction() == Qt.CopyAction  # the source must not delete the original

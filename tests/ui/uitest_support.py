@@ -83,11 +83,12 @@ def send_drop(view: Any, mime: QMimeData, pos: QPointF | QPoint,
     target: QWidget = view.viewport()
     posf = QPointF(pos)
     buttons, mods = Qt.LeftButton, Qt.NoModifier
-    enter = QDragEnterEvent(posf, action, mime, buttons, mods)
+    # Qt 6 takes a QPoint for enter/move events and a QPointF for the drop.
+    enter = QDragEnterEvent(posf.toPoint(), action, mime, buttons, mods)
     QApplication.sendEvent(target, enter)
     if not enter.isAccepted():
         return False
-    move = QDragMoveEvent(posf, action, mime, buttons, mods)
+    move = QDragMoveEvent(posf.toPoint(), action, mime, buttons, mods)
     QApplication.sendEvent(target, move)
     drop = QDropEvent(posf, action, mime, buttons, mods)
     QApplication.sendEvent(target, drop)

@@ -27,7 +27,6 @@ from studio.ui.viewer.badges import ThumbnailCache, best_take_id, shared_thumbna
 from studio.ui.viewer.frame_view import FrameView
 from studio.ui.viewer.player import Player
 from studio.ui.viewer.plot import MetricPlot
-from studio.ui.viewer.pyside_guard import guard_none_refcount
 from studio.ui.viewer.reference_panel import ReferencePanel
 from studio.ui.viewer.ruler import TimeRuler
 from studio.ui.viewer.source import QtFrameSource
@@ -71,7 +70,6 @@ class ViewerWidget(QWidget):
                  *, cache_bytes: int | None = None, proxy_dir: Path | None = None,
                  thumbnails: ThumbnailCache | None = None) -> None:
         super().__init__(parent)
-        guard_none_refcount()  # PySide6 6.12.0 leak: playback would abort within seconds
         self.setObjectName("takeViewer")
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.document = document
