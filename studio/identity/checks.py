@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from studio.core.model import ANGLE_LABELS, Angle, Shot
+from studio.core.model import ANGLE_LABELS, Angle
 
 MIN_SHORT_SIDE = 512
 FACE_HEIGHT_MIN = 0.35  # estimated face height / image height ("about 40%" for a portrait)
 LIGHT_IMBALANCE_MAX = 0.25  # |left - right| / mean luminance of the two face halves
 SHARPNESS_MIN = 60.0  # variance of the Laplacian on the face normalised to 64 px inter-ocular
 BACKGROUND_BUSY_MAX = 14.0  # mean gradient magnitude of the background (grey 0..255, 256 px)
-MAX_SHOT_SECONDS = 5.0
 
 
 @dataclass
@@ -166,73 +164,6 @@ def _angles_close(tag: str, yaw: float, pitch: float) -> bool:
     return math.hypot(ty - yaw, tp - pitch) < 15.0
 
 
-# --- prompt lint -----------------------------------------------------------------------------
-
-_COLOURS = (r"(?:blonde?|brunette|black|brown|red|ginger|auburn|grey|gray|white|silver|blue|"
-            r"green|hazel|amber|pink|purple|golden|dark|light)")
-APPEARANCE_PATTERNS = [
-    (rf"\b{_COLOURS}[- ]?(?:haired|hair|eyes?|eyed)\b", "hair or eye colour"),
-    (r"\b(?:hair|eyes?) (?:is|are) \w+", "hair or eye colour"),
-    (r"\b(?:blonde?|brunette|redhead|freckles?|beard(?:ed)?|moustache|mustache|tattoos?|"
-     r"make-?up|lipstick|wrinkles?|pale skin|tanned skin|skin tone)\b", "facial features"),
-    (r"\b(?:wearing|wears|dressed in|outfit|dress|shirt|t-shirt|jacket|coat|hoodie|sweater|"
-     r"suit|uniform|hat|cap|scarf|glasses|sunglasses|earrings?|necklace|jeans|skirt)\b",
-     "clothing"),
-]
-LIGHTING_PATTERNS = [
-    r"\b(?:lights?|lighting|light) (?:turns?|goes|go|switch(?:es)?|fades?|dims?|changes?|"
-    r"flickers? (?:on|off)|comes? on|goes? out)\b",
-    r"\bfrom (?:day|daylight|night|dawn|dusk|sunset|sunrise|morning|evening|dark|light)"
-    r"\w* (?:to|into) (?:day|daylight|night|dawn|dusk|sunset|sunrise|morning|evening|dark|"
-    r"darkness|light)\b",
-    r"\b(?:day|sunset|evening|dusk) (?:turns|turning|fades|fading) (?:in)?to (?:night|dark)\b",
-    r"\b(?:sun (?:sets|rises|goes down|comes up)|gets? (?:dark|darker|brighter)|"
-    r"becomes? (?:dark|darker|brighter)|darkens|brightens|lights? (?:up|out))\b",
-]
-
-
-@dataclass(frozen=True)
-class LintWarning:
-    rule: str  # "appearance" | "lighting_change" | "duration"
-    message: str
-    suggestion: str
-
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
-
-
-def lint_prompt(shot: Shot) -> list[LintWarning]:
-    """Warnings for a shot's motion prompt and duration (empty list = fine)."""
-    text = shot.prompt or ""
-    low = text.lower()
-    out: list[LintWarning] = []
-    found: list[str] = []
-    kinds: list[str] = []
-    for pat, kind in APPEARANCE_PATTERNS:
-        for m in re.finditer(pat, low):
-            if m.group(0) not in found:
-                found.append(m.group(0))
-                if kind not in kinds:
-                    kinds.append(kind)
-    if found:
-        words = ", ".join(repr(w) for w in found[:4])
-        out.append(LintWarning(
-            "appearance",
-            f"the motion prompt describes appearance ({' and '.join(kinds)}: {words})",
-            "describe motion, camera and light only; the character's look comes from the start "
-            "image and the bible (appearance words make the model redraw the face)"))
-    for pat in LIGHTING_PATTERNS:
-        m = re.search(pat, low)
-        if m:
-            out.append(LintWarning(
-                "lighting_change", f"the prompt asks for a lighting change within one shot "
-                f"({m.group(0)!r})",
-                "split it into two shots, one per lighting state, each with its own start image"))
-            break
-    if shot.duration_s > MAX_SHOT_SECONDS:
-        parts = math.ceil(shot.duration_s / MAX_SHOT_SECONDS)
-        out.append(LintWarning(
-            "duration", f"the shot lasts {shot.duration_s:g} s (identity drifts more in long "
-            f"generations; over {MAX_SHOT_SECONDS:g} s is risky)",
-            f"split it into {parts} shots of at most {MAX_SHOT_SECONDS:g} s"))
-    return out
+# Prompt lint lives in its own numpy-free module (the inspector runs it at start-up).
+from studio.identity.prompt_lint import (APPEARANCE_PATTERNS, LIGHTING_PATTERNS,  # noqa: E402,F401
+                                         LintWarning, lint_prompt)

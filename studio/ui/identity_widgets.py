@@ -16,7 +16,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, QTimer, Signal, Slot
 from PySide6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QWidget
 
 from studio.core.document import ProjectDocument
@@ -143,6 +143,12 @@ class AnalysisController(QObject):
         self.failed.emit(take_id, message)
         self._next()
 
+    def set_document(self, document: ProjectDocument) -> None:
+        """Follow the window to another project: what was queued for the old one is dropped."""
+        self.cancel_current()
+        self._queue.clear()
+        self.document = document
+
     def shutdown(self) -> None:
         self.cancel_current()
         self._queue.clear()
@@ -202,7 +208,7 @@ class PromptLintList(QListWidget):
         self.setVisible(False)
 
     def set_shot(self, shot: Shot | None) -> None:
-        from studio.identity.checks import lint_prompt
+        from studio.identity.prompt_lint import lint_prompt
 
         self.clear()
         warnings = lint_prompt(shot) if shot is not None else []
@@ -242,16 +248,152 @@ def heatmap_image(heat: Any) -> Any:
     return img.copy()  # own the pixels (bgra is freed on return)
 
 
+class _QualityJob(QRunnable):
+    """Reference-quality check off the UI thread (face detection takes ~0.1–1 s per image)."""
+
+    class _Signals(QObject):
+        done = Signal(str, object)  # cache key, QualityReport or error text
+
+    def __init__(self, key: str, path: Path, angle: str) -> None:
+        super().__init__()
+        self.key, self.path, self.angle = key, path, angle
+        self.signals = self._Signals()
+
+    def run(self) -> None:
+        from studio.identity.checks import reference_quality
+
+        try:
+            result: Any = reference_quality(self.path, self.angle)
+        except StudioError as exc:
+            result = str(exc)
+        except Exception as exc:  # never lose the worker to an unexpected error
+            result = f"{self.path}: quality check failed: {exc}"
+        try:
+            self.signals.done.emit(self.key, result)
+        except RuntimeError:
+            pass  # the window closed while the check ran: nobody is waiting for the result
+
+
+class _ReferenceQualityBinder(QObject):
+    """Keeps a badge in the bible panel showing the quality of the selected reference."""
+
+    def __init__(self, main_window: Any) -> None:
+        super().__init__(main_window)
+        self.win = main_window
+        self.badge = ReferenceQualityBadge()
+        self.badge.setVisible(False)
+        self._cache: dict[str, Any] = {}
+        self._current = ""
+        self._jobs: set[_QualityJob] = set()
+        # Debounced: arrowing through references starts one check, for the one the user stops
+        # on, and opening a project does not load dlib while the window is first painted.
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(300)
+        self._timer.timeout.connect(self.refresh)
+        main_window.bible.add_reference_widget(self.badge)
+        main_window.bible.reference_selected.connect(lambda *_: self._timer.start())
+        main_window.events.character_changed.connect(lambda _cid: self._timer.start())
+        main_window.project_opened.connect(lambda *_: self._timer.start())
+        self._timer.start()  # the window selected a reference before this binder existed
+
+    def refresh(self, *_: Any) -> None:
+        bible = self.win.bible
+        path = bible.current_reference_path()
+        char = self.win.document.project.character(bible.current_character_id())
+        ref = char.reference(bible.current_reference_id() or "") if char else None
+        if path is None or ref is None:
+            self.badge.setVisible(False)
+            self._current = ""
+            return
+        key = f"{path}|{ref.angle.value}"
+        self._current = key
+        self.badge.setVisible(True)
+        if key in self._cache:
+            self._show(self._cache[key])
+            return
+        self.badge.set_report({"level": "pending", "reasons": []})
+        job = _QualityJob(key, path, ref.angle.value)
+        job.signals.done.connect(self._done)
+        self._jobs.add(job)
+        job.setAutoDelete(False)
+        QThreadPool.globalInstance().start(job)
+
+    @Slot(str, object)
+    def _done(self, key: str, result: Any) -> None:
+        self._jobs = {j for j in self._jobs if j.key != key}
+        self._cache[key] = result
+        if key == self._current:
+            self._show(result)
+
+    def _show(self, result: Any) -> None:
+        if isinstance(result, str):
+            self.badge.set_error(result)
+        else:
+            self.badge.set_report(result)
+
+
 def install_identity(main_window: Any) -> AnalysisController:
-    """Attach an :class:`AnalysisController` for ``main_window.document`` (a ProjectDocument)
-    as ``main_window.identity``; its thread stops when the application quits. The lead wires the
-    generation queue's "take added" to ``controller.take_added`` and places the badge and lint
-    widgets in the bible panel and inspector."""
+    """Wire identity analysis into the main window:
+
+    - ``main_window.identity``: an :class:`AnalysisController` following the open project;
+      every take the generation queue finishes is analysed automatically;
+    - Generate ▸ Analyze Active Take (on demand, recomputes);
+    - a quality badge for the selected bible reference, checked off the UI thread;
+    - prompt-lint warnings under the negative prompt in the inspector.
+    """
+    from PySide6.QtCore import QCoreApplication
+    from PySide6.QtGui import QAction
+
     controller = AnalysisController(main_window.document, parent=main_window)
     main_window.identity = controller
-    from PySide6.QtCore import QCoreApplication
-
     app = QCoreApplication.instance()
     if app is not None:  # stop the worker thread before Qt tears objects down
         app.aboutToQuit.connect(controller.shutdown)
+    # A window destroyed before the app quits (a second window, tests): stop the worker thread
+    # first — Qt aborts the process when a running QThread is deleted.
+    main_window.destroyed.connect(lambda *_a, c=controller: c.shutdown())
+    main_window.project_opened.connect(controller.set_document)
+    generation = getattr(main_window, "generation", None)
+    if generation is not None:
+        generation.take_added.connect(controller.take_added)
+
+    def status(text: str, ms: int = 6000) -> None:
+        main_window.statusBar().showMessage(text, ms)
+
+    controller.started.connect(lambda _t: status("Analysing identity…", 0))
+    controller.finished.connect(
+        lambda _t, summary: status(
+            f"Identity analysed: mean {summary.get('identity_mean', 0) or 0:.2f}"
+            if summary.get("identity_mean") is not None else "Identity analysed: no face found"))
+    controller.failed.connect(lambda _t, msg: main_window.show_error(f"Identity analysis: {msg}"))
+
+    def analyze_active() -> None:
+        shot = main_window.document.project.shot(main_window.selected_shot_id())
+        if shot is None or shot.active_take is None:
+            status("Select a shot with a take to analyse")
+            return
+        controller.analyze(shot.id, shot.active_take.id, force=True)
+
+    action = QAction("Analyze Active Take", main_window)
+    action.setShortcut("Ctrl+Shift+A")
+    action.triggered.connect(analyze_active)
+    main_window.menu("Generate").addSeparator()
+    main_window.menu("Generate").addAction(action)
+    main_window.analyze_action = action
+
+    main_window.reference_quality = _ReferenceQualityBinder(main_window)
+
+    lint = PromptLintList()
+    lint.setMaximumHeight(110)
+    main_window.inspector.add_shot_widget(lint, "", after=main_window.inspector.negative)
+    main_window.prompt_lint = lint
+
+    def refresh_lint(*_: Any) -> None:
+        lint.set_shot(main_window.document.project.shot(main_window.selected_shot_id()))
+
+    main_window.shot_selected.connect(refresh_lint)
+    main_window.events.shot_changed.connect(refresh_lint)
+    main_window.project_opened.connect(refresh_lint)
+    refresh_lint()
     return controller

@@ -37,7 +37,7 @@ from studio.ui.workers import ImportService, ThumbnailService
 
 APP_NAME = "Continuity Studio"
 AUTOSAVE_MS = 60_000
-MENU_NAMES = ("File", "Edit", "View", "Generate", "Help")
+MENU_NAMES = ("File", "Edit", "View", "Generate", "Settings", "Help")
 
 
 def untitled_root() -> Path:
@@ -136,9 +136,19 @@ class MainWindow(QMainWindow):
     def _install_extensions(self) -> None:
         """Features built in other modules attach themselves here (menus, docks, badges);
         each is one line calling that module's ``install_*(self)``."""
-        __import__("studio.ui.generation", fromlist=["_"]).install_generation(self)
-        __import__("studio.ui.viewer.install", fromlist=["_"]).install_viewer(self)
-        __import__("studio.ui.export_dialog", fromlist=["_"]).install_export(self)
+        # Imported here, not at module level, so each feature module can import MainWindow's
+        # module without a cycle. None of them may pull heavy libraries in (test_architecture).
+        from studio.ui.export_dialog import install_export
+        from studio.ui.generation import install_generation
+        from studio.ui.identity_widgets import install_identity
+        from studio.ui.models_dialog import install_models
+        from studio.ui.viewer.install import install_viewer
+
+        install_generation(self)  # first: the viewer and identity follow its take_added
+        install_viewer(self)
+        install_export(self)
+        install_identity(self)
+        install_models(self)
 
     # -- integration points ---------------------------------------------------------------------
     def menu(self, name: str) -> QMenu:

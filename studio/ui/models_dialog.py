@@ -327,3 +327,21 @@ def open_models_dialog(parent: QWidget | None = None, registry: ModelRegistry | 
     dialog.show()
     dialog.raise_()
     return dialog
+
+
+def install_models(main_window: Any) -> None:
+    """Settings ▸ Models…: the model manager for the diffusers backend."""
+    from PySide6.QtGui import QAction
+
+    action = QAction("&Models…", main_window)
+    action.setStatusTip("Add, validate and remove local image-to-video models")
+
+    def open_dialog() -> None:
+        try:
+            open_models_dialog(main_window)
+        except StudioError:
+            pass  # already reported by open_models_dialog
+
+    action.triggered.connect(open_dialog)
+    main_window.menu("Settings").addAction(action)
+    main_window.models_action = action

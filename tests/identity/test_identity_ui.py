@@ -14,7 +14,7 @@ from studio.identity.engines import get_engine
 from studio.media.images import import_image
 from studio.media.video import write_video
 from studio.ui.identity_widgets import (AnalysisController, PromptLintList,
-                                        ReferenceQualityBadge, install_identity)
+                                        ReferenceQualityBadge)
 
 
 def _doc(folder: Path) -> tuple[ProjectDocument, str, str]:
@@ -53,22 +53,6 @@ def test_controller_analyses_in_background_and_updates_take(qtbot, tmp_path: Pat
         with qtbot.waitSignal(ctl.failed, timeout=10_000) as blocker:
             ctl.analyze(shot_id, "nope")
         assert "no longer exists" in blocker.args[1]
-    finally:
-        ctl.shutdown()
-
-
-def test_install_identity(qtbot, tmp_path: Path) -> None:
-    from PySide6.QtWidgets import QMainWindow
-
-    win = QMainWindow()
-    qtbot.addWidget(win)
-    win.document = ProjectDocument()
-    ctl = install_identity(win)
-    try:
-        assert win.identity is ctl
-        with qtbot.waitSignal(ctl.failed, timeout=5_000) as blocker:
-            ctl.analyze("s", "t")  # unsaved project
-        assert "save the project" in blocker.args[1]
     finally:
         ctl.shutdown()
 
