@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 _CRASH_AT = os.environ.get("STUDIO_CRASH_AT", "")
@@ -73,21 +74,34 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_copy(src: Path, dst: Path, chunk: int = 1 << 20) -> None:
-    """Copy ``src`` to ``dst`` atomically (used for imported assets and take files)."""
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+def atomic_output(path: Path, write: Callable[[Path], None], suffix: str = ".tmp") -> Path:
+    """Let ``write(tmp)`` produce a file (any writer: an encoder, a copy…) under a temp name
+    beside ``path``, then fsync it and rename it into place. On any exception — including a
+    cancel — the partial file is removed and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
     tmp = Path(tmp_name)
     try:
         os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            while block := inp.read(chunk):
-                out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dst)
-        fsync_dir(dst.parent)
+        os.close(fd)
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return path
+
+
+def atomic_copy(src: Path, dst: Path, chunk: int = 1 << 20) -> None:
+    """Copy ``src`` to ``dst`` atomically (used for imported assets and take files)."""
+
+    def copy(tmp: Path) -> None:
+        with open(tmp, "wb") as out, open(src, "rb") as inp:
+            while block := inp.read(chunk):
+                out.write(block)
+
+    atomic_output(Path(dst), copy)

@@ -33,6 +33,15 @@ class Signal:
             slot(*args)
 
 
+def _apply(obj: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``fields`` against ``obj``'s model, then set them; returns the old values."""
+    new = _validated(obj, fields)
+    old = {k: getattr(obj, k) for k in fields}
+    for k in fields:
+        setattr(obj, k, getattr(new, k))
+    return old
+
+
 def _validated(obj: Any, fields: dict[str, Any]) -> Any:
     """A validated copy of pydantic ``obj`` with ``fields`` changed (raises ValueError)."""
     unknown = set(fields) - set(type(obj).model_fields)
@@ -91,10 +100,7 @@ class ProjectDocument:
         allowed = {"name", "output"}
         if set(fields) - allowed:
             raise ValueError(f"cannot edit {set(fields) - allowed}")
-        new = _validated(self.project, fields)
-        old = {k: getattr(self.project, k) for k in fields}
-        for k in fields:
-            setattr(self.project, k, getattr(new, k))
+        old = _apply(self.project, fields)
         self._touch()
         self.project_changed.emit(tuple(fields))
         return old
@@ -140,10 +146,7 @@ class ProjectDocument:
         if "references" in fields or "id" in fields:
             raise ValueError("use the reference methods to change references")
         char = self._character(char_id)
-        new = _validated(char, fields)
-        old = {k: getattr(char, k) for k in fields}
-        for k in fields:
-            setattr(char, k, getattr(new, k))
+        old = _apply(char, fields)
         self._touch()
         self.character_changed.emit(char_id)
         return old
@@ -271,10 +274,7 @@ class ProjectDocument:
         take = shot.take(take_id)
         if take is None:
             raise KeyError(take_id)
-        new = _validated(take, fields)
-        old = {k: getattr(take, k) for k in fields}
-        for k in fields:
-            setattr(take, k, getattr(new, k))
+        old = _apply(take, fields)
         self._touch()
         self.shot_changed.emit(shot_id)
         return old

@@ -19,9 +19,7 @@ cancel or an error removes the temp file.
 from __future__ import annotations
 
 import math
-import os
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -31,7 +29,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from studio.core.atomic import fsync_dir
+from studio.core.atomic import atomic_output
 from studio.core.errors import AssetError, StudioError
 from studio.core.model import Project, Shot, Take, preset_size
 from studio.core.persistence import resolve_inside
@@ -413,19 +411,7 @@ def export_film(project: Project, folder: Path, out_path: Path, options: ExportO
 
 
 def _atomic_output(out_path: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.stem}.", suffix=".part",
-                                    dir=out_path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, out_path)
-        fsync_dir(out_path.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_output(out_path, write, suffix=".part")
 
 
 class _NeedsReencode(Exception):
