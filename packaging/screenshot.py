@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     settle(300)
     while time.time() < deadline and win.thumbnails.pending():
         settle(100)
+    badge = getattr(getattr(win, "reference_quality", None), "badge", None)
+    while time.time() < deadline and badge is not None and badge.level == "pending":
+        settle(100)  # the reference-quality check runs in the background
     settle(500)  # a last repaint with every thumbnail in place
     pix = app.primaryScreen().grabWindow(0)
     out = Path(args.out)

@@ -551,6 +551,18 @@ class MainWindow(QMainWindow):
         return ok
 
     def _default_layout(self) -> None:
+        # Docks added by feature modules (generation's Queue and Takes) get a place that keeps
+        # the inspector readable: the queue under the bible, the takes list tabbed with the
+        # inspector (the viewer's take strip shows the same takes with their scores).
+        queue = self.findChild(QDockWidget, "dock_queue")
+        takes = self.findChild(QDockWidget, "dock_takes")
+        if queue is not None:
+            self.addDockWidget(Qt.LeftDockWidgetArea, queue)
+            self.splitDockWidget(self.bible_dock, queue, Qt.Vertical)
+            self.resizeDocks([self.bible_dock, queue], [620, 280], Qt.Vertical)
+        if takes is not None:
+            self.tabifyDockWidget(self.inspector_dock, takes)
+        self.inspector_dock.raise_()
         self.resizeDocks([self.bible_dock, self.inspector_dock], [290, 370], Qt.Horizontal)
         self.resizeDocks([self.storyboard_dock], [230], Qt.Vertical)
 

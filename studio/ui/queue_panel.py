@@ -234,11 +234,15 @@ class QueuePanel(QWidget):
         self.cancel_all_button.clicked.connect(lambda: self._guard(controller.cancel_all))
         self.pause_button.toggled.connect(lambda on: self._guard(lambda: controller.set_paused(on)))
         self.clear_button.clicked.connect(lambda: self._guard(controller.clear_history))
-        buttons = QHBoxLayout()
-        for b in (self.up_button, self.down_button, self.cancel_button, self.cancel_all_button,
-                  self.pause_button, self.clear_button):
-            buttons.addWidget(b)
-        buttons.addStretch(1)
+        # Two rows, so the panel fits a side column (~280 px) next to the bible.
+        buttons = QVBoxLayout()
+        for group in ((self.up_button, self.down_button, self.cancel_button, self.pause_button),
+                      (self.cancel_all_button, self.clear_button)):
+            row = QHBoxLayout()
+            for b in group:
+                row.addWidget(b)
+            row.addStretch(1)
+            buttons.addLayout(row)
         self.error = QLabel("")
         self.error.setStyleSheet("color: #e07070")
         self.error.setWordWrap(True)

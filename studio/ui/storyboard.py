@@ -18,7 +18,7 @@ from PySide6.QtCore import (QAbstractListModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import (QColor, QDrag, QDragEnterEvent, QDragLeaveEvent, QDragMoveEvent,
                            QDropEvent, QFont, QPainter, QPaintEvent, QPen, QPixmap, QPixmapCache)
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel, QListView, QMenu,
-                               QStyle, QStyledItemDelegate, QStyleOptionViewItem, QToolButton,
+                               QSizePolicy, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QToolButton,
                                QVBoxLayout, QWidget)
 
 from studio.core.errors import StudioError
@@ -352,6 +352,9 @@ class Storyboard(QWidget):
         bar.addStretch(1)
         hint = QLabel("Drag cards to reorder · drop portraits or references on a card", self)
         hint.setObjectName("hint")
+        # A hint, not a control: it may be cut off rather than widen the window's minimum size.
+        hint.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        hint.setMinimumWidth(0)
         bar.addWidget(hint)
         bar.addSpacing(12)
         bar.addWidget(self.total_label)
