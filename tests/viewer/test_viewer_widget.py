@@ -143,6 +143,12 @@ def test_reference_panel_follows_the_matched_reference(qtbot, viewer: ViewerWidg
     assert viewer.reference.picture.image is not None
 
 
+def test_engine_and_licence_of_the_scores_are_shown(viewer: ViewerWidget) -> None:
+    assert "test / synthetic" in viewer.engine_label.text()
+    assert "threshold" in viewer.engine_label.text()
+    assert "Licence: CC0" in viewer.engine_label.toolTip()
+
+
 def test_ab_comparison_stays_in_sync(qtbot, viewer: ViewerWidget) -> None:
     viewer.set_compare_mode("side")
     assert viewer.compare_take_id == "take1" and viewer.src_b is not None

@@ -143,6 +143,12 @@ class ViewerWidget(QWidget):
         self.title = QLabel("")
         self.title.setStyleSheet("font-weight: bold")
         top.addWidget(self.title)
+        # Which engine and model produced the scores, with its licence (scores of different
+        # engines are not comparable, and some face models are non-commercial).
+        self.engine_label = QLabel("")
+        self.engine_label.setObjectName("analysisEngine")
+        self.engine_label.setStyleSheet("color: #9aa0a6")
+        top.addWidget(self.engine_label)
         top.addStretch(1)
         self.btn_heat = _button("Heatmap", "Drift heatmap overlay (H)", True)
         self.btn_face = _button("Face", "Face box and landmarks (F)", True)
@@ -400,6 +406,7 @@ class ViewerWidget(QWidget):
                 self.analysis_a = load_analysis(self.document.folder, take.id)
             except StudioError as exc:
                 self.plot.empty_text = str(exc)
+        self._show_engine(self.analysis_a)
         if self.analysis_a is None:
             if self.document.folder is None or not self._has_analysis(take.id):
                 self.plot.empty_text = "Not analysed yet — the plot appears when analysis finishes"
@@ -413,6 +420,20 @@ class ViewerWidget(QWidget):
             self.plot.frames = self._frames()
             self.ruler.set_ranges(ranges)
         self._metrics_changed()
+
+    def _show_engine(self, analysis: TakeAnalysis | None) -> None:
+        if analysis is None:
+            self.engine_label.setText("")
+            self.engine_label.setToolTip("")
+            return
+        eng = analysis.engine
+        name, model = eng.get("name") or "unknown engine", eng.get("model") or ""
+        self.engine_label.setText(f"· scored by {name}{f' / {model}' if model else ''}"
+                                  f" · threshold {analysis.threshold:.2f}")
+        self.engine_label.setToolTip(
+            f"Identity engine: {name}\nModel: {model or '—'}\n"
+            f"Version: {eng.get('version') or '—'}\nLicence: {eng.get('license') or 'unknown'}\n"
+            "Scores from different engines are not comparable.")
 
     def refresh_analysis(self) -> None:
         """Analysis files changed on disk or takes were added: reload what is shown, update the
