@@ -8,6 +8,7 @@ system without importing the package.
 from __future__ import annotations
 
 import importlib.util
+import sys
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +25,11 @@ _lock = threading.Lock()
 
 def models_dir() -> Path:
     """Folder holding dlib's .dat models from the ``face-recognition-models`` package."""
+    frozen = getattr(sys, "_MEIPASS", None)
+    if frozen:  # a PyInstaller bundle ships the files as data (packaging/continuity-studio.spec)
+        folder = Path(frozen) / "face_recognition_models" / "models"
+        if folder.is_dir():
+            return folder
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         raise StudioError("the face models are missing: install the PyPI package "
