@@ -193,7 +193,13 @@ def commit_take(document: ProjectDocument, result: JobResult) -> bool:
     shot = document.project.shot(result.shot_id)
     if shot is None or shot.take(result.take.id) is not None:
         return False
-    document.insert_take(result.shot_id, result.take, make_active=True)
+    # A new take becomes the active one only when the shot has none yet, or when a full take
+    # arrives and the active one is a draft. Re-rolls otherwise wait for the artist to pick
+    # (the viewer highlights the best one), and a quick draft never replaces a full take that
+    # the export would use.
+    active = shot.active_take
+    make_active = active is None or (active.draft and not result.take.draft)
+    document.insert_take(result.shot_id, result.take, make_active=make_active)
     return True
 
 

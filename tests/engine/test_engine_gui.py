@@ -156,20 +156,24 @@ def test_takes_panel_make_active_delete_undo_and_reroll(qtbot, tmp_path: Path, p
     assert len(shot.takes) == 4 and len({t.seed for t in shot.takes}) == 4
     assert all(t.draft and t.width == 416 for t in shot.takes)
     assert panel.list.count() == 4 and "DRAFT" in panel.list.item(0).text()
-    assert panel.list.item(3).text().startswith("★")  # the newest is active
-    first = shot.takes[0].id
-    panel.select_take(first)
+    # The first take of a shot becomes active; later re-rolls wait for the artist to pick one.
+    assert panel.list.item(0).text().startswith("★")
+    assert not any(panel.list.item(i).text().startswith("★") for i in (1, 2, 3))
+    first, last = shot.takes[0].id, shot.takes[3].id
+    panel.select_take(last)
     panel.active_button.click()
-    assert shot.active_take_id == first and panel.list.item(0).text().startswith("★")
+    assert shot.active_take_id == last and panel.list.item(3).text().startswith("★")
     stack.undo()
-    assert shot.active_take_id == shot.takes[3].id
+    assert shot.active_take_id == first
     stack.redo()
-    panel.select_take(first)
-    panel.delete_button.click()
-    assert first not in [t.id for t in doc.project.shot(sid).takes] and panel.list.count() == 3
+    assert shot.active_take_id == last
+    panel.select_take(last)
+    panel.delete_button.click()  # deleting the active take hands "active" to another take
+    assert last not in [t.id for t in doc.project.shot(sid).takes] and panel.list.count() == 3
+    assert doc.project.shot(sid).active_take_id != last
     stack.undo()
     shot = doc.project.shot(sid)
-    assert shot.takes[0].id == first and shot.active_take_id == first and panel.list.count() == 4
+    assert shot.takes[3].id == last and shot.active_take_id == last and panel.list.count() == 4
 
 
 def test_generate_menu_in_main_window(qtbot, tmp_path: Path, photo_png: Path,

@@ -55,7 +55,7 @@ def test_render_takes_n_rerolls_with_distinct_seeds(tmp_path: Path, photo_png: P
     assert len(seeds) == 3 and len(set(seeds)) == 3
     assert seeds[0] == shot.seed  # a fixed-seed shot's first take uses its seed
     assert all(t.draft for t in shot.takes)
-    assert shot.active_take_id == shot.takes[-1].id
+    assert shot.active_take_id == shot.takes[0].id  # re-rolls do not replace the pick
     assert read_sidecar(folder / shot.takes[1].sidecar)["request"]["steps"] == 4
     # The other shot was not selected.
     assert not load_project(folder).shots[1].takes
@@ -183,3 +183,20 @@ def test_progress_bar_redraws_one_line_on_a_terminal() -> None:
     plain = io.StringIO()
     ProgressBar(plain).update("x", 1, 2, "generating", None)
     assert plain.getvalue() == ""  # no carriage-return noise in logs
+
+
+def test_a_full_take_replaces_an_active_draft_but_a_draft_never_replaces_a_full_take(
+        tmp_path: Path, photo_png: Path) -> None:
+    doc = make_project(tmp_path / "p", photo_png, shots=1)
+    folder, sid = tmp_path / "p", doc.project.shots[0].id
+    draft = ["--size", "64x48", "--frames", "5"]
+    assert main(["render", str(folder), *draft]) == 0
+    shot = load_project(folder).shot(sid)
+    assert shot.active_take.draft  # the only take
+    assert main(["render", str(folder), "--takes", "1"]) == 0
+    shot = load_project(folder).shot(sid)
+    full = shot.takes[1]
+    assert not full.draft and shot.active_take_id == full.id
+    assert main(["render", str(folder), "--takes", "1", *draft]) == 0
+    shot = load_project(folder).shot(sid)
+    assert len(shot.takes) == 3 and shot.active_take_id == full.id
