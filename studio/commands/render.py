@@ -33,6 +33,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default=None, metavar="WxH", help="draft size, e.g. 416x240")
     parser.add_argument("--frames", type=int, default=None, metavar="N", help="draft frame count")
     parser.add_argument("--steps", type=int, default=None, metavar="N", help="draft step count")
+    parser.add_argument("--analyze", action="store_true",
+                        help="score each new take for identity drift right after it is made "
+                             "(as the app does); writes analysis/<take>.json/.npz")
     parser.add_argument("--no-resume", action="store_true",
                         help="drop the jobs left in the saved queue instead of running them")
 
@@ -194,12 +197,50 @@ def run(args: argparse.Namespace) -> int:
         if j is not None and j.state is JobState.RUNNING:
             bar.update(j.describe(), j.step, j.total, j.stage, j.eta_s)
 
+    analysis_failures: list[str] = []
+
+    def after_take(result: "object") -> None:
+        document.save()  # the take is safe before anything else happens
+        if args.analyze:
+            _analyze(document, result.shot_id, result.take.id, bar,  # type: ignore[attr-defined]
+                     analysis_failures)
+
     queue.progressed.connect(on_progress)
-    runner = QueueRunner(document, queue, after_take=lambda result: document.save(),
-                         on_event=on_event)
+    runner = QueueRunner(document, queue, after_take=after_take, on_event=on_event)
     summary = runner.run()
     if document.dirty:
         document.save()
     bar.job_line(f"finished: {len(summary.done)} done, {len(summary.failed)} failed, "
-                 f"{len(summary.cancelled)} cancelled")
-    return 1 if summary.failed else 0
+                 f"{len(summary.cancelled)} cancelled"
+                 + (f", {len(analysis_failures)} analysis failed" if analysis_failures else ""))
+    return 1 if summary.failed or analysis_failures else 0
+
+
+def _analyze(document: "object", shot_id: str, take_id: str, bar: ProgressBar,
+             failures: list[str]) -> None:
+    """Identity analysis of one new take; its mean score is stored on the take."""
+    from studio.core.errors import StudioError
+    from studio.identity.api import analyze_take
+
+    doc = document  # a ProjectDocument
+    shot = doc.project.shot(shot_id)  # type: ignore[attr-defined]
+    take = shot.take(take_id) if shot is not None else None
+    if take is None:
+        return
+    try:
+        summary = analyze_take(doc.folder, doc.project, shot, take,  # type: ignore[attr-defined]
+                               on_progress=lambda step, total: bar.update(
+                                   "analysing identity", step, total, "analysing", None))
+    except StudioError as exc:
+        failures.append(take_id)
+        bar.job_line(f"    analysis FAILED: {exc}")
+        return
+    mean = summary.get("identity_mean")
+    eng = summary.get("engine", {})
+    if mean is not None:
+        doc.update_take(shot_id, take_id, identity_mean=float(mean),  # type: ignore[attr-defined]
+                        analysis_engine=f"{eng.get('name')}/{eng.get('model')}")
+        doc.save()  # type: ignore[attr-defined]
+    flagged = summary.get("flagged_fraction") or 0.0
+    bar.job_line(f"    identity {mean:.2f}, {flagged:.0%} of frames flagged" if mean is not None
+                 else "    identity: no face found in the take")

@@ -146,7 +146,9 @@ def _ease(t: "np.ndarray") -> "np.ndarray":
 def fit_crop(src_w: int, src_h: int, out_w: int, out_h: int,
              focus: tuple[float, float] | None = None) -> tuple[float, float, float, float]:
     """The largest box of the output's aspect inside the source (x, y, w, h), centred on
-    ``focus`` (the face) when given, else on the image centre."""
+    ``focus`` (the face) when given. Without one it is centred horizontally and, when the crop
+    must cut the height (a portrait into 16:9), placed on the upper part of the image, where a
+    portrait's face is — a centre crop would cut the head off."""
     target = out_w / out_h
     if src_w / src_h > target:
         h = float(src_h)
@@ -154,7 +156,7 @@ def fit_crop(src_w: int, src_h: int, out_w: int, out_h: int,
     else:
         w = float(src_w)
         h = w / target
-    fx, fy = focus if focus is not None else (src_w / 2.0, src_h / 2.0)
+    fx, fy = focus if focus is not None else (src_w / 2.0, src_h * 0.35)
     # A portrait's face sits a little above the middle of a good frame.
     x = min(max(fx - w / 2.0, 0.0), src_w - w)
     y = min(max(fy - h * 0.42, 0.0), src_h - h)
@@ -502,17 +504,21 @@ class PreviewBackend(Backend):
 
         plan = parse_motion(req.prompt, req.extra, req.seed)
         want_face = req.extra.get("face_motion", True) is not False
+        given = None  # landmarks handed in with the request: used for framing in any case
+        if req.face_landmarks is not None:
+            given = np.asarray(req.face_landmarks, dtype=np.float64).reshape(-1, 2)
+            if given.shape != (68, 2) or not np.isfinite(given).all():
+                given = None
         lm = None
         if want_face:
-            if req.face_landmarks is not None:
-                lm = np.asarray(req.face_landmarks, dtype=np.float64).reshape(-1, 2)
-                if lm.shape != (68, 2) or not np.isfinite(lm).all():
-                    lm = None
-            else:
+            if given is not None:
+                lm = given
+            elif req.face_landmarks is None:
                 found = self.detect_landmarks(req.start_image, src)
                 lm = None if found is None else np.asarray(found, dtype=np.float64)
 
-        focus = tuple(lm.mean(axis=0)) if lm is not None else None
+        framing = lm if lm is not None else given
+        focus = tuple(framing.mean(axis=0)) if framing is not None else None
         x, y, cw_src, ch_src = fit_crop(sw, sh, w, h, focus)  # type: ignore[arg-type]
         # Canvas: the crop at output size, up to 1.3× larger when the source has the detail, so
         # push-ins stay sharp.

@@ -179,3 +179,19 @@ def test_landmark_detection_failure_falls_back_to_no_face_motion(
     frames = b.render(req)
     assert frames.shape == (3, 64, 64, 3)
     assert b.last_plan is not None and not b.last_plan.face_motion
+
+
+def test_portrait_into_wide_frame_keeps_the_upper_part_without_landmarks() -> None:
+    from studio.engine.preview import fit_crop
+
+    # A square portrait into 16:9: the crop must cut the height, and without a face position it
+    # keeps the upper part of the picture (where a portrait's face is), not the centre.
+    x, y, w, h = fit_crop(512, 512, 832, 480)
+    assert (x, w) == (0.0, 512.0) and round(h) == 295
+    assert y < 512 * 0.15  # a centre crop would start at 108 and cut the head off
+    # With a face position the crop follows the face.
+    _, y_face, _, _ = fit_crop(512, 512, 832, 480, focus=(256.0, 400.0))
+    assert y_face > y
+    # A wide source into a wide frame is cut at the sides, centred.
+    x2, y2, _, _ = fit_crop(1600, 600, 832, 480)
+    assert y2 == 0.0 and abs(x2 - (1600 - 600 * 832 / 480) / 2) < 1e-6

@@ -200,3 +200,22 @@ def test_a_full_take_replaces_an_active_draft_but_a_draft_never_replaces_a_full_
     assert main(["render", str(folder), "--takes", "1", *draft]) == 0
     shot = load_project(folder).shot(sid)
     assert len(shot.takes) == 3 and shot.active_take_id == full.id
+
+
+def test_render_analyze_scores_each_new_take(tmp_path: Path, photo_png: Path, capsys) -> None:
+    doc = make_project(tmp_path / "p", photo_png, shots=2)
+    folder = tmp_path / "p"
+    # The second shot has no character: its take is made, but cannot be scored against a bible.
+    second = doc.project.shots[1].id
+    doc.update_shot(second, character_id=None)
+    doc.save()
+    code = main(["render", str(folder), "--analyze"])
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert code == 1 and "analysis FAILED" in out and "1 analysis failed" in out
+    project = load_project(folder)
+    scored, unscored = project.shots[0].active_take, project.shot(second).active_take
+    assert scored.identity_mean is not None and scored.identity_mean > 0.5
+    assert scored.analysis_engine.startswith("dlib")
+    assert (folder / "analysis" / f"{scored.id}.json").is_file()
+    assert unscored is not None and unscored.identity_mean is None  # the take itself is kept
