@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Smoke test of a built bundle: packaging/smoke.sh DIST_DIR [EXECUTABLE]
+#
+# Runs the frozen executable (offscreen, with a throw-away user folder) through the whole
+# headless pipeline on a copy of the bundled demo: --version, validate, render --backend preview,
+# analyze one take against the demo character, export (copy path: MP4 + OTIO + HTML report; then
+# at 24 fps: conform/re-encode path + CMX 3600 EDL), the GUI's first paint, and a readable error
+# (no traceback) for a bad project. A missing hidden import, data file, Qt plugin or OTIO adapter
+# fails here, not on a user's machine. Any failure exits non-zero.
+#
+# EXECUTABLE defaults to DIST_DIR/continuity-studio; installer/linux/test-deb.sh passes the
+# installed /usr/bin/continuity-studio instead. Needs python3 only to read JSON files.
+set -euo pipefail
+
+DIST=${1:?usage: packaging/smoke.sh DIST_DIR [EXECUTABLE]}
+DIST=$(cd "$DIST" && pwd)
+EXE=${2:-$DIST/continuity-studio}
+DEMO=$DIST/_internal/resources/demo
+[ -x "$EXE" ] || { echo "smoke: no executable at $EXE" >&2; exit 1; }
+[ -f "$DEMO/project.json" ] || { echo "smoke: the demo project is missing from $DIST" >&2; exit 1; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/cs-smoke.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+export QT_QPA_PLATFORM=offscreen
+export CONTINUITY_STUDIO_HOME=$WORK/home  # never touch the real user folders
+# The bundle must work without the build machine's Python packages: hide them.
+unset PYTHONPATH PYTHONHOME
+T0=$(date +%s.%N)
+
+step() { printf '\n== smoke: %s\n' "$*"; }
+fail() { echo "smoke: FAILED: $*" >&2; exit 1; }
+# Run a command; on failure show its output and stop. Output is kept in $WORK/last.log.
+run() {
+  if ! "$@" >"$WORK/last.log" 2>&1; then
+    cat "$WORK/last.log" >&2
+    fail "$*"
+  fi
+  cat "$WORK/last.log"
+}
+no_traceback() { ! grep -q "Traceback (most recent call last)" "$WORK/last.log" || {
+  cat "$WORK/last.log" >&2; fail "a traceback reached the user: $1"; }; }
+nonempty() { for f in "$@"; do [ -s "$f" ] || fail "missing or empty output: $f"; done; }
+jget() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); exec("print("+sys.argv[2]+")")' "$1" "$2"; }
+
+step "--version"
+run "$EXE" --version
+grep -Eq '^continuity-studio [0-9]' "$WORK/last.log" || fail "unexpected --version output"
+
+step "copy the demo"
+cp -r "$DEMO" "$WORK/demo"
+PROJ=$WORK/demo
+
+step "validate"
+run "$EXE" validate "$PROJ"
+
+step "render --backend preview"
+run "$EXE" render "$PROJ" --backend preview
+no_traceback render
+mapfile -t TAKES < <(find "$PROJ/takes" -name '*.mp4' | sort)
+[ "${#TAKES[@]}" -ge 1 ] || fail "render produced no take"
+nonempty "${TAKES[@]}"
+run "$EXE" validate "$PROJ"  # every take decodes and is recorded in the project
+
+step "analyze one take"
+CHAR=$(jget "$PROJ/project.json" 'd["characters"][0]["name"]')
+run "$EXE" analyze "${TAKES[0]}" --project "$PROJ" --character "$CHAR" --json "$WORK/analysis.json"
+nonempty "$WORK/analysis.json"
+FOUND=$(jget "$WORK/analysis.json" 'sum(1 for f in d["frames"] if f["face_found"])')
+MEAN=$(jget "$WORK/analysis.json" 'd["summary"]["identity_mean"]')
+echo "faces found in $FOUND frames, identity mean $MEAN"
+[ "$FOUND" -gt 0 ] || fail "dlib found no face in the demo take (face models or dlib missing?)"
+
+step "export: MP4 (copy) + OTIO + HTML report"
+run "$EXE" export "$PROJ" --out "$WORK/film.mp4" --otio "$WORK/film.otio" \
+  --report "$WORK/report.html" -q
+nonempty "$WORK/film.mp4" "$WORK/film.otio" "$WORK/report.html"
+jget "$WORK/film.otio" 'd["OTIO_SCHEMA"]' | grep -q '^Timeline' || fail "film.otio is not a timeline"
+
+step "export at 24 fps: conform + re-encode + CMX 3600 EDL"
+python3 - "$PROJ/project.json" <<'EOF'
+import json, sys
+p = json.load(open(sys.argv[1]))
+p["output"]["fps"] = 24  # EDL timecode needs 24/25/30 fps; the 16 fps takes get conformed
+json.dump(p, open(sys.argv[1], "w"), indent=1)
+EOF
+run "$EXE" export "$PROJ" --out "$WORK/film24.mp4" --edl "$WORK/film24.edl" -q
+nonempty "$WORK/film24.mp4" "$WORK/film24.edl"
+grep -q '^TITLE:' "$WORK/film24.edl" || fail "film24.edl is not a CMX 3600 EDL"
+
+step "GUI: first paint offscreen (demo project)"
+run env STUDIO_BENCH_STARTUP=1 "$EXE" --demo
+grep -q '^STARTUP_SHOWN ' "$WORK/last.log" || fail "the window never painted"
+
+step "a user error is a message, not a traceback"
+mkdir -p "$WORK/broken" && echo '{"schema_version": 1, "shots": [' >"$WORK/broken/project.json"
+if "$EXE" validate "$WORK/broken" >"$WORK/last.log" 2>&1; then fail "a broken project validated"; fi
+cat "$WORK/last.log"
+grep -q '^error: ' "$WORK/last.log" || fail "no 'error:' line for a broken project"
+no_traceback "validate of a broken project"
+
+printf '\nsmoke: OK (%.1f s)\n' "$(echo "$(date +%s.%N) - $T0" | bc 2>/dev/null || echo 0)"
