@@ -408,7 +408,9 @@ def _shot_html(index: int, it: "PlanItem", project: Project, folder: Path,
                        for k, v in rows[:MAX_SIDECAR_ROWS])
         if more > 0:
             body += f"<tr><td colspan=2 class=muted>… {more} more in {_e(take.sidecar)}</td></tr>"
-        out.append(f"<h3>Parameters</h3><table class='params'>{body}</table>")
+        # Folded: the take table above has what a reviewer needs; this is for reproducing it.
+        out.append(f"<details><summary><b>All parameters</b> (from the take's sidecar)</summary>"
+                   f"<table class='params'>{body}</table></details>")
     else:
         out.append("<p class='muted'>No sidecar with generation parameters.</p>")
 
