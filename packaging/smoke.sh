@@ -4,7 +4,8 @@
 # Runs the frozen executable (offscreen, with a throw-away user folder) through the whole
 # headless pipeline on a copy of the bundled demo: --version, validate, render --backend preview,
 # analyze one take against the demo character, export (copy path: MP4 + OTIO + HTML report; then
-# at 24 fps: conform/re-encode path + CMX 3600 EDL), the GUI's first paint, and a readable error
+# at 24 fps: conform/re-encode path + CMX 3600 EDL), the GUI's first paint, the diffusers
+# backend failing with a pointer to the GPU runtime, and a readable error
 # (no traceback) for a bad project. A missing hidden import, data file, Qt plugin or OTIO adapter
 # fails here, not on a user's machine. Any failure exits non-zero.
 #
@@ -90,6 +91,17 @@ grep -q '^TITLE:' "$WORK/film24.edl" || fail "film24.edl is not a CMX 3600 EDL"
 step "GUI: first paint offscreen (demo project)"
 run env STUDIO_BENCH_STARTUP=1 "$EXE" --demo
 grep -q '^STARTUP_SHOWN ' "$WORK/last.log" || fail "the window never painted"
+
+step "diffusers backend without the GPU runtime: a clear failure"
+# torch/diffusers are not in the bundle; the job must fail with a message that points the user
+# to the GPU runtime (the throw-away CONTINUITY_STUDIO_HOME has none installed).
+cp -r "$DEMO" "$WORK/demo-gpu"
+if "$EXE" render "$WORK/demo-gpu" --backend diffusers --shots 1 >"$WORK/last.log" 2>&1; then
+  cat "$WORK/last.log"; fail "a diffusers job succeeded without torch"
+fi
+cat "$WORK/last.log"
+grep -q 'FAILED: .*[Rr]untime' "$WORK/last.log" || fail "the failure does not point to the GPU runtime"
+no_traceback "diffusers without the GPU runtime"
 
 step "a user error is a message, not a traceback"
 mkdir -p "$WORK/broken" && echo '{"schema_version": 1, "shots": [' >"$WORK/broken/project.json"
