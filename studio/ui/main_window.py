@@ -142,6 +142,7 @@ class MainWindow(QMainWindow):
         from studio.ui.generation import install_generation
         from studio.ui.identity_widgets import install_identity
         from studio.ui.models_dialog import install_models
+        from studio.ui.runtime_dialog import install_runtime
         from studio.ui.viewer.install import install_viewer
 
         install_generation(self)  # first: the viewer and identity follow its take_added
@@ -149,6 +150,7 @@ class MainWindow(QMainWindow):
         install_export(self)
         install_identity(self)
         install_models(self)
+        install_runtime(self)
 
     # -- integration points ---------------------------------------------------------------------
     def menu(self, name: str) -> QMenu:
