@@ -72,23 +72,29 @@ def render_png(svg_bytes: bytes, size: int) -> bytes:
     return bytes(buf.data())
 
 
-def main() -> int:
+def write_icons(out: Path = OUT) -> list[Path]:
+    """Write every icon file into ``out``; returns the paths written."""
     from PIL import Image
 
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     text = svg()
-    (OUT / f"{NAME}.svg").write_text(text, encoding="utf-8")
+    (out / f"{NAME}.svg").write_text(text, encoding="utf-8")
     pngs: dict[int, Image.Image] = {}
     for size in PNG_SIZES:
         data = render_png(text.encode(), size)
         img = Image.open(io.BytesIO(data)).convert("RGBA")
-        img.save(OUT / f"{NAME}-{size}.png", optimize=True)  # Pillow: no timestamp chunks
+        img.save(out / f"{NAME}-{size}.png", optimize=True)  # Pillow: no timestamp chunks
         pngs[size] = img
-    pngs[256].save(OUT / f"{NAME}.png", optimize=True)
-    pngs[256].save(OUT / f"{NAME}.ico", sizes=[(s, s) for s in ICO_SIZES],
+    pngs[256].save(out / f"{NAME}.png", optimize=True)
+    pngs[256].save(out / f"{NAME}.ico", sizes=[(s, s) for s in ICO_SIZES],
                    append_images=[pngs[s] for s in ICO_SIZES if s != 256])
-    pngs[512].save(OUT / f"{NAME}.icns", append_images=[pngs[s] for s in (16, 32, 64, 128, 256)])
-    for p in sorted(OUT.iterdir()):
+    pngs[512].save(out / f"{NAME}.icns", append_images=[pngs[s] for s in (16, 32, 64, 128, 256)])
+    names = [f"{NAME}.svg", f"{NAME}.png", f"{NAME}.ico", f"{NAME}.icns"]
+    return [out / n for n in names] + [out / f"{NAME}-{s}.png" for s in PNG_SIZES]
+
+
+def main() -> int:
+    for p in write_icons():
         print(f"{p.relative_to(ROOT)}  {p.stat().st_size} bytes")
     return 0
 
