@@ -10,13 +10,14 @@
 # fails here, not on a user's machine. Any failure exits non-zero.
 #
 # EXECUTABLE defaults to DIST_DIR/continuity-studio; installer/linux/test-deb.sh passes the
-# installed /usr/bin/continuity-studio instead. Needs python3 only to read JSON files.
+# installed /usr/bin/continuity-studio instead; SMOKE_DEMO overrides where the bundled demo is.
+# Needs python3 only to read and edit JSON files.
 set -euo pipefail
 
 DIST=${1:?usage: packaging/smoke.sh DIST_DIR [EXECUTABLE]}
 DIST=$(cd "$DIST" && pwd)
 EXE=${2:-$DIST/continuity-studio}
-DEMO=$DIST/_internal/resources/demo
+DEMO=${SMOKE_DEMO:-$DIST/_internal/resources/demo}  # macOS .app: Contents/Resources/resources/demo
 [ -x "$EXE" ] || { echo "smoke: no executable at $EXE" >&2; exit 1; }
 [ -f "$DEMO/project.json" ] || { echo "smoke: the demo project is missing from $DIST" >&2; exit 1; }
 
