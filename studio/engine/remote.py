@@ -105,6 +105,10 @@ class RemoteBackend(Backend):
             raise StudioError(f"the GPU runtime failed: {exc.problem} (details in {self.manager.worker_log})") from None
 
     def load(self, model: str | None, on_progress: ProgressFn | None = None) -> None:
+        if not model:  # say so without starting the runtime for it
+            from studio.engine.models import resolve_model
+
+            resolve_model(model, self.registry)
         with self._lock:
             if on_progress is not None and not (self._client is not None and self._client.alive):
                 on_progress(Progress(0, 1, "loading", "starting the GPU runtime"))

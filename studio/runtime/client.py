@@ -25,6 +25,7 @@ from studio.runtime import protocol
 if TYPE_CHECKING:
     from studio.runtime.manager import RuntimeManager
 
+LOG_ROTATE_BYTES = 5 * 1024 * 1024
 HELLO_TIMEOUT_S = 180.0  # first start after install: torch's import can take a minute on a cold disk
 
 
@@ -91,9 +92,16 @@ class WorkerClient:
             raise StudioError(f"{problem}; " + (REPAIR_HINT if "not installed" not in problem else
                                                 "install it in Settings ▸ Install GPU runtime… or run "
                                                 "`continuity-studio runtime install`"))
+        self._discard()
         app_path = self.manager.sync_app_sources()
         self.manager.logs.mkdir(parents=True, exist_ok=True)
-        self._log_fh = open(self.manager.worker_log, "ab")
+        log = self.manager.worker_log
+        try:
+            if log.stat().st_size > LOG_ROTATE_BYTES:  # keep one previous log, not an ever-growing file
+                os.replace(log, log.with_name(log.name + ".1"))
+        except OSError:
+            pass
+        self._log_fh = open(log, "ab")
         self._log_fh.write(f"--- worker start {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
         self._log_fh.flush()
         kw: dict[str, Any] = {}
@@ -134,12 +142,15 @@ class WorkerClient:
     def _read(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
         q = self._messages
-        for line in iter(proc.stdout.readline, b""):
-            try:
-                q.put(protocol.decode(line, "type"))
-            except protocol.ProtocolError as exc:
-                # Something printed to the protocol channel: log it, keep reading.
-                self._log(f"app: ignored a malformed line from the worker ({exc}): {line[:200]!r}")
+        try:
+            for line in iter(proc.stdout.readline, b""):
+                try:
+                    q.put(protocol.decode(line, "type"))
+                except protocol.ProtocolError as exc:
+                    # Something printed to the protocol channel: log it, keep reading.
+                    self._log(f"app: ignored a malformed line from the worker ({exc}): {line[:200]!r}")
+        except (OSError, ValueError):  # the pipe was closed under us (_discard)
+            pass
         q.put(None)
 
     def _log(self, text: str) -> None:
@@ -237,6 +248,18 @@ class WorkerClient:
                 self.proc.wait(10)
             except (OSError, subprocess.TimeoutExpired):
                 pass
+        self._close_log()
+
+    def _discard(self) -> None:
+        """Forget a dead worker: close its pipes (the reader thread ends on their EOF)."""
+        proc, self.proc, self.hello = self.proc, None, None
+        if proc is not None:
+            for pipe in (proc.stdin, proc.stdout):
+                try:
+                    if pipe is not None:
+                        pipe.close()
+                except OSError:
+                    pass
         self._close_log()
 
     def _close_log(self) -> None:

@@ -222,6 +222,29 @@ def _kill_tree(proc: subprocess.Popen[Any]) -> None:
         proc.wait(5)
 
 
+def base_python() -> str:
+    """The interpreter the runtime's venv is made from: ``CONTINUITY_STUDIO_PYTHON`` when set; this
+    Python when the app runs from source or a pip install; in a frozen bundle (whose executable is
+    the app, not Python) a ``python3`` ≥ 3.10 from PATH — the .deb depends on python3-venv."""
+    forced = os.environ.get("CONTINUITY_STUDIO_PYTHON")
+    if forced:
+        if not Path(forced).is_file():
+            raise StudioError("CONTINUITY_STUDIO_PYTHON does not name a file", forced)
+        return forced
+    if not getattr(sys, "frozen", False):
+        return sys.executable
+    for name in ("python3", "python"):
+        exe = shutil.which(name)
+        if not exe:
+            continue
+        out = _run_quiet([exe, "-c", "import sys; print(sys.version_info >= (3, 10))"])
+        if out and out.strip() == "True":
+            return exe
+    raise StudioError("the GPU runtime needs Python 3.10 or newer to create its environment: install it "
+                      "(Debian/Ubuntu: sudo apt install python3 python3-venv; Windows/macOS: python.org) "
+                      "or point CONTINUITY_STUDIO_PYTHON at one")
+
+
 # -- the manager -----------------------------------------------------------------------------
 
 @dataclass
@@ -437,27 +460,25 @@ class RuntimeManager:
             return False
 
     def _create_venv(self, opts: InstallOptions, log: LogFn) -> None:
-        import venv
-
-        log(f"creating the virtual environment in {self.venv}")
-        # with_pip runs ensurepip: pip comes from this Python's bundled wheel, no network needed.
-        builder = venv.EnvBuilder(clear=True, with_pip=True, symlinks=os.name != "nt",
-                                  system_site_packages=opts.system_site_packages)
-        try:
-            builder.create(self.venv)
-        except (OSError, subprocess.CalledProcessError) as exc:
-            raise StudioError(f"cannot create the virtual environment in {self.venv}: {exc}") from None
+        base = base_python()
+        log(f"creating the virtual environment in {self.venv} with {base}")
+        # --clear: a venv whose Python broke is rebuilt from scratch. ensurepip installs pip from
+        # the base Python's bundled wheel: no network needed.
+        cmd = [base, "-m", "venv", "--clear"]
+        if opts.system_site_packages:
+            cmd.append("--system-site-packages")
+        lines: list[str] = []
+        code = stream_process(cmd + [str(self.venv)], lambda line: (lines.append(line), log(line)),
+                              env=self.worker_env(), cwd=self.root)
+        if code != 0 or not self.python.exists():
+            raise StudioError(f"cannot create the virtual environment in {self.venv} (exit code {code}"
+                              + (f": {lines[-1]}" if lines else "") + ")" +
+                              ("; on Debian/Ubuntu install the python3-venv package" if
+                               any("ensurepip" in line for line in lines) else ""))
         if opts.system_site_packages:
             # ensurepip's setuptools would shadow the base Python's newer one (torch needs >= 77).
             stream_process([str(self.python), "-m", "pip", "uninstall", "-y", "-q", "setuptools"], log,
                            env=self.worker_env(), cwd=self.root)
-
-    def _base_python_for_venv(self) -> None:
-        # A frozen app has no usable sys.executable for venv: the bundle must ship a base
-        # interpreter (docs/RUNTIME.md, "Frozen bundles").
-        if getattr(sys, "frozen", False):
-            raise StudioError("this build cannot create the GPU runtime: it ships no Python interpreter "
-                              "(see docs/RUNTIME.md)")
 
     def _pip(self, args: list[str], opts: InstallOptions, log: LogFn, cancelled: CancelFn | None,
              index_url: str | None = None) -> None:
@@ -481,7 +502,6 @@ class RuntimeManager:
         opts = opts or InstallOptions()
         if opts.wheelhouse and not Path(opts.wheelhouse).is_dir():
             raise StudioError("the wheelhouse folder does not exist", opts.wheelhouse)
-        self._base_python_for_venv()
         log_path, fh = self._open_log("install")
         lock = threading.Lock()
 
@@ -563,7 +583,6 @@ class RuntimeManager:
                               index_url=build.index_url if r.startswith("torch") else None)
         else:
             log("the runtime's Python is missing or does not start: recreating the virtual environment")
-            self._base_python_for_venv()
             self._create_venv(opts, log)
         return self.install(opts, log=log, cancelled=cancelled, verify=verify,
                             gpu=GpuInfo(**state["gpu"]) if state.get("gpu") else None)

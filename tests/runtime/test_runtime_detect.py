@@ -107,3 +107,28 @@ def test_request_round_trip(tmp_path: Path) -> None:
     assert protocol.request_from_json(protocol.decode(protocol.encode(protocol.request_to_json(req)), "prompt")) == req
     with pytest.raises(protocol.ProtocolError, match="invalid generation request"):
         protocol.request_from_json({"prompt": "no image"})
+
+
+def test_base_python_for_the_venv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import sys
+
+    from studio.runtime.manager import base_python
+
+    monkeypatch.delenv("CONTINUITY_STUDIO_PYTHON", raising=False)
+    assert base_python() == sys.executable  # from source / pip install: this Python
+    # A frozen bundle's executable is the app itself: a python3 >= 3.10 from PATH is used.
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    os.symlink(sys.executable, bin_dir / "python3")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert base_python() == str(bin_dir / "python3")
+    (bin_dir / "python3").unlink()
+    (bin_dir / "python3").write_text("#!/bin/sh\necho False\n")  # an old Python 3
+    (bin_dir / "python3").chmod(0o755)
+    with pytest.raises(StudioError, match="needs Python 3.10 or newer .*python3-venv"):
+        base_python()
+    monkeypatch.setenv("CONTINUITY_STUDIO_PYTHON", str(tmp_path / "nope"))
+    with pytest.raises(StudioError, match="CONTINUITY_STUDIO_PYTHON does not name a file"):
+        base_python()
