@@ -502,6 +502,9 @@ class RuntimeManager:
         opts = opts or InstallOptions()
         if opts.wheelhouse and not Path(opts.wheelhouse).is_dir():
             raise StudioError("the wheelhouse folder does not exist", opts.wheelhouse)
+        from studio.engine.remote import shutdown_workers
+
+        shutdown_workers(self.root)  # pip must not replace torch under a running worker
         log_path, fh = self._open_log("install")
         lock = threading.Lock()
 
