@@ -53,6 +53,15 @@ for mod in torch diffusers transformers accelerate peft onnx; do
   fi
 done
 
+# Every library the app itself loads must resolve (inside the bundle or from the system);
+# only optional Qt plugins may miss theirs (e.g. the Wayland plugins on an X11-only machine).
+MISSING=$(find "$DIST" -type f \( -name '*.so*' -o -perm -u+x \) -not -path '*/Qt/plugins/*' \
+  -exec sh -c 'LD_LIBRARY_PATH="$1/_internal" ldd "$2" 2>/dev/null | grep "not found" | sed "s|^|$2: |"' \
+  _ "$DIST" {} \; | sort -u)
+if [ -n "$MISSING" ]; then
+  echo "build: libraries the bundle needs are missing:" >&2; echo "$MISSING" >&2; exit 1
+fi
+
 echo "== build: measuring"
 QT_QPA_PLATFORM=offscreen "$PY" - "$DIST" "${STARTUP_RUNS:-5}" "$((T1 - T0))" <<'EOF'
 import os, statistics, subprocess, sys, tempfile, time

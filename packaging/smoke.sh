@@ -96,8 +96,27 @@ grep -q '^STARTUP_SHOWN ' "$WORK/last.log" || fail "the window never painted"
 step "diffusers backend without the GPU runtime: a clear failure"
 # torch/diffusers are not in the bundle; the job must fail with a message that points the user
 # to the GPU runtime (the throw-away CONTINUITY_STUDIO_HOME has none installed).
+# The job needs a model that passes the model check first: a diffusers folder layout (SVD) whose
+# safetensors files hold one number each; it is never loaded.
+python3 - "$WORK/fake-svd" <<'EOF'
+import json, struct, sys
+from pathlib import Path
+root = Path(sys.argv[1])
+index = {"_class_name": "StableVideoDiffusionPipeline",
+         "unet": ["diffusers", "UNetSpatioTemporalConditionModel"],
+         "vae": ["diffusers", "AutoencoderKLTemporalDecoder"],
+         "scheduler": ["diffusers", "EulerDiscreteScheduler"]}
+for comp in ("unet", "vae"):
+    (root / comp).mkdir(parents=True)
+    (root / comp / "config.json").write_text("{}")
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    (root / comp / "diffusion_pytorch_model.safetensors").write_bytes(
+        struct.pack("<Q", len(header)) + header + bytes(4))
+(root / "model_index.json").write_text(json.dumps(index))
+EOF
 cp -r "$DEMO" "$WORK/demo-gpu"
-if "$EXE" render "$WORK/demo-gpu" --backend diffusers --shots 1 >"$WORK/last.log" 2>&1; then
+if "$EXE" render "$WORK/demo-gpu" --backend diffusers --model "$WORK/fake-svd" --shots 1 \
+    >"$WORK/last.log" 2>&1; then
   cat "$WORK/last.log"; fail "a diffusers job succeeded without torch"
 fi
 cat "$WORK/last.log"
