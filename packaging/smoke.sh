@@ -11,6 +11,8 @@
 #
 # EXECUTABLE defaults to DIST_DIR/continuity-studio; installer/linux/test-deb.sh passes the
 # installed /usr/bin/continuity-studio instead; SMOKE_DEMO overrides where the bundled demo is.
+# SMOKE_RUNTIME_PYTHON=/path/to/python (one with CPU torch + diffusers, and this checkout's tests/)
+# adds the GPU runtime round trip: install the runtime from the frozen app, generate a take in it.
 # Needs python3 only to read and edit JSON files.
 set -euo pipefail
 
@@ -122,6 +124,27 @@ fi
 cat "$WORK/last.log"
 grep -q 'FAILED: .*[Rr]untime' "$WORK/last.log" || fail "the failure does not point to the GPU runtime"
 no_traceback "diffusers without the GPU runtime"
+
+if [ -n "${SMOKE_RUNTIME_PYTHON:-}" ]; then
+  # Optional (CI sets it to a Python with CPU torch + diffusers): the frozen app creates the GPU
+  # runtime from that Python (offline: an empty wheelhouse; its packages seen through
+  # --system-site-packages), verifies it, and generates a real take with a tiny SVD pipeline in
+  # the runtime's worker process.
+  step "GPU runtime from the frozen app, and a diffusers take through its worker"
+  SRC=$(cd "$(dirname "$0")/.." && pwd)
+  mkdir -p "$WORK/wheelhouse"
+  run env CONTINUITY_STUDIO_PYTHON="$SMOKE_RUNTIME_PYTHON" "$EXE" runtime install \
+    --system-site-packages --wheelhouse "$WORK/wheelhouse" --torch cpu
+  run "$SMOKE_RUNTIME_PYTHON" -c 'import sys; sys.path.insert(0, sys.argv[1] + "/tests/engine")
+import tiny_pipelines as tp, pathlib; tp.save_tiny_pipeline("svd", pathlib.Path(sys.argv[2]))' \
+    "$SRC" "$WORK/tiny-svd"
+  cp -r "$DEMO" "$WORK/demo-runtime"
+  run "$EXE" render "$WORK/demo-runtime" --backend diffusers --model "$WORK/tiny-svd" --shots 1 \
+    --size 64x64 --frames 5 --steps 2
+  grep -q '1 done, 0 failed' "$WORK/last.log" || fail "the diffusers take did not finish"
+  run "$EXE" validate "$WORK/demo-runtime"
+  run "$EXE" runtime remove
+fi
 
 step "a user error is a message, not a traceback"
 mkdir -p "$WORK/broken" && echo '{"schema_version": 1, "shots": [' >"$WORK/broken/project.json"
