@@ -4,7 +4,8 @@
 # Runs the frozen executable (offscreen, with a throw-away user folder) through the whole
 # headless pipeline on a copy of the bundled demo: --version, validate, render --backend preview,
 # analyze one take against the demo character, export (copy path: MP4 + OTIO + HTML report; then
-# at 24 fps: conform/re-encode path + CMX 3600 EDL), the GUI's first paint, the diffusers
+# at 24 fps: conform/re-encode path + CMX 3600 EDL), the GUI's first paint (offscreen, and on
+# X11 under Xvfb when xvfb-run is installed), the diffusers
 # backend failing with a pointer to the GPU runtime, and a readable error
 # (no traceback) for a bad project. A missing hidden import, data file, Qt plugin or OTIO adapter
 # fails here, not on a user's machine. Any failure exits non-zero.
@@ -94,6 +95,12 @@ grep -q '^TITLE:' "$WORK/film24.edl" || fail "film24.edl is not a CMX 3600 EDL"
 step "GUI: first paint offscreen (demo project)"
 run env STUDIO_BENCH_STARTUP=1 "$EXE" --demo
 grep -q '^STARTUP_SHOWN ' "$WORK/last.log" || fail "the window never painted"
+if command -v xvfb-run >/dev/null; then
+  # What a desktop user gets: Qt's X11 (xcb) platform plugin and its libraries.
+  step "GUI: first paint on X11 (Xvfb)"
+  run env STUDIO_BENCH_STARTUP=1 QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" "$EXE" --demo
+  grep -q '^STARTUP_SHOWN ' "$WORK/last.log" || fail "the window never painted on X11"
+fi
 
 step "diffusers backend without the GPU runtime: a clear failure"
 # torch/diffusers are not in the bundle; the job must fail with a message that points the user
