@@ -86,3 +86,25 @@ def test_a_missing_take_file_does_not_break_the_window(qtbot, win) -> None:
     viewer.set_take("take1")
     assert viewer.view.message == "" and viewer.src_a is not None
     assert win.document.project.shot("shot1").active_take_id == "take0"
+
+
+def test_transport_keys_work_from_anywhere_but_not_while_typing(qtbot, win) -> None:
+    viewer = win.take_viewer
+    win.select_shot("shot1")
+    qtbot.waitUntil(lambda: win.centre_stack.currentWidget() is viewer)
+    assert viewer.src_a.source.wait_ready(60)
+    # Focus on the storyboard: Space still plays the take, K stops it.
+    win.storyboard.view.setFocus()
+    qtbot.waitUntil(lambda: win.storyboard.view.hasFocus())
+    qtbot.keyClick(win.storyboard.view, " ")
+    assert viewer.player.playing
+    qtbot.keyClick(win.storyboard.view, "k")
+    assert not viewer.player.playing
+    # Typing a prompt: the space goes into the text, the take does not start.
+    editor = win.inspector.title if hasattr(win.inspector, "title") else None
+    assert editor is not None
+    editor.setFocus()
+    qtbot.waitUntil(lambda: editor.hasFocus())
+    before = editor.text()
+    qtbot.keyClick(editor, " ")
+    assert editor.text() != before and not viewer.player.playing

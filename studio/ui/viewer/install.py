@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, QTimer
-from PySide6.QtGui import QPixmap
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtGui import QKeyEvent, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import QApplication, QStackedWidget
 
 from studio.core.errors import StudioError
@@ -23,6 +23,27 @@ from studio.ui.viewer.viewer import ViewerWidget
 if TYPE_CHECKING:
     from studio.core.document import ProjectDocument
     from studio.core.model import Shot
+
+
+TRANSPORT_KEYS = (Qt.Key.Key_Space, Qt.Key.Key_J, Qt.Key.Key_K, Qt.Key.Key_L)
+
+
+def _install_transport_shortcuts(win: Any, viewer: ViewerWidget, stack: QStackedWidget) -> None:
+    """Space and J/K/L drive the take viewer from anywhere in the window, as in an editor —
+    not only while the picture has focus. Text fields still receive them while typing (they
+    claim printable keys through ShortcutOverride); arrow keys are left to the lists, which use
+    them to move between shots and references."""
+
+    def forward(key: Qt.Key) -> None:
+        if stack.currentWidget() is not viewer:
+            return
+        press = QKeyEvent(QEvent.Type.KeyPress, key, Qt.KeyboardModifier.NoModifier)
+        viewer.keyPressEvent(press)
+
+    for key in TRANSPORT_KEYS:
+        shortcut = QShortcut(QKeySequence(key), win)
+        shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+        shortcut.activated.connect(lambda k=key: forward(k))
 
 
 def install_viewer(win: Any) -> ViewerWidget:
@@ -70,6 +91,8 @@ def install_viewer(win: Any) -> ViewerWidget:
     app = QApplication.instance()
     if app is not None:
         app.aboutToQuit.connect(viewer.shutdown)
+
+    _install_transport_shortcuts(win, viewer, stack)
 
     storyboard = getattr(win, "storyboard", None)
     if storyboard is not None:
