@@ -34,7 +34,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     if str(tests) not in sys.path:
         sys.path.insert(0, str(tests))
     import numpy as np
-    import tiny_pipelines  # noqa: PLC0415 - lives with the tests, needs the path above
+    import tiny_pipelines
     from PIL import Image
 
     from studio.engine.base import Cancelled, GenerationRequest
@@ -102,7 +102,7 @@ def run(argv: list[str]) -> dict[str, Any]:
                 flag = threading.Event()
                 stamp: list[float] = []
 
-                def progress(pr: Any) -> None:
+                def progress(pr: Any, flag: threading.Event = flag, stamp: list[float] = stamp) -> None:
                     if pr.stage == "generating" and not flag.is_set():
                         stamp.append(time.perf_counter())
                         flag.set()

@@ -47,7 +47,13 @@ def _when(ts: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from studio.core.errors import StudioError
-    from studio.runtime.manager import InstallOptions, RuntimeCancelled, RuntimeManager, choose_torch, detect_gpu
+    from studio.runtime.manager import (
+        InstallOptions,
+        RuntimeCancelled,
+        RuntimeManager,
+        choose_torch,
+        detect_gpu,
+    )
 
     m = RuntimeManager()
     try:

@@ -16,8 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studio.core.errors import StudioError
-from studio.engine.base import (Backend, Cancelled, CancelledFn, Capabilities, GenerationRequest, Progress,
-                                ProgressFn)
+from studio.engine.base import (
+    Backend,
+    Cancelled,
+    CancelledFn,
+    Capabilities,
+    GenerationRequest,
+    Progress,
+    ProgressFn,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,7 +34,7 @@ if TYPE_CHECKING:
     from studio.runtime.client import WorkerClient
     from studio.runtime.manager import RuntimeManager
 
-_LIVE: "weakref.WeakSet[RemoteBackend]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[RemoteBackend] = weakref.WeakSet()
 
 
 def shutdown_workers(root: Path | None = None) -> None:
@@ -41,7 +48,7 @@ class RemoteBackend(Backend):
     name = "diffusers"
     label = "diffusers I2V (GPU runtime)"
 
-    def __init__(self, manager: "RuntimeManager | None" = None, registry: "ModelRegistry | None" = None,
+    def __init__(self, manager: RuntimeManager | None = None, registry: ModelRegistry | None = None,
                  device: str | None = None) -> None:
         from studio.engine.diffusers_backend import DiffusersBackend
         from studio.runtime.manager import RuntimeManager
@@ -58,7 +65,7 @@ class RemoteBackend(Backend):
     # -- answered in the app --
 
     @property
-    def registry(self) -> "ModelRegistry":
+    def registry(self) -> ModelRegistry:
         return self._meta.registry
 
     def capabilities(self, model: str | None) -> Capabilities:
@@ -73,7 +80,7 @@ class RemoteBackend(Backend):
     # -- the worker --
 
     @property
-    def client(self) -> "WorkerClient":
+    def client(self) -> WorkerClient:
         from studio.runtime.client import WorkerClient
 
         with self._lock:
@@ -114,7 +121,7 @@ class RemoteBackend(Backend):
                 on_progress(Progress(0, 1, "loading", "starting the GPU runtime"))
             self._call({"op": "load", "model": model}, on_progress, None)
 
-    def generate(self, req: GenerationRequest, on_progress: ProgressFn, cancelled: CancelledFn) -> "np.ndarray":
+    def generate(self, req: GenerationRequest, on_progress: ProgressFn, cancelled: CancelledFn) -> np.ndarray:
         import numpy as np
 
         from studio.core.userdirs import cache_dir

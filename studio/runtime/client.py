@@ -57,7 +57,7 @@ class WorkerDied(StudioError):
 class WorkerClient:
     """One worker process. Calls are serialised (one job at a time, like the backend's)."""
 
-    def __init__(self, manager: "RuntimeManager", registry: Path | None = None, device: str | None = None) -> None:
+    def __init__(self, manager: RuntimeManager, registry: Path | None = None, device: str | None = None) -> None:
         self.manager = manager
         self.registry = registry
         self.device = device

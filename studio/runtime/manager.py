@@ -120,7 +120,7 @@ def detect_gpu(run: Callable[[list[str]], str | None] = _run_quiet,
         # One section per agent; GPUs are "Device Type: GPU" (their Name is the gfx target).
         gpus = []
         for sec in re.split(r"\*{5,}", out):
-            if re.search(r"Device Type:\s*GPU", sec) or re.search(r"^\s*Name:\s*gfx", sec, re.M):
+            if re.search(r"Device Type:\s*GPU", sec) or re.search(r"^\s*Name:\s*gfx", sec, re.MULTILINE):
                 m = re.search(r"Marketing Name:\s*(.+)", sec)
                 gpus.append(m.group(1).strip() if m else "AMD GPU")
         if gpus:

@@ -12,14 +12,25 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-_WORDS = "a the man woman walks turns smiles camera slowly face looks head".split()
+_WORDS = ["a", "the", "man", "woman", "walks", "turns", "smiles", "camera", "slowly", "face", "looks", "head"]
 
 
 def build_tiny_wan() -> Any:
     import torch
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline, WanTransformer3DModel
-    from transformers import (CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection, T5Config,
-                              T5EncoderModel, T5Tokenizer)
+    from diffusers import (
+        AutoencoderKLWan,
+        UniPCMultistepScheduler,
+        WanImageToVideoPipeline,
+        WanTransformer3DModel,
+    )
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+        T5Config,
+        T5EncoderModel,
+        T5Tokenizer,
+    )
 
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
     vocab += [("\u2581" + w, -3.0) for w in _WORDS] + [(c, -5.0) for c in "abcdefghijklmnopqrstuvwxyz"]

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from PySide6.QtCore import QSettings, Qt
 
 from studio.core.errors import StudioError
 from studio.runtime.manager import RuntimeManager
 
 
-def _detected(qtbot, manager) -> "object":  # type: ignore[no-untyped-def]
+def _detected(qtbot, manager) -> object:  # type: ignore[no-untyped-def]
     from studio.ui.runtime_dialog import RuntimeDialog
 
     dialog = RuntimeDialog(manager)

@@ -20,7 +20,6 @@ from studio.engine.models import ModelRegistry
 from studio.engine.remote import RemoteBackend
 from studio.runtime import protocol
 from studio.runtime.client import WorkerClient
-from studio.runtime.manager import RuntimeManager
 
 
 @pytest.fixture(scope="module")
