@@ -288,7 +288,7 @@ class RuntimeManager:
         if root is None:
             from studio.core.userdirs import data_dir
 
-            root = data_dir("runtime")
+            root = data_dir() / "runtime"  # created by install, not by merely looking
         self.root = Path(root)
         self.venv = self.root / "venv"
         self.state_path = self.root / "runtime.json"
@@ -461,6 +461,7 @@ class RuntimeManager:
 
     def _create_venv(self, opts: InstallOptions, log: LogFn) -> None:
         base = base_python()
+        self.root.mkdir(parents=True, exist_ok=True)
         log(f"creating the virtual environment in {self.venv} with {base}")
         # --clear: a venv whose Python broke is rebuilt from scratch. ensurepip installs pip from
         # the base Python's bundled wheel: no network needed.

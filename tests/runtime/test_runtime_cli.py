@@ -80,6 +80,7 @@ def test_diffusers_resolves_by_what_is_installed(tmp_path: Path, monkeypatch: py
     monkeypatch.delenv("STUDIO_DIFFUSERS", raising=False)
     # No runtime, torch importable here (developer installs, the other tests): in process.
     assert type(registry.get_backend("diffusers")) is DiffusersBackend
+    assert not (tmp_path / "data" / "runtime").exists()  # looking does not create the runtime folder
     _fake_runtime(tmp_path, python=True)
     b = registry.get_backend("diffusers")
     assert type(b) is RemoteBackend and list(fresh_registry) == ["diffusers:runtime"]
