@@ -26,3 +26,19 @@ def photo_png(tmp_path: Path) -> Path:
     path = tmp_path / "astronaut.png"
     Image.fromarray(data.astronaut()).save(path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _no_unanswered_questions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A modal question nobody answers would block the test run until its timeout (e.g. "Save
+    changes?" when a test closes a window it edited). Fail at once instead, naming the question;
+    tests that expect a question patch ``studio.ui.dialogs.ask`` with their answer."""
+    try:
+        from studio.ui import dialogs
+    except ImportError:  # Qt not installed: no UI tests run
+        return
+
+    def unanswered(parent, title, text, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        raise AssertionError(f"a test left a question unanswered: {title!r}: {text!r}")
+
+    monkeypatch.setattr(dialogs, "ask", unanswered)

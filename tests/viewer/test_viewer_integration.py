@@ -88,7 +88,13 @@ def test_a_missing_take_file_does_not_break_the_window(qtbot, win) -> None:
     assert win.document.project.shot("shot1").active_take_id == "take0"
 
 
-def test_transport_keys_work_from_anywhere_but_not_while_typing(qtbot, win) -> None:
+def test_transport_keys_work_from_anywhere_but_not_while_typing(qtbot, win, monkeypatch) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    from studio.ui import dialogs
+
+    # The typing below edits the project: closing the window must not wait on "Save changes?".
+    monkeypatch.setattr(dialogs, "ask", lambda *a, **k: QMessageBox.Discard)
     viewer = win.take_viewer
     win.select_shot("shot1")
     qtbot.waitUntil(lambda: win.centre_stack.currentWidget() is viewer)
@@ -101,8 +107,7 @@ def test_transport_keys_work_from_anywhere_but_not_while_typing(qtbot, win) -> N
     qtbot.keyClick(win.storyboard.view, "k")
     assert not viewer.player.playing
     # Typing a prompt: the space goes into the text, the take does not start.
-    editor = win.inspector.title if hasattr(win.inspector, "title") else None
-    assert editor is not None
+    editor = win.inspector.title
     editor.setFocus()
     qtbot.waitUntil(lambda: editor.hasFocus())
     before = editor.text()
