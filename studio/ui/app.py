@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtCore import QEvent, QObject, QSize, QTimer
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from studio.core.errors import StudioError
@@ -77,12 +78,27 @@ def install_excepthook(win: MainWindow) -> None:
     sys.excepthook = hook
 
 
+def app_icon() -> QIcon:
+    """The application icon from resources/icons (PNG sizes; Qt loads a size only when drawn)."""
+    from studio.resources import resource
+
+    icon = QIcon()
+    for size in (16, 24, 32, 48, 64, 128, 256, 512):
+        path = resource("icons", f"continuity-studio-{size}.png")
+        if path.is_file():
+            icon.addFile(str(path), QSize(size, size))
+    return icon
+
+
 def run_app(project: str | None = None, demo: bool = False) -> int:
     bench = os.environ.get("STUDIO_BENCH_STARTUP") == "1"
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     app.setApplicationName(APP_NAME)
     app.setOrganizationName("ContinuityStudio")
+    # Matches the installed .desktop file, so Wayland docks show the right icon and name.
+    app.setDesktopFileName("continuity-studio")
+    app.setWindowIcon(app_icon())
     apply_theme(app)
     win = MainWindow()
     install_excepthook(win)

@@ -218,3 +218,10 @@ def test_save_as_asks_before_using_a_folder_with_other_files(qtbot, tmp_path, an
     answers.queue = [QMessageBox.Cancel]
     assert not win.save_as(tmp_path / "proj")  # holds a project: Replace? -> Cancel
     assert answers.asked[-1] == "Replace project?"
+
+
+def test_application_icon_has_every_size(qapp) -> None:
+    from studio.ui.app import app_icon
+
+    sizes = {s.width() for s in app_icon().availableSizes()}
+    assert {16, 32, 48, 64, 128, 256}.issubset(sizes)
