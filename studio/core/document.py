@@ -115,6 +115,21 @@ class ProjectDocument:
         self.assets_changed.emit()
         return True
 
+    def remove_asset(self, digest: str) -> Asset:
+        """Forget an asset that nothing uses any more (undo of an import). The file stays in
+        ``assets/``: it is content-addressed, so a redo finds it there."""
+        asset = self.project.assets.get(digest)
+        if asset is None:
+            raise KeyError(digest)
+        in_use = {r.asset for c in self.project.characters for r in c.references}
+        in_use |= {s.start_asset for s in self.project.shots if s.start_asset}
+        if asset.path in in_use:
+            raise ValueError(f"asset {asset.path!r} is still used")
+        del self.project.assets[digest]
+        self._touch()
+        self.assets_changed.emit()
+        return asset
+
     # -- characters ----------------------------------------------------------------------
     def insert_character(self, character: Character, index: int | None = None) -> int:
         if self.project.character(character.id) is not None:

@@ -8,7 +8,6 @@ stack's own first ``redo()`` call is then skipped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from PySide6.QtGui import QUndoCommand, QUndoStack
@@ -62,47 +61,61 @@ def push(stack: QUndoStack, cmd: DocCommand) -> DocCommand:
 
 # -- project ----------------------------------------------------------------------------------
 
-class EditProjectCommand(DocCommand):
-    """The project's name or output settings (resolution, aspect, fps of the export)."""
+class _EditFieldsCommand(DocCommand):
+    """Set some fields of one object through its ``ProjectDocument.update_*`` method; undo puts
+    the old values back. Consecutive edits of the same single text field of the same object
+    merge into one undo step (typing), when the subclass gives a ``MERGE_ID``."""
 
-    def __init__(self, doc: ProjectDocument, **fields: Any) -> None:
-        super().__init__(doc, "Edit project " + ", ".join(fields))
+    MERGE_ID = -1
+    MERGEABLE: frozenset[str] = frozenset()
+
+    def __init__(self, doc: ProjectDocument, text: str, **fields: Any) -> None:
+        super().__init__(doc, text)
         self.new = dict(fields)
         self.old: dict[str, Any] = {}
 
+    def _update(self, **fields: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _target(self) -> tuple[str, ...]:
+        return ()
+
     def _apply(self) -> None:
-        old = self.doc.update_project(**self.new)
+        old = self._update(**self.new)
         if not self.old:
             self.old = old
 
     def _revert(self) -> None:
-        self.doc.update_project(**self.old)
+        self._update(**self.old)
 
     def id(self) -> int:
-        return _MERGE_PROJECT_NAME if set(self.new) == {"name"} else -1
+        if len(self.new) == 1 and set(self.new) <= self.MERGEABLE:
+            return self.MERGE_ID
+        return -1
 
     def mergeWith(self, other: QUndoCommand) -> bool:
-        if not isinstance(other, EditProjectCommand) or set(other.new) != {"name"}:
+        if type(other) is not type(self) or other._target() != self._target() \
+                or set(other.new) != set(self.new):
             return False
         self.new = dict(other.new)
         self.setObsolete(self.new == self.old)
         return True
 
 
+class EditProjectCommand(_EditFieldsCommand):
+    """The project's name or output settings (resolution, aspect, fps of the export)."""
+
+    MERGE_ID = _MERGE_PROJECT_NAME
+    MERGEABLE = frozenset({"name"})
+
+    def __init__(self, doc: ProjectDocument, **fields: Any) -> None:
+        super().__init__(doc, "Edit project " + ", ".join(fields), **fields)
+
+    def _update(self, **fields: Any) -> dict[str, Any]:
+        return self.doc.update_project(**fields)
+
+
 # -- assets -----------------------------------------------------------------------------------
-
-def _forget_assets(doc: ProjectDocument, digests: Iterable[str]) -> None:
-    # ProjectDocument has no remove_asset (assets are normally never removed); undoing an import
-    # must restore the exact model, so drop the registry entries here. The files stay in
-    # assets/ (content-addressed), which is what a redo needs.
-    removed = False
-    for d in digests:
-        if doc.project.assets.pop(d, None) is not None:
-            removed = True
-    if removed:
-        doc.revision += 1
-        doc.assets_changed.emit()
-
 
 class RegisterAssetsCommand(DocCommand):
     """Record imported files in the project's asset table (the files are already copied)."""
@@ -116,7 +129,8 @@ class RegisterAssetsCommand(DocCommand):
         self._added = [a.sha256 for a in self.assets if self.doc.add_asset(a)]
 
     def _revert(self) -> None:
-        _forget_assets(self.doc, self._added)
+        for digest in reversed(self._added):
+            self.doc.remove_asset(digest)
 
 
 # -- characters -------------------------------------------------------------------------------
@@ -152,33 +166,19 @@ class RemoveCharacterCommand(DocCommand):
             self.doc.update_shot(shot_id, character_id=char_id)
 
 
-class EditCharacterCommand(DocCommand):
+class EditCharacterCommand(_EditFieldsCommand):
+    MERGE_ID = _MERGE_CHARACTER_TEXT
+    MERGEABLE = CHARACTER_TEXT_FIELDS
+
     def __init__(self, doc: ProjectDocument, char_id: str, **fields: Any) -> None:
-        super().__init__(doc, "Edit character " + ", ".join(fields))
         self.char_id = char_id
-        self.new = dict(fields)
-        self.old: dict[str, Any] = {}
+        super().__init__(doc, "Edit character " + ", ".join(fields), **fields)
 
-    def _apply(self) -> None:
-        old = self.doc.update_character(self.char_id, **self.new)
-        if not self.old:
-            self.old = old
+    def _target(self) -> tuple[str, ...]:
+        return (self.char_id,)
 
-    def _revert(self) -> None:
-        self.doc.update_character(self.char_id, **self.old)
-
-    def id(self) -> int:
-        if len(self.new) == 1 and set(self.new) <= CHARACTER_TEXT_FIELDS:
-            return _MERGE_CHARACTER_TEXT
-        return -1
-
-    def mergeWith(self, other: QUndoCommand) -> bool:
-        if not isinstance(other, EditCharacterCommand) or other.char_id != self.char_id \
-                or set(other.new) != set(self.new):
-            return False
-        self.new = dict(other.new)
-        self.setObsolete(self.new == self.old)
-        return True
+    def _update(self, **fields: Any) -> dict[str, Any]:
+        return self.doc.update_character(self.char_id, **fields)
 
 
 class AddReferencesCommand(DocCommand):
@@ -212,24 +212,19 @@ class RemoveReferenceCommand(DocCommand):
         self.doc.insert_reference(self.char_id, ref, index)
 
 
-class EditReferenceCommand(DocCommand):
+class EditReferenceCommand(_EditFieldsCommand):
     """Change a reference's angle or note."""
 
     def __init__(self, doc: ProjectDocument, char_id: str, ref_id: str, **fields: Any) -> None:
+        self.char_id, self.ref_id = char_id, ref_id
         label = "Change angle" if set(fields) == {"angle"} else "Edit reference"
-        super().__init__(doc, label)
-        self.char_id = char_id
-        self.ref_id = ref_id
-        self.new = dict(fields)
-        self.old: dict[str, Any] = {}
+        super().__init__(doc, label, **fields)
 
-    def _apply(self) -> None:
-        old = self.doc.update_reference(self.char_id, self.ref_id, **self.new)
-        if not self.old:
-            self.old = old
+    def _target(self) -> tuple[str, ...]:
+        return (self.char_id, self.ref_id)
 
-    def _revert(self) -> None:
-        self.doc.update_reference(self.char_id, self.ref_id, **self.old)
+    def _update(self, **fields: Any) -> dict[str, Any]:
+        return self.doc.update_reference(self.char_id, self.ref_id, **fields)
 
 
 # -- shots ------------------------------------------------------------------------------------
@@ -286,34 +281,21 @@ class MoveShotCommand(DocCommand):
         self.doc.move_shot(self.shot_id, self.from_index)
 
 
-class EditShotCommand(DocCommand):
+class EditShotCommand(_EditFieldsCommand):
+    MERGE_ID = _MERGE_SHOT_TEXT
+    MERGEABLE = SHOT_TEXT_FIELDS
+
     def __init__(self, doc: ProjectDocument, shot_id: str, text: str | None = None,
                  **fields: Any) -> None:
-        super().__init__(doc, text or "Edit shot " + ", ".join(f.replace("_", " ") for f in fields))
         self.shot_id = shot_id
-        self.new = dict(fields)
-        self.old: dict[str, Any] = {}
+        super().__init__(doc, text or "Edit shot " + ", ".join(f.replace("_", " ") for f in fields),
+                         **fields)
 
-    def _apply(self) -> None:
-        old = self.doc.update_shot(self.shot_id, **self.new)
-        if not self.old:
-            self.old = old
+    def _target(self) -> tuple[str, ...]:
+        return (self.shot_id,)
 
-    def _revert(self) -> None:
-        self.doc.update_shot(self.shot_id, **self.old)
-
-    def id(self) -> int:
-        if len(self.new) == 1 and set(self.new) <= SHOT_TEXT_FIELDS:
-            return _MERGE_SHOT_TEXT
-        return -1
-
-    def mergeWith(self, other: QUndoCommand) -> bool:
-        if not isinstance(other, EditShotCommand) or other.shot_id != self.shot_id \
-                or set(other.new) != set(self.new):
-            return False
-        self.new = dict(other.new)
-        self.setObsolete(self.new == self.old)
-        return True
+    def _update(self, **fields: Any) -> dict[str, Any]:
+        return self.doc.update_shot(self.shot_id, **fields)
 
 
 class CompoundCommand(DocCommand):

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QListWidgetItem
 
 from studio.core.document import ProjectDocument
 from studio.core.errors import StudioError
+from studio.ui.commands import push
 from studio.ui.take_commands import DeleteTakeCommand, SetActiveTakeCommand
 
 if TYPE_CHECKING:
@@ -163,14 +164,14 @@ class TakesPanel(QWidget):
             return
         if shot.active_take_id == take_id:
             return
-        self.undo_stack.push(SetActiveTakeCommand(self.document, shot.id, take_id))
+        push(self.undo_stack, SetActiveTakeCommand(self.document, shot.id, take_id))
 
     def delete_selected(self, take_id: str | None = None) -> None:
         take_id = take_id or self.selected_take_id()
         shot = self._shot()
         if shot is None or take_id is None or self.document is None:
             return
-        self.undo_stack.push(DeleteTakeCommand(self.document, shot.id, take_id))
+        push(self.undo_stack, DeleteTakeCommand(self.document, shot.id, take_id))
 
     def _reroll(self, count: int) -> None:
         if self.controller is None or not self.shot_id:

@@ -135,3 +135,18 @@ def test_takes_active_selection() -> None:
     assert was_active and doc.project.shot("s").active_take_id == "t1"
     doc.insert_take("s", take, index, make_active=was_active)
     assert doc.project.shot("s").active_take_id == "t2"
+
+
+def test_remove_asset_only_when_unused() -> None:
+    doc = make_doc()
+    doc.insert_character(Character(id="c", references=[Reference(id="r", asset="assets/aaa.png")]))
+    with pytest.raises(ValueError, match="still used"):
+        doc.remove_asset(DIGEST)
+    doc.remove_reference("c", "r")
+    events: list[bool] = []
+    doc.assets_changed.connect(lambda: events.append(True))
+    rev = doc.revision
+    assert doc.remove_asset(DIGEST).path == "assets/aaa.png"
+    assert DIGEST not in doc.project.assets and doc.revision == rev + 1 and events
+    with pytest.raises(KeyError):
+        doc.remove_asset(DIGEST)

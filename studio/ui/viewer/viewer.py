@@ -20,8 +20,10 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QMenu,
 
 from studio.core.errors import StudioError
 from studio.media.frames import DEFAULT_CACHE_BYTES, FrameCache
+from studio.ui.commands import push
 from studio.ui.events import DocumentEvents
 from studio.ui.settings import app_settings
+from studio.ui.take_commands import SetActiveTakeCommand
 from studio.ui.viewer.analysis import METRICS, TakeAnalysis, load_analysis
 from studio.ui.viewer.badges import ThumbnailCache, best_take_id, shared_thumbnails, take_badge
 from studio.ui.viewer.frame_view import FrameView
@@ -30,7 +32,6 @@ from studio.ui.viewer.plot import MetricPlot
 from studio.ui.viewer.reference_panel import ReferencePanel
 from studio.ui.viewer.ruler import TimeRuler
 from studio.ui.viewer.source import QtFrameSource
-from studio.ui.viewer.take_commands_fallback import set_active_take
 
 if TYPE_CHECKING:
     from studio.core.document import ProjectDocument
@@ -496,8 +497,14 @@ class ViewerWidget(QWidget):
         """Make ``take_id`` the shot's active take (undoable when there is an undo stack)."""
         if self.shot_id is None:
             return
+        shot = self.document.project.shot(self.shot_id)
+        if shot is not None and shot.active_take_id == take_id:
+            return
         try:
-            set_active_take(self.document, self.undo_stack, self.shot_id, take_id)
+            if self.undo_stack is None:
+                self.document.set_active_take(self.shot_id, take_id)
+            else:
+                push(self.undo_stack, SetActiveTakeCommand(self.document, self.shot_id, take_id))
         except (KeyError, ValueError, StudioError) as exc:
             self.view.set_message(f"Cannot make that take active: {exc}")
 
