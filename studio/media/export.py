@@ -165,14 +165,34 @@ def output_size(project: Project) -> tuple[int, int]:
     return preset_size(project.output.resolution, project.output.aspect)
 
 
+_PROBES: dict[tuple[str, int, int], SourceInfo] = {}
+_PROBES_MAX = 4096
+
+
 def probe_source(path: Path) -> SourceInfo:
     """Read a take's stream parameters; raise :class:`AssetError` naming a missing or
-    unreadable file."""
-    import av
-
+    unreadable file. Results are remembered per file identity (path, size, modification time):
+    the export dialog re-plans on every edit and must not reopen every take each time."""
     path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        raise AssetError("take video is missing", path) from None
     if not path.is_file():
         raise AssetError("take video is missing", path)
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    info = _PROBES.get(key)
+    if info is None:
+        info = _probe_source(path)
+        if len(_PROBES) >= _PROBES_MAX:
+            _PROBES.clear()
+        _PROBES[key] = info
+    return info
+
+
+def _probe_source(path: Path) -> SourceInfo:
+    import av
+
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as exc:

@@ -282,3 +282,27 @@ def test_copy_falls_back_to_reencode_when_decode_order_clashes(tmp_path: Path) -
     result = export_film(project, tmp_path, out, plan=plan)
     assert result.mode == "reencode" and "re-encoded instead" in result.notes[0]
     assert _stream_facts(out)["frames"] == 20 and _no_partials(tmp_path)
+
+
+def test_take_probes_are_reused_until_the_file_changes(tmp_path: Path, monkeypatch) -> None:
+    """The export dialog re-plans on every edit: unchanged takes are not reopened."""
+    import os
+
+    import studio.media.export as export
+    from export_testkit import pattern_frames
+    from studio.media.video import write_video
+
+    path = tmp_path / "take.mp4"
+    write_video(path, pattern_frames(6, 64, 48, seed=1), 16)
+    calls: list[Path] = []
+    real = export._probe_source
+    monkeypatch.setattr(export, "_probe_source", lambda p: calls.append(p) or real(p))
+    first = export.probe_source(path)
+    assert export.probe_source(path) is first and len(calls) == 1
+    write_video(path, pattern_frames(9, 64, 48, seed=2), 16)  # re-rendered in place
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert export.probe_source(path).frames == 9 and len(calls) == 2
+    path.unlink()
+    with pytest.raises(AssetError, match="missing"):
+        export.probe_source(path)
