@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QRegularExpression, QSize, Qt
 from PySide6.QtGui import QColor, QIcon, QPixmap, QRegularExpressionValidator
 from PySide6.QtWidgets import (QColorDialog, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
-                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
+                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QMenu, QPlainTextEdit,
                                QPushButton, QScrollArea, QSpinBox, QToolButton, QVBoxLayout,
                                QWidget)
 
@@ -109,7 +109,13 @@ class Inspector(QScrollArea):
         self.model_path.setPlaceholderText("model folder (backend default when empty)")
         self.model_browse = QToolButton(self.shot_box)
         self.model_browse.setText("…")
-        self.model_browse.setToolTip("Choose a model folder")
+        self.model_browse.setToolTip("Pick a registered model or a model folder")
+        # The models added in Settings ▸ Models, then a folder picker; rebuilt on every opening so
+        # the list follows the model manager.
+        self.model_menu = QMenu(self.model_browse)
+        self.model_menu.aboutToShow.connect(self._fill_model_menu)
+        self.model_browse.setMenu(self.model_menu)
+        self.model_browse.setPopupMode(QToolButton.InstantPopup)
 
         form = QFormLayout(self.shot_box)
         self._shot_form = form
@@ -468,6 +474,37 @@ class Inspector(QScrollArea):
 
     def roll_seed(self) -> None:
         self._edit_shot(seed=secrets.randbelow(SEED_MAX + 1))
+
+    def _fill_model_menu(self) -> None:
+        from studio.engine.models import ModelRegistry
+
+        menu = self.model_menu
+        menu.clear()
+        try:
+            models = ModelRegistry().models()
+        except StudioError as exc:
+            models = []
+            menu.addAction(f"Model list unreadable: {exc.problem}").setEnabled(False)
+        for m in sorted(models, key=lambda m: m.name.lower()):
+            action = menu.addAction(f"{m.name} — {m.family}")
+            action.setToolTip(m.path)
+            action.triggered.connect(lambda _=False, path=m.path: self._edit_shot(model=path))
+        if not models:
+            menu.addAction("No registered models").setEnabled(False)
+        menu.addSeparator()
+        menu.addAction("Choose folder…", self._browse_model)
+        manage = menu.addAction("Manage models…")
+        manage.triggered.connect(self._manage_models)
+        if self.model_path.text():
+            menu.addAction("Backend default", lambda: self._edit_shot(model=None))
+
+    def _manage_models(self) -> None:
+        from studio.ui.models_dialog import open_models_dialog
+
+        try:
+            open_models_dialog(self.window())
+        except StudioError:
+            pass  # already reported by the dialog
 
     def _browse_model(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Choose a model folder",

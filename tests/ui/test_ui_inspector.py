@@ -199,3 +199,27 @@ def test_extension_points_for_other_features(qtbot, tmp_path, photo_png, answers
     ref = doc.project.character("alice").references[0]
     assert seen[-1] == ("alice", ref.id)  # the new (only) reference is selected
     assert win.bible.current_reference_path() == doc.folder.resolve() / ref.asset
+
+
+def test_model_menu_offers_the_registered_models(qtbot, tmp_path, answers):
+    from studio.engine.models import ModelInfo, ModelRegistry
+
+    folder = tmp_path / "models" / "wan21-i2v"
+    folder.mkdir(parents=True)
+    registry = ModelRegistry()  # in this test's own config folder (conftest)
+    registry._put(ModelInfo(id="m1", name="Wan 2.1 I2V 480p", path=str(folder), family="wan21",
+                            pipeline_class="WanImageToVideoPipeline", size_bytes=1,
+                            fingerprint="f", components={}, rules={}))
+    doc = sample_project(tmp_path / "proj")
+    win = open_window(qtbot, doc, make_settings(tmp_path))
+    win.select_shot("s1")
+    insp = win.inspector
+    insp.model_menu.aboutToShow.emit()
+    texts = [a.text() for a in insp.model_menu.actions()]
+    assert "Wan 2.1 I2V 480p — wan21" in texts and "Choose folder…" in texts
+    assert "Manage models…" in texts
+    next(a for a in insp.model_menu.actions() if a.text().startswith("Wan 2.1")).trigger()
+    assert doc.project.shot("s1").model == str(folder)
+    assert insp.model_path.text() == str(folder)
+    win.undo_stack.undo()
+    assert doc.project.shot("s1").model is None
