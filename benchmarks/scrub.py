@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import machine_info, median, percentile
+from benchmarks._common import machine_info, percentile
 
 SIZES = {"480p": (832, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
 

@@ -70,7 +70,7 @@ def build_timeline(project: Project, folder: Path, plan: "ExportPlan", *,
     (usually the folder of the .otio file) instead of absolute ``file://`` URLs."""
     import opentimelineio as otio
 
-    RT, TR = otio.opentime.RationalTime, otio.opentime.TimeRange
+    RT = otio.opentime.RationalTime
     fps = float(plan.fps)
     timeline = otio.schema.Timeline(name=project.name or "Continuity Studio export")
     timeline.global_start_time = RT(0, fps)
