@@ -177,14 +177,21 @@ class ProjectDocument:
         self.character_changed.emit(char_id)
         return index
 
-    def remove_reference(self, char_id: str, ref_id: str) -> tuple[Reference, int]:
+    def remove_reference(self, char_id: str, ref_id: str) -> tuple[Reference, int, list[str]]:
+        """Remove a reference. Shots that started from it keep their start image but lose the
+        link to the reference. Returns (reference, index, ids of those shots) for undo."""
         char = self._character(char_id)
         for i, r in enumerate(char.references):
             if r.id == ref_id:
                 char.references.pop(i)
+                unlinked = [s.id for s in self.project.shots if s.start_reference_id == ref_id]
+                for shot_id in unlinked:
+                    self._shot(shot_id).start_reference_id = None
                 self._touch()
                 self.character_changed.emit(char_id)
-                return r, i
+                for shot_id in unlinked:
+                    self.shot_changed.emit(shot_id)
+                return r, i, unlinked
         raise KeyError(ref_id)
 
     def update_reference(self, char_id: str, ref_id: str, **fields: Any) -> dict[str, Any]:

@@ -201,15 +201,17 @@ class RemoveReferenceCommand(DocCommand):
         super().__init__(doc, "Remove reference")
         self.char_id = char_id
         self.ref_id = ref_id
-        self._saved: tuple[Reference, int] | None = None
+        self._saved: tuple[Reference, int, list[str]] | None = None
 
     def _apply(self) -> None:
         self._saved = self.doc.remove_reference(self.char_id, self.ref_id)
 
     def _revert(self) -> None:
         assert self._saved is not None
-        ref, index = self._saved
+        ref, index, unlinked = self._saved
         self.doc.insert_reference(self.char_id, ref, index)
+        for shot_id in unlinked:
+            self.doc.update_shot(shot_id, start_reference_id=ref.id)
 
 
 class EditReferenceCommand(_EditFieldsCommand):

@@ -142,7 +142,7 @@ def test_remove_asset_only_when_unused() -> None:
     doc.insert_character(Character(id="c", references=[Reference(id="r", asset="assets/aaa.png")]))
     with pytest.raises(ValueError, match="still used"):
         doc.remove_asset(DIGEST)
-    doc.remove_reference("c", "r")
+    assert doc.remove_reference("c", "r")[2] == []  # no shot started from it
     events: list[bool] = []
     doc.assets_changed.connect(lambda: events.append(True))
     rev = doc.revision

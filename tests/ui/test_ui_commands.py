@@ -41,7 +41,7 @@ CASES: dict[str, Callable[[ProjectDocument], DocCommand]] = {
     "add references": lambda d: AddReferencesCommand(
         d, "bob", [Reference(id="r2", asset=_asset(d), angle=Angle.UP),
                    Reference(id="r3", asset=_asset(d))]),
-    "remove reference": lambda d: RemoveReferenceCommand(d, "alice", "r1"),
+    "remove reference (unlinks shots)": lambda d: RemoveReferenceCommand(d, "alice", "r1"),
     "change angle": lambda d: EditReferenceCommand(d, "alice", "r1", angle=Angle.PROFILE_RIGHT),
     "add shot": lambda d: AddShotCommand(d, Shot(id="s4", title="Four"), 0),
     "duplicate shot": lambda d: AddShotCommand(d, duplicate_of(d.project.shot("s1")), 1),
@@ -114,3 +114,13 @@ def test_register_assets_keeps_known_assets_on_undo(doc: ProjectDocument, qapp) 
     push(stack, RegisterAssetsCommand(doc, [known]))
     stack.undo()
     assert known.sha256 in doc.project.assets  # it was there before the command
+
+
+def test_removing_a_reference_keeps_the_shots_start_image(doc: ProjectDocument, qapp) -> None:
+    stack = QUndoStack()
+    start = doc.project.shot("s1").start_asset
+    push(stack, RemoveReferenceCommand(doc, "alice", "r1"))
+    shot = doc.project.shot("s1")
+    assert shot.start_reference_id is None and shot.start_asset == start  # no dangling link
+    stack.undo()
+    assert doc.project.shot("s1").start_reference_id == "r1"
