@@ -124,7 +124,7 @@ class DlibEngine(FaceEngine):
         return self.embed_chip(self.align(rgb, lm68))
 
     def embed_chip(self, chip: np.ndarray) -> np.ndarray:
-        return np.asarray(dl.face_encoder().compute_face_descriptor(chip), dtype=np.float32)
+        return dl.encode_chip(chip)
 
     def raw_score(self, a: np.ndarray, b: np.ndarray) -> float:
         return float(np.linalg.norm(np.asarray(a, np.float32) - np.asarray(b, np.float32)))

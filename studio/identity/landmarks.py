@@ -20,7 +20,13 @@ from studio.core.errors import StudioError
 
 # HOG returns low-score false positives; faces above this score are real in practice.
 HOG_MIN_SCORE = 0.3
-_lock = threading.Lock()
+# dlib's model objects are shared by every thread of the process (they are large and slow to
+# load) but are not documented as thread-safe: analysis, the reference-quality check and the
+# preview backend can run at the same time, and concurrent calls crashed the process. Every call
+# into a shared model holds this lock (re-entrant: model loading takes it too). In-process
+# threads gain nothing from running dlib concurrently anyway (it holds the GIL); the parallel
+# analysis uses a second process, with its own models.
+_lock = threading.RLock()
 
 
 def models_dir() -> Path:
@@ -103,7 +109,8 @@ def detect_faces(rgb: np.ndarray, upsample: int = 0, min_score: float = HOG_MIN_
                  ) -> list[tuple[tuple[float, float, float, float], float]]:
     """HOG faces as ``((x0, y0, x1, y1), score)``, best score first, scores ≥ ``min_score``."""
     img = as_rgb_u8(rgb)
-    rects, scores, _ = hog_detector().run(img, upsample, 0.0)
+    with _lock:
+        rects, scores, _ = hog_detector().run(img, upsample, 0.0)
     out = [((float(r.left()), float(r.top()), float(r.right()), float(r.bottom())), float(s))
            for r, s in zip(rects, scores) if s >= min_score]
     out.sort(key=lambda f: -f[1])
@@ -114,7 +121,8 @@ def cnn_detect_faces(rgb: np.ndarray, upsample: int = 0, min_conf: float = 0.5,
                      ) -> list[tuple[tuple[float, float, float, float], float]]:
     """CNN (MMOD) faces; slow (seconds per frame on CPU), used only as a rare fallback."""
     img = as_rgb_u8(rgb)
-    dets = cnn_detector()(img, upsample)
+    with _lock:
+        dets = cnn_detector()(img, upsample)
     out = [((float(d.rect.left()), float(d.rect.top()), float(d.rect.right()),
              float(d.rect.bottom())), float(d.confidence)) for d in dets if d.confidence >= min_conf]
     out.sort(key=lambda f: -f[1])
@@ -128,9 +136,16 @@ def landmarks_in_box(rgb: np.ndarray, box: tuple[float, float, float, float],
     img = as_rgb_u8(rgb)
     rect = dlib.rectangle(int(round(box[0])), int(round(box[1])),
                           int(round(box[2])), int(round(box[3])))
-    pred = shape_predictor_68() if points == 68 else shape_predictor_5()
-    shape = pred(img, rect)
-    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+    with _lock:
+        pred = shape_predictor_68() if points == 68 else shape_predictor_5()
+        shape = pred(img, rect)
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
+
+def encode_chip(chip: np.ndarray) -> np.ndarray:
+    """The 128-d identity embedding of an aligned 150×150 face chip (dlib ResNet)."""
+    with _lock:
+        return np.asarray(face_encoder().compute_face_descriptor(chip), dtype=np.float32)
 
 
 def _area(box: tuple[float, float, float, float]) -> float:

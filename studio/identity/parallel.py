@@ -32,9 +32,9 @@ def _warm() -> None:
 
 
 def _embed_chip(chip: np.ndarray) -> np.ndarray:
-    from studio.identity.landmarks import face_encoder
+    from studio.identity.landmarks import encode_chip
 
-    return np.asarray(face_encoder().compute_face_descriptor(chip), dtype=np.float32)
+    return encode_chip(chip)
 
 
 def enabled() -> bool:
