@@ -59,7 +59,7 @@ def run(argv: list[str]) -> dict[str, Any]:
 
     from studio.engine.base import Cancelled, GenerationRequest, Progress
     from studio.engine.diffusers_backend import DiffusersBackend
-    from studio.engine.models import ModelRegistry
+    from studio.engine.model_library import ModelRegistry
 
     import torch
 

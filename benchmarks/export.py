@@ -87,7 +87,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     args = ap.parse_args(argv)
 
     from studio.core.model import preset_size, ResolutionPreset, Aspect
-    from studio.media.export import ExportOptions, export_film, plan_export
+    from studio.export.film import ExportOptions, export_film, plan_export
     from studio.media.video import probe
 
     res = {720: ResolutionPreset.P720, 480: ResolutionPreset.P480, 1080: ResolutionPreset.P1080}

@@ -39,7 +39,7 @@ def run(argv: list[str]) -> dict[str, Any]:
 
     from studio.engine.base import Cancelled, GenerationRequest
     from studio.engine.diffusers_backend import DiffusersBackend
-    from studio.engine.models import ModelRegistry
+    from studio.engine.model_library import ModelRegistry
     from studio.engine.remote import RemoteBackend
     from studio.runtime.client import WorkerClient
     from studio.runtime.manager import InstallOptions, RuntimeManager

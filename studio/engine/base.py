@@ -7,17 +7,17 @@ animatic, or (later) a remote server all look the same to it.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from studio.core.tasks import Cancelled, CancelledFn, Progress, ProgressFn
+
 if TYPE_CHECKING:
     import numpy as np
 
-
-class Cancelled(Exception):
-    """Raised inside a backend when the job was cancelled; the queue treats it as a clean stop."""
+__all__ = ["Backend", "Cancelled", "CancelledFn", "Capabilities", "GenerationRequest", "Progress",
+           "ProgressFn", "snap_request"]
 
 
 @dataclass(frozen=True)
@@ -31,14 +31,6 @@ class Capabilities:
     default_fps: int = 16
     last_frame: bool = False  # supports a first+last frame conditioning
     needs_gpu: bool = False
-
-
-@dataclass(frozen=True)
-class Progress:
-    step: int  # denoising step (or frame, for the preview backend) just finished
-    total: int
-    stage: str = "generating"  # "loading", "generating", "decoding", "encoding"
-    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,10 +57,6 @@ class GenerationRequest:
 
     def with_changes(self, **kw: Any) -> "GenerationRequest":
         return replace(self, **kw)
-
-
-ProgressFn = Callable[[Progress], None]
-CancelledFn = Callable[[], bool]
 
 
 def snap_request(req: GenerationRequest, caps: Capabilities) -> tuple[GenerationRequest, list[str]]:

@@ -17,7 +17,7 @@ from studio.core.errors import StudioError
 from studio.engine.base import (Backend, Cancelled, CancelledFn, Capabilities, GenerationRequest, Progress,
                                 ProgressFn, snap_request)
 from studio.engine.memory import MemoryPlan  # stdlib-only module: cheap to import
-from studio.engine.models import FAMILIES, ModelInfo, ModelRegistry, resolve_model
+from studio.engine.model_library import FAMILIES, ModelInfo, ModelRegistry, resolve_model
 
 if TYPE_CHECKING:
     import numpy as np

@@ -16,7 +16,7 @@ from studio.core.errors import StudioError
 
 def check_lora_file(path: Path) -> None:
     """Refuse anything that is not a readable safetensors LoRA, naming the file."""
-    from studio.engine.models import safetensors_header
+    from studio.engine.model_library import safetensors_header
 
     path = Path(path)
     if not path.is_file():

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from studio.core.errors import StudioError
 
 if TYPE_CHECKING:
-    from studio.engine.models import ModelInfo
+    from studio.engine.model_library import ModelInfo
 
 GPU_LADDER = ("none", "model_offload", "fp8_model_offload", "group_offload", "group_offload_fp8")
 CPU_LADDER = ("none", "fp8")

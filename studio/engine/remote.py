@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from studio.engine.diffusers_backend import DiffusersBackend
-    from studio.engine.models import ModelRegistry
+    from studio.engine.model_library import ModelRegistry
     from studio.runtime.client import WorkerClient
     from studio.runtime.manager import RuntimeManager
 
@@ -113,7 +113,7 @@ class RemoteBackend(Backend):
 
     def load(self, model: str | None, on_progress: ProgressFn | None = None) -> None:
         if not model:  # say so without starting the runtime for it
-            from studio.engine.models import resolve_model
+            from studio.engine.model_library import resolve_model
 
             resolve_model(model, self.registry)
         with self._lock:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +28,12 @@ from typing import Any
 import numpy as np
 
 from studio.core.errors import StudioError
+from studio.core.tasks import Cancelled, CancelledFn, Progress, ProgressFn
 from studio.identity import metrics as M
 from studio.identity.engines import FaceEngine
 from studio.identity.heatmap import RefCanon, heatmap_shape
 
 ANALYSIS_VERSION = 1
-ProgressFn = Callable[[int, int], None]
-CancelledFn = Callable[[], bool]
 
 # Bounds that trigger an extra embedding (since the last embedded frame).
 SHAPE_BOUND = 0.05  # mean landmark change after alignment, inter-ocular units
@@ -53,10 +52,6 @@ REASONS = {
     "skin_tone": "skin tone shifted",
     "stability": "face jitters between frames",
 }
-
-
-class AnalysisCancelled(Exception):
-    """Raised when ``cancelled()`` turns true during an analysis."""
 
 
 @dataclass
@@ -244,7 +239,7 @@ def analyze_frames(frames: Iterable[np.ndarray], fps: float, refs: Sequence[Refe
 
     for t, rgb in enumerate(frames):
         if cancelled is not None and cancelled():
-            raise AnalysisCancelled()
+            raise Cancelled()
         if shape_hw is None:
             shape_hw = rgb.shape[:2]
         fr = _Frame(t)
@@ -304,7 +299,7 @@ def analyze_frames(frames: Iterable[np.ndarray], fps: float, refs: Sequence[Refe
         out.append(fr)
         prev_frame = (rgb, fr)
         if on_progress is not None:
-            on_progress(t + 1, total or 0)
+            on_progress(Progress(t + 1, total or 0, "analysing"))
     if prev_frame is not None and prev_frame[1].face and prev_frame[1].source is None:
         embed(*prev_frame)
     if not out:

@@ -20,8 +20,8 @@ import numpy as np
 from studio.core.atomic import atomic_write_bytes, atomic_write_text
 from studio.core.errors import StudioError
 from studio.core.model import Character, Project, Shot, Take
-from studio.identity.analysis import (ANALYSIS_VERSION, CancelledFn, ProgressFn,
-                                      ReferenceFace, analyze_video, load_references)
+from studio.core.tasks import CancelledFn, ProgressFn
+from studio.identity.analysis import ANALYSIS_VERSION, ReferenceFace, analyze_video, load_references
 from studio.identity.engines import FaceEngine, get_engine
 
 _ref_cache: dict[tuple[str, str, str, str], ReferenceFace] = {}

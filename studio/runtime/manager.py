@@ -33,6 +33,7 @@ from typing import Any
 
 from studio.core.atomic import atomic_write_text
 from studio.core.errors import StudioError
+from studio.core.tasks import Cancelled
 
 STATE_FORMAT = 1
 REPAIR_HINT = ("repair it in Settings ▸ Install GPU runtime… or run `continuity-studio runtime repair`")
@@ -62,11 +63,6 @@ ROCM_BUILD = "rocm6.4"
 
 LogFn = Callable[[str], None]
 CancelFn = Callable[[], bool]
-
-
-class RuntimeCancelled(StudioError):
-    def __init__(self) -> None:
-        super().__init__("cancelled")
 
 
 # -- hardware --------------------------------------------------------------------------------
@@ -177,7 +173,7 @@ def choose_torch(gpu: GpuInfo, override: str | None = None) -> TorchBuild:
 def stream_process(cmd: list[str], log: LogFn, cancelled: CancelFn | None = None,
                    env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
     """Run ``cmd``, passing each output line (stdout and stderr merged) to ``log``. Cancel kills
-    the whole process group and raises :class:`RuntimeCancelled`."""
+    the whole process group and raises :class:`Cancelled`."""
     kw: dict[str, Any] = {}
     if os.name == "posix":
         kw["start_new_session"] = True  # so cancel can kill pip and whatever it spawned
@@ -198,7 +194,7 @@ def stream_process(cmd: list[str], log: LogFn, cancelled: CancelFn | None = None
         if cancelled is not None and cancelled():
             _kill_tree(proc)
             reader.join(5)
-            raise RuntimeCancelled()
+            raise Cancelled()
         time.sleep(0.1)
     reader.join(10)
     return proc.returncode
@@ -530,7 +526,7 @@ class RuntimeManager:
             if not opts.system_site_packages:
                 try:  # ensurepip's pip and setuptools are old; torch needs setuptools >= 77
                     self._pip(["--upgrade", "pip", "setuptools"], opts, out, cancelled)
-                except RuntimeCancelled:
+                except Cancelled:
                     raise
                 except StudioError as exc:
                     out(f"warning: could not upgrade pip/setuptools ({exc}); continuing")
@@ -555,7 +551,7 @@ class RuntimeManager:
             if verify:
                 state = self.verify(log=out, cancelled=cancelled)
             return state
-        except RuntimeCancelled:
+        except Cancelled:
             out("installation cancelled")
             raise
         except StudioError as exc:

@@ -46,7 +46,7 @@ class Worker:
     def backend(self) -> Any:
         if self._backend is None:
             from studio.engine.diffusers_backend import DiffusersBackend
-            from studio.engine.models import ModelRegistry
+            from studio.engine.model_library import ModelRegistry
 
             registry = ModelRegistry(self._registry_path) if self._registry_path else None
             self._backend = DiffusersBackend(registry=registry, device=self._device)

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHBoxL
 
 from studio.core.model import ANGLE_LABELS, Angle, Character
 from studio.ui import drops
-from studio.ui.commands import (AddCharacterCommand, EditReferenceCommand, RemoveCharacterCommand,
+from studio.ui.undo import (AddCharacterCommand, EditReferenceCommand, RemoveCharacterCommand,
                                 RemoveReferenceCommand, push)
 
 if TYPE_CHECKING:

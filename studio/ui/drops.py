@@ -12,7 +12,7 @@ from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 
 from studio.core.errors import StudioError
 from studio.core.model import Asset, Character, Reference, Shot
-from studio.ui.commands import (AddCharacterCommand, AddReferencesCommand, AddShotCommand,
+from studio.ui.undo import (AddCharacterCommand, AddReferencesCommand, AddShotCommand,
                                 CompoundCommand, DocCommand, EditShotCommand,
                                 RegisterAssetsCommand, push)
 

@@ -26,7 +26,7 @@ from studio.core.errors import StudioError
 class _Relay(QObject):
     """Created in the UI thread; signals emitted from the export thread arrive queued."""
 
-    progress = Signal(object)  # ExportProgress
+    progress = Signal(object)  # studio.core.tasks.Progress
     finished = Signal(object)  # dict of what was written
     failed = Signal(str)
     cancelled = Signal()
@@ -162,7 +162,7 @@ class ExportDialog(QDialog):
 
     # -- options and plan ---------------------------------------------------------------------
     def options(self) -> Any:
-        from studio.media.export import ExportOptions
+        from studio.export.film import ExportOptions
 
         return ExportOptions(crossfade=self.crossfade_spin.value(),
                              burn_in=self.burn_check.isChecked(),
@@ -170,8 +170,8 @@ class ExportDialog(QDialog):
                              force_reencode=self.reencode_check.isChecked())
 
     def refresh_preview(self) -> None:
-        from studio.media.export import plan_export
-        from studio.media.interchange import check_edl
+        from studio.export.film import plan_export
+        from studio.export.interchange import check_edl
 
         self.preview.clear()
         self._plan = None
@@ -264,7 +264,7 @@ class ExportDialog(QDialog):
         project = self.document.project.model_copy(deep=True)
         folder = self.document.folder
         try:  # plan the snapshot itself, so nothing the worker reads is shared with the UI
-            from studio.media.export import plan_export
+            from studio.export.film import plan_export
 
             plan = plan_export(project, folder, self.options())
         except StudioError as exc:
@@ -283,9 +283,10 @@ class ExportDialog(QDialog):
         relay, cancel = self._relay, self._cancel
 
         def work() -> None:
-            from studio.media.export import ExportCancelled, export_film
-            from studio.media.interchange import write_edl, write_otio
-            from studio.media.report import write_report
+            from studio.core.tasks import Cancelled
+            from studio.export.film import export_film
+            from studio.export.interchange import write_edl, write_otio
+            from studio.export.report import write_report
 
             try:
                 result = export_film(project, folder, out, plan=plan,
@@ -302,7 +303,7 @@ class ExportDialog(QDialog):
                                                      out.with_name(out.stem + "-report.html"),
                                                      film_name=out.name)
                 relay.finished.emit(written)
-            except ExportCancelled:
+            except Cancelled:
                 relay.cancelled.emit()
             except StudioError as exc:
                 relay.failed.emit(str(exc))
@@ -335,11 +336,11 @@ class ExportDialog(QDialog):
 
     def _on_progress(self, p: Any) -> None:
         self.progress.setMaximum(max(1, p.total))
-        self.progress.setValue(p.done)
+        self.progress.setValue(p.step)
         verb = {"copying": "Copying", "encoding": "Encoding", "finishing": "Finishing"}.get(
             p.stage, p.stage)
-        shot = f" – {p.shot_title}" if p.shot_title else ""
-        self.status_label.setText(f"{verb} frame {p.done} of {p.total}{shot} · {_fmt_eta(p.eta_s)}")
+        shot = f" – {p.message}" if p.message else ""
+        self.status_label.setText(f"{verb} frame {p.step} of {p.total}{shot} · {_fmt_eta(p.eta_s)}")
 
     def _on_finished(self, written: dict[str, Any]) -> None:
         self._finish_thread()

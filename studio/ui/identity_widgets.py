@@ -35,17 +35,17 @@ class _Worker(QObject):
 
     @Slot(object)
     def run_job(self, job: dict[str, Any]) -> None:
-        from studio.identity.analysis import AnalysisCancelled
+        from studio.core.tasks import Cancelled
         from studio.identity.api import analyze_take
 
         shot, take = job["shot"], job["take"]
         self.cancel_flag.clear()
         try:
             summary = analyze_take(job["folder"], job["project"], shot, take,
-                                   lambda d, t: self.progress.emit(take.id, d, t),
+                                   lambda p: self.progress.emit(take.id, p.step, p.total),
                                    self.cancel_flag.is_set, engine=job.get("engine"),
                                    force=job.get("force", False))
-        except AnalysisCancelled:
+        except Cancelled:
             self.failed.emit(shot.id, take.id, "analysis cancelled")
         except StudioError as exc:
             self.failed.emit(shot.id, take.id, str(exc))

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (QColorDialog, QComboBox, QDoubleSpinBox, QFileDia
 
 from studio.core.errors import StudioError
 from studio.core.model import (ANGLE_LABELS, Aspect, ResolutionPreset, SeedMode, preset_size)
-from studio.ui.commands import EditCharacterCommand, EditProjectCommand, EditShotCommand, push
+from studio.ui.undo import EditCharacterCommand, EditProjectCommand, EditShotCommand, push
 
 if TYPE_CHECKING:
     from studio.ui.main_window import MainWindow
@@ -476,7 +476,7 @@ class Inspector(QScrollArea):
         self._edit_shot(seed=secrets.randbelow(SEED_MAX + 1))
 
     def _fill_model_menu(self) -> None:
-        from studio.engine.models import ModelRegistry
+        from studio.engine.model_library import ModelRegistry
 
         menu = self.model_menu
         menu.clear()

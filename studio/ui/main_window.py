@@ -32,7 +32,7 @@ from studio.ui.events import DocumentEvents
 from studio.ui.inspector import Inspector
 from studio.ui.settings import add_recent, app_settings, recent_projects, remove_recent
 from studio.ui.storyboard import Storyboard
-from studio.ui.viewer_area import ViewerArea
+from studio.ui.start_image_view import StartImageView
 from studio.ui.workers import ImportService, ThumbnailService
 
 APP_NAME = "Continuity Studio"
@@ -95,7 +95,7 @@ class MainWindow(QMainWindow):
         self.setDockNestingEnabled(True)
         self.setCorner(Qt.BottomLeftCorner, Qt.LeftDockWidgetArea)
         self.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)
-        self.viewer = ViewerArea(self)
+        self.viewer = StartImageView(self)
         self.setCentralWidget(self.viewer)
         self._build_menus()
         self.bible = BiblePanel(self)

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QFileDialo
 
 from studio.core.errors import StudioError
 from studio.engine.memory import MODE_LABELS
-from studio.engine.models import FAMILIES, MEMORY_MODES, ModelInfo, ModelRegistry
+from studio.engine.model_library import FAMILIES, MEMORY_MODES, ModelInfo, ModelRegistry
 
 COLUMNS = ("Name", "Family", "Size", "Memory", "Fingerprint", "Status", "Folder")
 

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.errors import StudioError
+from studio.core.tasks import Cancelled
 
 BUILDS = ("Automatic", "cpu", "cu126", "cu128", "cu130", "rocm6.4", "default")
 
@@ -176,6 +177,8 @@ class RuntimeDialog(QDialog):
         def work() -> None:
             try:
                 result: Any = fn(relay.line.emit, self._cancel.is_set)
+            except Cancelled:
+                result = StudioError("cancelled")
             except StudioError as exc:
                 result = exc
             except Exception as exc:  # a bug must reach the user, not kill the thread silently

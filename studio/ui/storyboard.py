@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel, QListView
 from studio.core.errors import StudioError
 from studio.core.model import Shot
 from studio.ui import drops
-from studio.ui.commands import (AddShotCommand, MoveShotCommand, RemoveShotCommand, duplicate_of,
+from studio.ui.undo import (AddShotCommand, MoveShotCommand, RemoveShotCommand, duplicate_of,
                                 push)
 
 if TYPE_CHECKING:

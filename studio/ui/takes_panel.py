@@ -12,8 +12,8 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QListWidgetItem
 
 from studio.core.document import ProjectDocument
 from studio.core.errors import StudioError
-from studio.ui.commands import push
-from studio.ui.take_commands import DeleteTakeCommand, SetActiveTakeCommand
+from studio.ui.undo import push
+from studio.ui.undo_takes import DeleteTakeCommand, SetActiveTakeCommand
 
 if TYPE_CHECKING:
     from studio.core.model import Shot, Take

@@ -19,7 +19,7 @@ import tiny_pipelines as tp
 from studio.core.errors import StudioError
 from studio.engine.base import Cancelled, GenerationRequest, Progress
 from studio.engine.diffusers_backend import DiffusersBackend
-from studio.engine.models import ModelRegistry
+from studio.engine.model_library import ModelRegistry
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import pytest
 
 from studio.core.errors import StudioError
 from studio.engine.memory import CPU_LADDER, GPU_LADDER, GiB, MemoryPlan, choose_plan, is_oom, thriftier
-from studio.engine.models import ComponentInfo, ModelInfo
+from studio.engine.model_library import ComponentInfo, ModelInfo
 
 
 def _model(transformer_b: float, te_b: float = 5.7, vae_m: float = 127.0, two: bool = False) -> ModelInfo:

@@ -11,7 +11,7 @@ import pytest
 
 import tiny_pipelines as tp
 from studio.core.errors import StudioError
-from studio.engine.models import (FAMILIES, ModelRegistry, download_model, fingerprint, inspect_model,
+from studio.engine.model_library import (FAMILIES, ModelRegistry, download_model, fingerprint, inspect_model,
                                   resolve_hf_cache, resolve_model)
 
 EXPECTED = {"wan21": "wan21_i2v", "wan21_flf": "wan21_flf2v", "wan22": "wan22_a14b",

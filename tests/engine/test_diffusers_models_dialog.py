@@ -11,7 +11,7 @@ import pytest
 
 import tiny_pipelines as tp
 from studio.core.errors import StudioError
-from studio.engine.models import ModelRegistry
+from studio.engine.model_library import ModelRegistry
 
 
 @pytest.fixture(scope="session")

@@ -166,7 +166,7 @@ def test_killed_mid_queue_resumes_and_loses_nothing(tmp_path: Path, photo_png: P
 def test_progress_bar_redraws_one_line_on_a_terminal() -> None:
     import io
 
-    from studio.commands.render import ProgressBar
+    from studio.cli.render import ProgressBar
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:

@@ -14,7 +14,8 @@ from export_testkit import OUT_H, OUT_W, make_project, pattern_frames
 from studio.core.errors import AssetError, StudioError
 from studio.core.model import Aspect, ResolutionPreset
 from studio.core.persistence import save_project
-from studio.media.export import (ExportCancelled, ExportOptions, conformed_frames, export_film,
+from studio.core.tasks import Cancelled
+from studio.export.film import (ExportOptions, conformed_frames, export_film,
                                  fit_size, plan_export)
 from studio.media.images import import_image
 from studio.media.video import read_frames
@@ -158,7 +159,7 @@ def test_cancel_leaves_no_file(tmp_path: Path) -> None:
         return calls["n"] > 5
 
     for opts in (ExportOptions(**FAST), ExportOptions(force_reencode=True, **FAST)):
-        with pytest.raises(ExportCancelled):
+        with pytest.raises(Cancelled):
             export_film(project, tmp_path, out, opts, cancelled=cancelled)
         assert not out.exists() and _no_partials(out.parent)
         calls["n"] = 0
@@ -171,9 +172,9 @@ def test_progress_reports_eta_and_reaches_total(tmp_path: Path) -> None:
     seen = []
     export_film(project, tmp_path, tmp_path / "p.mp4", ExportOptions(**FAST),
                 on_progress=seen.append)
-    assert seen and seen[-1].done == seen[-1].total == 24
+    assert seen and seen[-1].step == seen[-1].total == 24
     assert all(p.total == 24 for p in seen)
-    assert [p.done for p in seen] == sorted(p.done for p in seen)
+    assert [p.step for p in seen] == sorted(p.step for p in seen)
 
 
 def test_missing_and_damaged_takes_are_named(tmp_path: Path) -> None:
@@ -288,7 +289,7 @@ def test_take_probes_are_reused_until_the_file_changes(tmp_path: Path, monkeypat
     """The export dialog re-plans on every edit: unchanged takes are not reopened."""
     import os
 
-    import studio.media.export as export
+    import studio.export.film as export
     from export_testkit import pattern_frames
     from studio.media.video import write_video
 

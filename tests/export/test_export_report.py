@@ -13,8 +13,8 @@ from PIL import Image
 
 from studio.core.model import Character
 from studio.core.persistence import save_project
-from studio.media.export import ExportOptions, plan_export
-from studio.media.report import build_report, overlay_heatmap, write_report
+from studio.export.film import ExportOptions, plan_export
+from studio.export.report import build_report, overlay_heatmap, write_report
 
 
 class _Collect(HTMLParser):

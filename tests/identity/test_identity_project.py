@@ -53,7 +53,7 @@ def test_analyze_take_writes_shared_format_and_caches(tmp_path: Path) -> None:
     shot = project.shots[0]
     take = shot.active_take
     calls: list[tuple[int, int]] = []
-    summary = api.analyze_take(tmp_path, project, shot, take, lambda d, t: calls.append((d, t)),
+    summary = api.analyze_take(tmp_path, project, shot, take, lambda p: calls.append((p.step, p.total)),
                                lambda: False, engine=ENGINE)
     assert summary["cached"] is False and calls[-1] == (12, 12)
     jp, npz = api.analysis_paths(tmp_path, take.id)
@@ -94,11 +94,11 @@ def test_analyze_take_writes_shared_format_and_caches(tmp_path: Path) -> None:
 
 def test_cancel_and_missing_character(tmp_path: Path) -> None:
     from studio.core.errors import StudioError
-    from studio.identity.analysis import AnalysisCancelled
+    from studio.core.tasks import Cancelled
 
     doc = _make_project(tmp_path)
     shot = doc.project.shots[0]
-    with pytest.raises(AnalysisCancelled):
+    with pytest.raises(Cancelled):
         api.analyze_take(tmp_path, doc.project, shot, shot.active_take, None, lambda: True,
                          engine=ENGINE, force=True)
     assert api.load_analysis(tmp_path, shot.active_take.id) is None  # nothing half-written

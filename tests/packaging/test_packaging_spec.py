@@ -100,7 +100,7 @@ def test_every_sub_command_and_backend_is_collected(spec: dict[str, Any]) -> Non
     # The CLI finds its sub-commands with pkgutil at run time: PyInstaller cannot see them.
     _, kw = _call(spec, "Analysis")
     hidden = set(kw["hiddenimports"])
-    commands = {f"studio.commands.{m.name}" for m in pkgutil.iter_modules([str(ROOT / "studio" / "commands")])}
+    commands = {f"studio.cli.{m.name}" for m in pkgutil.iter_modules([str(ROOT / "studio" / "cli")])}
     assert commands and commands <= hidden
     assert {"studio.engine.preview", "studio.engine.diffusers_backend", "scipy.spatial",
             "skimage.color", "otio_cmx3600_adapter"} <= hidden

@@ -28,7 +28,7 @@ class RuntimeEnv:
 def runtime_env(tmp_path_factory: pytest.TempPathFactory) -> RuntimeEnv:
     import tiny_pipelines as tp
 
-    from studio.engine.models import ModelRegistry
+    from studio.engine.model_library import ModelRegistry
     from studio.runtime.manager import InstallOptions, RuntimeManager
 
     home = tmp_path_factory.mktemp("runtime-home")

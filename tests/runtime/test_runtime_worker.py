@@ -16,7 +16,7 @@ import pytest
 
 from studio.core.errors import StudioError
 from studio.engine.base import Cancelled, GenerationRequest, Progress
-from studio.engine.models import ModelRegistry
+from studio.engine.model_library import ModelRegistry
 from studio.engine.remote import RemoteBackend
 from studio.runtime import protocol
 from studio.runtime.client import WorkerClient

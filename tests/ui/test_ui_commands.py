@@ -11,7 +11,7 @@ from PySide6.QtGui import QUndoStack
 from studio.core.document import ProjectDocument
 from studio.core.model import Angle, Character, Reference, Shot
 from studio.media.images import import_image
-from studio.ui.commands import (AddCharacterCommand, AddReferencesCommand, AddShotCommand,
+from studio.ui.undo import (AddCharacterCommand, AddReferencesCommand, AddShotCommand,
                                 CompoundCommand, DocCommand, EditCharacterCommand,
                                 EditProjectCommand,
                                 EditReferenceCommand, EditShotCommand, MoveShotCommand,

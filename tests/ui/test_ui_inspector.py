@@ -202,7 +202,7 @@ def test_extension_points_for_other_features(qtbot, tmp_path, photo_png, answers
 
 
 def test_model_menu_offers_the_registered_models(qtbot, tmp_path, answers):
-    from studio.engine.models import ModelInfo, ModelRegistry
+    from studio.engine.model_library import ModelInfo, ModelRegistry
 
     folder = tmp_path / "models" / "wan21-i2v"
     folder.mkdir(parents=True)

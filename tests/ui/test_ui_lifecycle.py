@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from studio.core.persistence import AUTOSAVE_FILE, load_project, recovery_available
 from studio.core.userdirs import data_dir
-from studio.ui.commands import EditShotCommand, push
+from studio.ui.undo import EditShotCommand, push
 from uitest_support import (answers, drop_and_wait, dump, make_settings, open_window,  # noqa: F401
                             sample_project)
 

@@ -20,10 +20,10 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QMenu,
 
 from studio.core.errors import StudioError
 from studio.media.frames import DEFAULT_CACHE_BYTES, FrameCache
-from studio.ui.commands import push
+from studio.ui.undo import push
 from studio.ui.events import DocumentEvents
 from studio.ui.settings import app_settings
-from studio.ui.take_commands import SetActiveTakeCommand
+from studio.ui.undo_takes import SetActiveTakeCommand
 from studio.ui.viewer.analysis import METRICS, TakeAnalysis, load_analysis
 from studio.ui.viewer.badges import ThumbnailCache, best_take_id, shared_thumbnails, take_badge
 from studio.ui.viewer.frame_view import FrameView

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 VIEW_SIDE = 1280  # longest side of the decoded preview (huge originals are never shown 1:1)
 
 
-class ViewerArea(QWidget):
+class StartImageView(QWidget):
     def __init__(self, win: "MainWindow") -> None:
         super().__init__(win)
         self.win = win

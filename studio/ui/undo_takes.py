@@ -1,6 +1,6 @@
 """Undoable take edits: make a take active, delete a take (its files stay on disk for undo).
 
-Both follow the :class:`~studio.ui.commands.DocCommand` protocol: :func:`~studio.ui.commands.push`
+Both follow the :class:`~studio.ui.undo.DocCommand` protocol: :func:`~studio.ui.undo.push`
 applies them first, so an invalid edit raises and never reaches the undo stack.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from studio.core.document import ProjectDocument
 from studio.core.model import Take
-from studio.ui.commands import DocCommand
+from studio.ui.undo import DocCommand
 
 
 class SetActiveTakeCommand(DocCommand):

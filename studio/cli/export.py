@@ -52,10 +52,10 @@ def _safe_name(name: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from studio.core.errors import StudioError
     from studio.core.persistence import load_project, project_file
-    from studio.media.export import (ExportCancelled, ExportOptions, ExportProgress, export_film,
-                                     plan_export)
-    from studio.media.interchange import check_edl, write_edl, write_otio
-    from studio.media.report import write_report
+    from studio.core.tasks import Cancelled, Progress
+    from studio.export.film import ExportOptions, export_film, plan_export
+    from studio.export.interchange import check_edl, write_edl, write_otio
+    from studio.export.report import write_report
 
     if args.crossfade < 0:
         raise StudioError("--crossfade must be 0 or more frames")
@@ -80,18 +80,18 @@ def run(args: argparse.Namespace) -> int:
 
     last = [0.0]
 
-    def progress(p: ExportProgress) -> None:
+    def progress(p: Progress) -> None:
         now = time.monotonic()
-        if args.quiet or (now - last[0] < 1.0 and p.done < p.total):
+        if args.quiet or (now - last[0] < 1.0 and p.step < p.total):
             return
         last[0] = now
         eta = f", ETA {p.eta_s:.0f} s" if p.eta_s is not None else ""
-        print(f"{p.stage} {p.done}/{p.total} frames ({100 * p.fraction:.0f}%){eta}",
+        print(f"{p.stage} {p.step}/{p.total} frames ({100 * p.fraction:.0f}%){eta}",
               file=sys.stderr)
 
     try:
         result = export_film(project, folder, out, plan=plan, on_progress=progress)
-    except ExportCancelled:
+    except Cancelled:
         print("cancelled; no file written", file=sys.stderr)
         return 130
     for note in result.notes:

@@ -1,9 +1,13 @@
 """``continuity-studio``: the GUI by default, sub-commands for headless work.
 
+Each sub-command is a module of this package defining ``NAME``, ``HELP``, ``register(parser)``
+and ``run(args) -> int``; it is found automatically and imports heavy libraries inside ``run``
+only, so ``--help`` stays fast.
+
     continuity-studio [PROJECT] [--demo]       open the window
     continuity-studio validate PROJECT         check a project, exit 1 with the reason
     continuity-studio bench NAME               print a benchmark's JSON figures
-    continuity-studio <command> --help         every other sub-command (see studio/commands/)
+    continuity-studio <command> --help         every other sub-command (see studio/cli/)
 """
 
 from __future__ import annotations
@@ -18,13 +22,11 @@ from studio import __version__
 
 
 def _command_modules() -> dict[str, ModuleType]:
-    import studio.commands as pkg
-
     found: dict[str, ModuleType] = {}
-    for info in pkgutil.iter_modules(pkg.__path__):
+    for info in pkgutil.iter_modules(__path__):
         if info.name.startswith("_"):
             continue
-        mod = importlib.import_module(f"studio.commands.{info.name}")
+        mod = importlib.import_module(f"studio.cli.{info.name}")
         name = getattr(mod, "NAME", None)
         if name and hasattr(mod, "run") and hasattr(mod, "register"):
             found[name] = mod

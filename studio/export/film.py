@@ -33,6 +33,7 @@ from studio.core.atomic import atomic_output
 from studio.core.errors import AssetError, StudioError
 from studio.core.model import Project, Shot, Take, preset_size
 from studio.core.persistence import resolve_inside
+from studio.core.tasks import CancelledFn, ProgressFn, ProgressMeter
 
 if TYPE_CHECKING:
     import av
@@ -43,10 +44,6 @@ BT709 = 1  # AVCOL_PRI_BT709 == AVCOL_TRC_BT709 == AVCOL_SPC_BT709
 _BLACK_YUV = (16, 128, 128)  # limited-range black
 
 
-class ExportCancelled(Exception):
-    """The user cancelled; the partial file has been removed."""
-
-
 @dataclass(frozen=True)
 class ExportOptions:
     crossfade: int = 0  # frames of overlap between consecutive shots
@@ -55,20 +52,6 @@ class ExportOptions:
     force_reencode: bool = False
     preset: str = "medium"  # libx264 preset for the re-encode path
     crf: int = 18
-
-
-@dataclass(frozen=True)
-class ExportProgress:
-    done: int  # output frames written
-    total: int
-    stage: str  # "copying" | "encoding" | "finishing"
-    elapsed_s: float
-    eta_s: float | None  # None until there is a rate to extrapolate from
-    shot_title: str = ""
-
-    @property
-    def fraction(self) -> float:
-        return self.done / self.total if self.total else 1.0
 
 
 @dataclass(frozen=True)
@@ -357,39 +340,6 @@ def _choose_mode(plan: ExportPlan) -> tuple[Literal["copy", "reencode"], list[st
 
 # -- progress / cancel helpers ---------------------------------------------------------------
 
-ProgressFn = Callable[[ExportProgress], None]
-CancelledFn = Callable[[], bool]
-
-
-class _Meter:
-    """Throttled progress reports (about 10 per second) with an ETA, plus the cancel check."""
-
-    def __init__(self, total: int, stage: str, on_progress: ProgressFn | None,
-                 cancelled: CancelledFn | None) -> None:
-        self.total, self.stage = total, stage
-        self._on, self._cancelled = on_progress, cancelled
-        self._t0 = time.perf_counter()
-        self._last = 0.0
-        self.done = 0
-        self.title = ""
-
-    def step(self, n: int = 1, force: bool = False) -> None:
-        self.done += n
-        if self._cancelled is not None and self._cancelled():
-            raise ExportCancelled()
-        now = time.perf_counter()
-        if self._on is not None and (force or now - self._last >= 0.1 or self.done >= self.total):
-            self._last = now
-            self.emit()
-
-    def emit(self, stage: str | None = None) -> None:
-        if self._on is None:
-            return
-        elapsed = time.perf_counter() - self._t0
-        eta = (elapsed / self.done * max(0, self.total - self.done)
-               if self.done > 0 and elapsed > 0.05 else None)
-        self._on(ExportProgress(self.done, self.total, stage or self.stage, elapsed, eta,
-                                self.title))
 
 
 # -- the export ------------------------------------------------------------------------------
@@ -398,7 +348,7 @@ def export_film(project: Project, folder: Path, out_path: Path, options: ExportO
                 *, plan: ExportPlan | None = None, on_progress: ProgressFn | None = None,
                 cancelled: CancelledFn | None = None) -> ExportResult:
     """Write the film to ``out_path``. Raises :class:`StudioError` (naming the file) on bad
-    input and :class:`ExportCancelled` when ``cancelled()`` turns true; in both cases nothing is
+    input and :class:`~studio.core.tasks.Cancelled` when ``cancelled()`` turns true; in both cases nothing is
     left at ``out_path`` or beside it."""
     folder = Path(folder)
     plan = plan or plan_export(project, folder, options)
@@ -454,7 +404,7 @@ def _remux(plan: ExportPlan, tmp: Path, on_progress: ProgressFn | None,
     import av
 
     items = plan.included
-    meter = _Meter(plan.total_frames, "copying", on_progress, cancelled)
+    meter = ProgressMeter(plan.total_frames, "copying", on_progress, cancelled)
     out = _open_output(tmp)
     ok = False
     try:
@@ -468,7 +418,7 @@ def _remux(plan: ExportPlan, tmp: Path, on_progress: ProgressFn | None,
         last_dts: int | None = None
         for it in items:
             assert it.path is not None and it.source is not None
-            meter.title = it.shot_title
+            meter.message = it.shot_title
             count = 0
             try:
                 with av.open(str(it.path)) as inp:
@@ -828,7 +778,7 @@ def _reencode(plan: ExportPlan, tmp: Path, on_progress: ProgressFn | None,
     items = plan.included
     fades = plan.crossfades or [0] * (len(items) - 1)
     burn = _BurnIn(plan.width, plan.height, plan.fps) if plan.options.burn_in else None
-    meter = _Meter(plan.total_frames, "encoding", on_progress, cancelled)
+    meter = ProgressMeter(plan.total_frames, "encoding", on_progress, cancelled)
     try:
         enc = _Encoder(tmp, plan)
     except av.error.FFmpegError as exc:
@@ -837,7 +787,7 @@ def _reencode(plan: ExportPlan, tmp: Path, on_progress: ProgressFn | None,
     try:
         held: list[_Planes] = []  # the tail of the previous shot, to be dissolved into this one
         for k, it in enumerate(items):
-            meter.title = it.shot_title
+            meter.message = it.shot_title
             fade_in = fades[k - 1] if k > 0 else 0
             fade_out = fades[k] if k < len(items) - 1 else 0
             need_planes = burn is not None or fade_in > 0 or fade_out > 0
@@ -865,7 +815,7 @@ def _reencode(plan: ExportPlan, tmp: Path, on_progress: ProgressFn | None,
 
 
 def _emit(enc: _Encoder, frame: "av.VideoFrame | _Planes", burn: _BurnIn | None, title: str,
-          meter: _Meter) -> None:
+          meter: ProgressMeter) -> None:
     if isinstance(frame, _Planes):
         if burn is not None:
             burn.apply(frame, title, enc.index)

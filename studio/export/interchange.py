@@ -1,6 +1,6 @@
 """Editor interchange: OpenTimelineIO ``.otio`` and CMX 3600 ``.edl`` of the exported cut.
 
-Both are built from the same :class:`~studio.media.export.ExportPlan` as the MP4, so the timeline
+Both are built from the same :class:`~studio.export.film.ExportPlan` as the MP4, so the timeline
 an editor opens matches the film frame for frame:
 
 * one video track, one clip per included shot (name = shot title), referencing the take file
@@ -34,7 +34,7 @@ from studio.core.model import Project
 if TYPE_CHECKING:
     import opentimelineio as otio
 
-    from studio.media.export import ExportPlan, PlanItem
+    from studio.export.film import ExportPlan, PlanItem
 
 # Rates CMX 3600 timecode can express (OTIO refuses anything else).
 SMPTE_RATES = (23.976, 24, 25, 29.97, 30, 47.952, 48, 50, 59.94, 60)

@@ -30,7 +30,7 @@ from studio.core.persistence import resolve_inside
 if TYPE_CHECKING:
     import numpy as np
 
-    from studio.media.export import ExportPlan, PlanItem
+    from studio.export.film import ExportPlan, PlanItem
 
 CONTACT_FRAMES = 8
 CONTACT_WIDTH = 192

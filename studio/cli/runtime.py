@@ -47,9 +47,9 @@ def _when(ts: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from studio.core.errors import StudioError
+    from studio.core.tasks import Cancelled
     from studio.runtime.manager import (
         InstallOptions,
-        RuntimeCancelled,
         RuntimeManager,
         choose_torch,
         detect_gpu,
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             m.remove(log=_line)
             _line("GPU runtime removed")
             return 0
-    except RuntimeCancelled:
+    except Cancelled:
         print("cancelled", file=sys.stderr)
         return 130
     except StudioError:

@@ -229,8 +229,8 @@ def _analyze(document: "object", shot_id: str, take_id: str, bar: ProgressBar,
         return
     try:
         summary = analyze_take(doc.folder, doc.project, shot, take,  # type: ignore[attr-defined]
-                               on_progress=lambda step, total: bar.update(
-                                   "analysing identity", step, total, "analysing", None))
+                               on_progress=lambda p: bar.update(
+                                   "analysing identity", p.step, p.total, "analysing", p.eta_s))
     except StudioError as exc:
         failures.append(take_id)
         bar.job_line(f"    analysis FAILED: {exc}")
