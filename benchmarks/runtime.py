@@ -6,9 +6,10 @@ runtime's own overhead — venv, probe, app-source sync — not a download).
 - ``verify_s``: ``runtime verify`` (worker start + tiny Wan 2.1 pipeline built and run, 2 steps).
 - ``worker_start_s``: process start to the hello message (torch + diffusers imported), median.
 - ``ping_ms``: one request/reply round trip over the pipes, median of many.
-- ``job_remote_s`` / ``job_in_process_s``: the same tiny Wan 2.1 job (32x32, 9 frames, 2 steps,
-  model already loaded) through the worker and in this process; ``job_overhead_ms`` is their
-  difference (request encoding, the .npy hand-over, progress messages).
+- ``job_remote_s`` / ``job_in_process_s``: the same tiny Wan 2.1 take (32x32, 9 frames, 2 steps,
+  model already loaded, H.264 MP4 encoded into a project folder — what a queued job does) through
+  the worker, which encodes the take itself, and in this process; ``job_overhead_ms`` is their
+  difference (request encoding, progress messages, the file check; no frames are handed over).
 - ``cancel_latency_s``: cancel requested after the first step → Cancelled raised in the app.
 """
 
@@ -40,7 +41,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     from studio.engine.base import Cancelled, GenerationRequest
     from studio.engine.diffusers_backend import DiffusersBackend
     from studio.engine.model_library import ModelRegistry
-    from studio.engine.remote import RemoteBackend
+    from studio.runtime.backend import RemoteBackend
     from studio.runtime.client import WorkerClient
     from studio.runtime.manager import InstallOptions, RuntimeManager
 
@@ -81,18 +82,25 @@ def run(argv: list[str]) -> dict[str, Any]:
                                 fps=16, seed=7, steps=2, model=str(model))
         remote = RemoteBackend(m, ModelRegistry(reg_path), device="cpu")
         local = DiffusersBackend(ModelRegistry(reg_path), device="cpu")
+        project = root / "project"
+        project.mkdir()
+
+        def take(backend: Any, i: int) -> None:  # a job's path: generate + encode the take's MP4
+            backend.generate_take(req, project / "takes" / "bench" / f"t{i}.mp4", 16.0, lambda p: None,
+                                  lambda: False, root=project)
+
         try:
             remote.load(req.model)
             local.load(req.model)
-            remote.generate(req, lambda p: None, lambda: False)  # warm both
-            local.generate(req, lambda p: None, lambda: False)
+            take(remote, 0)  # warm both
+            take(local, 0)
             r_times, l_times = [], []
-            for _ in range(args.repeats):
+            for i in range(args.repeats):
                 t0 = time.perf_counter()
-                remote.generate(req, lambda p: None, lambda: False)
+                take(remote, i)
                 r_times.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                local.generate(req, lambda p: None, lambda: False)
+                take(local, i)
                 l_times.append(time.perf_counter() - t0)
             out["job_remote_s"] = round(median(r_times), 4)
             out["job_in_process_s"] = round(median(l_times), 4)

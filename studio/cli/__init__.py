@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and not argv[0].startswith("-"):
         commands = _command_modules()
         if argv[0] in commands:
+            from studio.runtime.backend import register
+
+            register()  # "diffusers" jobs run in the GPU runtime when one is installed (cheap: no torch)
             mod = commands[argv[0]]
             parser = argparse.ArgumentParser(prog=f"continuity-studio {mod.NAME}",
                                              description=mod.HELP)

@@ -16,6 +16,8 @@ from studio.core.tasks import Cancelled, CancelledFn, Progress, ProgressFn
 if TYPE_CHECKING:
     import numpy as np
 
+    from studio.engine.takes import TakeFile
+
 __all__ = ["Backend", "Cancelled", "CancelledFn", "Capabilities", "GenerationRequest", "Progress",
            "ProgressFn", "snap_request"]
 
@@ -99,6 +101,32 @@ class Backend(abc.ABC):
                  cancelled: CancelledFn) -> "np.ndarray":
         """Return frames as uint8 RGB (T, H, W, 3). Raise :class:`Cancelled` when
         ``cancelled()`` turns true (checked at least once per step)."""
+
+    def generate_take(self, req: GenerationRequest, out_path: Path, fps: float, on_progress: ProgressFn,
+                      cancelled: CancelledFn, *, root: Path | None = None) -> TakeFile:
+        """Generate and encode the take's H.264 MP4 at ``out_path`` (atomically: nothing is left there
+        on failure or cancel). ``root`` is the folder the file must stay inside (the project).
+
+        The job runner always goes through this. The default generates here and encodes here; a
+        backend whose frames live elsewhere (the GPU runtime's worker process) overrides it so the
+        video is encoded where the frames are and only the file's description comes back."""
+        import time
+
+        from studio.engine.takes import encode_take, take_target
+
+        if root is not None:
+            out_path = take_target(root, out_path)
+        t0 = time.perf_counter()
+        frames = self.generate(req, on_progress, cancelled)
+        generate_s = round(time.perf_counter() - t0, 4)
+        if cancelled():
+            raise Cancelled()
+
+        def on_frame(i: int, total: int) -> None:
+            if i == total or i % 8 == 0:
+                on_progress(Progress(i, total, "encoding"))
+
+        return encode_take(out_path, frames, fps, on_frame=on_frame, cancelled=cancelled, generate_s=generate_s)
 
     def unload(self) -> None:
         """Release memory (models, GPU caches)."""

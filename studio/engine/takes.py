@@ -1,15 +1,19 @@
 """Takes on disk: ``takes/<shot_id>/<take_id>.mp4`` plus a JSON sidecar, and crash recovery.
 
-The video is written first (atomically, by :class:`studio.media.video.VideoWriter`), then the
-sidecar (atomically). A sidecar therefore always describes a complete video, and
-:func:`recover_takes` can re-add any take whose files exist but which the project does not list
-(the app stopped between writing the take and saving the project): a finished result is never lost.
+The video is written first (atomically, by :class:`studio.media.video.VideoWriter`, in
+:func:`encode_take` — in this process, or in the GPU runtime's worker where the frames are), then
+the sidecar (atomically, always by the app: :func:`finish_take`). A sidecar therefore always
+describes a complete video, and :func:`recover_takes` can re-add any take whose files exist but
+which the project does not list (the app stopped between writing the take and saving the
+project): a finished result is never lost.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +23,7 @@ from studio.core.document import ProjectDocument
 from studio.core.errors import StudioError
 from studio.core.model import Take
 from studio.core.persistence import TAKES_DIR
+from studio.core.tasks import CancelledFn
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,10 +38,58 @@ def take_paths(shot_id: str, take_id: str) -> tuple[str, str]:
     return f"{TAKES_DIR}/{shot_id}/{take_id}.mp4", f"{TAKES_DIR}/{shot_id}/{take_id}.json"
 
 
-def write_take(folder: Path, *, shot_id: str, take_id: str, frames: "np.ndarray", fps: float,
-               seed: int, backend: str, model: str | None, draft: bool,
-               sidecar: dict[str, Any], on_frame: Any = None, cancelled: Any = None) -> Take:
-    """Encode ``frames`` (uint8 RGB, T×H×W×3) and write the sidecar; returns the Take record.
+def take_target(root: Path, video: str | Path) -> Path:
+    """The absolute path of take video ``video`` (project-relative, or absolute) after checking that
+    it is an .mp4 that stays inside the project folder ``root`` (symlinks resolved). The GPU
+    runtime's worker writes only where this allows, whatever the request line says."""
+    root = Path(root)
+    p = Path(video)
+    target = p if p.is_absolute() else root / p
+    try:
+        target.resolve().relative_to(root.resolve())
+    except (ValueError, OSError):
+        raise StudioError(f"the take video {video} is outside the project folder", root) from None
+    if target.suffix.lower() != ".mp4" or target.resolve() == root.resolve():
+        raise StudioError(f"the take video {video} is not an .mp4 file path", root)
+    return target
+
+
+@dataclass(frozen=True)
+class TakeFile:
+    """A take's encoded video, wherever it was encoded: in this process, or by the GPU runtime's
+    worker next to the frames (only this record crosses the process boundary, never frames)."""
+
+    path: Path
+    width: int  # as encoded (yuv420p needs even sizes)
+    height: int
+    frames: int
+    fps: float
+    frame_width: int  # as the backend generated them, before any even-size crop
+    frame_height: int
+    bytes: int
+    generate_s: float | None = None
+    encode_s: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TakeFile:
+        try:
+            return cls(path=Path(str(d["path"])), width=int(d["width"]), height=int(d["height"]),
+                       frames=int(d["frames"]), fps=float(d["fps"]), frame_width=int(d["frame_width"]),
+                       frame_height=int(d["frame_height"]), bytes=int(d["bytes"]),
+                       generate_s=None if d.get("generate_s") is None else float(d["generate_s"]),
+                       encode_s=None if d.get("encode_s") is None else float(d["encode_s"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StudioError(f"invalid take file record: {exc!r}") from None
+
+
+def encode_take(video: Path, frames: np.ndarray, fps: float, *, on_frame: Callable[[int, int], None] | None = None,
+                cancelled: CancelledFn | None = None, generate_s: float | None = None) -> TakeFile:
+    """Encode ``frames`` (uint8 RGB, T×H×W×3) to the H.264 MP4 ``video``, atomically.
 
     ``on_frame(i, n)`` reports encoding progress; ``cancelled()`` aborts (raising
     :class:`studio.engine.base.Cancelled`) and leaves nothing behind.
@@ -46,16 +99,15 @@ def write_take(folder: Path, *, shot_id: str, take_id: str, frames: "np.ndarray"
     from studio.engine.base import Cancelled
     from studio.media.video import VideoWriter
 
-    if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
-        raise StudioError(f"the backend returned frames of shape {frames.shape} and type "
-                          f"{frames.dtype}; expected uint8 (T, H, W, 3)")
-    n, h, w = frames.shape[:3]
+    if getattr(frames, "ndim", 0) != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
+        raise StudioError(f"the backend returned frames of shape {getattr(frames, 'shape', None)} and type "
+                          f"{getattr(frames, 'dtype', type(frames).__name__)}; expected uint8 (T, H, W, 3)")
+    n, fh, fw = (int(x) for x in frames.shape[:3])
+    h, w = fh, fw
     if w % 2 or h % 2:  # yuv420p needs even sizes: drop the odd last column/row
         frames = frames[:, : h - h % 2, : w - w % 2]
-        n, h, w = frames.shape[:3]
-    video_rel, sidecar_rel = take_paths(shot_id, take_id)
-    folder = Path(folder)
-    video = folder / video_rel
+        h, w = (int(x) for x in frames.shape[1:3])
+    video = Path(video)
     t0 = time.perf_counter()
     with VideoWriter(video, fps, w, h, crf=TAKE_CRF, preset=TAKE_PRESET) as writer:
         for i in range(n):
@@ -64,17 +116,44 @@ def write_take(folder: Path, *, shot_id: str, take_id: str, frames: "np.ndarray"
             writer.write(np.ascontiguousarray(frames[i]))
             if on_frame is not None:
                 on_frame(i + 1, n)
-    encode_s = time.perf_counter() - t0
+    return TakeFile(path=video, width=w, height=h, frames=n, fps=float(fps), frame_width=fw, frame_height=fh,
+                    bytes=video.stat().st_size, generate_s=generate_s,
+                    encode_s=round(time.perf_counter() - t0, 4))
+
+
+def finish_take(folder: Path, *, shot_id: str, take_id: str, made: TakeFile, seed: int, backend: str,
+                model: str | None, draft: bool, sidecar: dict[str, Any]) -> Take:
+    """The Take record of an encoded video, with its sidecar written (atomically, after the video:
+    a sidecar always describes a complete video)."""
+    video_rel, sidecar_rel = take_paths(shot_id, take_id)
+    folder = Path(folder)
+    if Path(made.path).resolve() != (folder / video_rel).resolve():
+        raise StudioError(f"the take was written to {made.path}, expected {video_rel}", folder)
     take = Take(id=take_id, video=video_rel, sidecar=sidecar_rel, seed=seed, backend=backend,
-                model=model, width=w, height=h, frames=n, fps=float(fps), draft=draft,
-                created_at=time.time())
+                model=model, width=made.width, height=made.height, frames=made.frames, fps=float(made.fps),
+                draft=draft, created_at=time.time())
     doc = dict(sidecar)
     doc["format"] = SIDECAR_FORMAT
     doc["take"] = take.model_dump(mode="json")
     doc["software"] = {"name": "continuity-studio", "version": __version__}
-    doc.setdefault("timings", {})["encode_s"] = round(encode_s, 4)
+    if made.encode_s is not None:
+        doc.setdefault("timings", {})["encode_s"] = round(made.encode_s, 4)
     atomic_write_text(folder / sidecar_rel, json.dumps(doc, indent=2, default=str) + "\n")
     return take
+
+
+def write_take(folder: Path, *, shot_id: str, take_id: str, frames: "np.ndarray", fps: float,
+               seed: int, backend: str, model: str | None, draft: bool,
+               sidecar: dict[str, Any], on_frame: Any = None, cancelled: Any = None) -> Take:
+    """Encode ``frames`` (uint8 RGB, T×H×W×3) and write the sidecar; returns the Take record.
+
+    ``on_frame(i, n)`` reports encoding progress; ``cancelled()`` aborts (raising
+    :class:`studio.engine.base.Cancelled`) and leaves nothing behind.
+    """
+    video_rel, _ = take_paths(shot_id, take_id)
+    made = encode_take(Path(folder) / video_rel, frames, fps, on_frame=on_frame, cancelled=cancelled)
+    return finish_take(folder, shot_id=shot_id, take_id=take_id, made=made, seed=seed, backend=backend,
+                       model=model, draft=draft, sidecar=sidecar)
 
 
 def read_sidecar(path: Path) -> dict[str, Any]:

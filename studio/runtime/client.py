@@ -1,9 +1,12 @@
 """The app side of the worker protocol: start ``RUNTIME_PYTHON -m studio.runtime.worker``, wait for
 its handshake, send requests, stream replies, cancel, and notice a dead worker.
 
-A reader thread turns the worker's stdout into messages on a queue, so a call can wait for replies
-and poll the job's cancel flag at the same time, and a worker that dies (crash, SIGKILL, the OOM
-killer) shows up as end-of-file at once instead of a hang.
+Shaped like Krita AI Diffusion's ``Client``: :meth:`WorkerClient.enqueue` sends a job and returns
+its id, :meth:`WorkerClient.listen` yields that job's typed :class:`WorkerMessage` s (progress, then
+one result or error); :meth:`WorkerClient.call` does both and returns the result. A reader thread
+turns the worker's stdout into messages on a queue, so a listener can wait for replies and poll the
+job's cancel flag at the same time, and a worker that dies (crash, SIGKILL, the OOM killer) shows
+up as end-of-file at once instead of a hang.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +57,41 @@ class WorkerDied(StudioError):
                 what += ": killed, possibly by the system for lack of memory"
         super().__init__(f"the GPU runtime stopped unexpectedly ({what}); the job can be retried"
                          + (f" — {detail}" if detail else ""))
+
+
+class WorkerEvent(str, Enum):
+    progress = "progress"
+    result = "result"
+    error = "error"
+
+
+@dataclass(frozen=True)
+class WorkerMessage:
+    """One reply about a job, typed (the raw JSON object stays in ``data``)."""
+
+    event: WorkerEvent
+    job_id: str
+    step: int = 0  # progress
+    total: int = 0
+    stage: str = ""
+    message: str = ""  # progress text or error message
+    kind: str = ""  # error kind: one of protocol.ERROR_KINDS
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_reply(cls, reply: dict[str, Any]) -> WorkerMessage | None:
+        """None for a reply that is not about a job (hello, or an unknown type)."""
+        try:
+            event = WorkerEvent(reply.get("type"))
+        except ValueError:
+            return None
+        try:
+            step, total = int(reply.get("step", 0)), int(reply.get("total", 0))
+        except (TypeError, ValueError):
+            step, total = 0, 0
+        return cls(event, str(reply.get("id")), step, total, str(reply.get("stage", "")),
+                   str(reply.get("message", "")),
+                   str(reply.get("kind", protocol.KIND_INTERNAL)) if event is WorkerEvent.error else "", reply)
 
 
 class WorkerClient:
@@ -194,42 +234,61 @@ class WorkerClient:
 
     # -- calls --
 
-    def call(self, msg: dict[str, Any], on_message: Callable[[dict[str, Any]], None] | None = None,
+    def enqueue(self, msg: dict[str, Any]) -> str:
+        """Start the worker when needed, send job ``msg`` with a fresh id and return the id. The worker
+        runs one job at a time: listen to a job before enqueueing the next (:meth:`call` does both
+        under a lock)."""
+        self.start()
+        rid = f"r{next(self._ids)}"
+        self.send(dict(msg, id=rid))
+        return rid
+
+    def listen(self, job_id: str, cancelled: Callable[[], bool] | None = None,
+               timeout: float | None = None, op: str = "") -> Iterator[WorkerMessage]:
+        """The messages about ``job_id`` until its result or error (included; the iterator then
+        ends). When ``cancelled()`` turns true a cancel request is sent once; the worker then answers
+        with a "cancelled" error. A dead worker raises WorkerDied; a job silent past ``timeout``
+        seconds kills the worker and raises StudioError."""
+        cancel_sent = False
+        deadline = time.monotonic() + timeout if timeout else None
+        while True:
+            if cancelled is not None and not cancel_sent and cancelled():
+                self.send({"op": "cancel", "id": f"r{next(self._ids)}", "target": job_id})
+                cancel_sent = True
+            try:
+                reply = self._messages.get(timeout=0.1)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() > deadline:
+                    self.kill()
+                    raise StudioError(f"the GPU runtime did not answer {op or job_id} within "
+                                      f"{timeout:.0f} s; it was stopped") from None
+                continue
+            if reply is None:
+                raise WorkerDied(self._wait_exit())
+            if reply.get("id") != job_id:
+                continue  # a late reply to an earlier, abandoned request
+            msg = WorkerMessage.from_reply(reply)
+            if msg is None:
+                continue
+            yield msg
+            if msg.event is not WorkerEvent.progress:
+                return
+
+    def call(self, msg: dict[str, Any], on_message: Callable[[WorkerMessage], None] | None = None,
              cancelled: Callable[[], bool] | None = None, timeout: float | None = None) -> dict[str, Any]:
-        """Send request ``msg`` (an id is added) and return its result message. Progress replies go
-        to ``on_message``. When ``cancelled()`` turns true a cancel request is sent once; the worker
-        then answers with a "cancelled" error (raised as WorkerError). A dead worker raises
+        """Enqueue request ``msg``, relay its progress to ``on_message`` and return its result reply.
+        An error reply is raised as WorkerError (kind "cancelled" after a cancel), a dead worker as
         WorkerDied."""
         with self._call_lock:
-            self.start()
-            rid = f"r{next(self._ids)}"
-            self.send(dict(msg, id=rid))
-            cancel_sent = False
-            deadline = time.monotonic() + timeout if timeout else None
-            while True:
-                if cancelled is not None and not cancel_sent and cancelled():
-                    self.send({"op": "cancel", "id": f"r{next(self._ids)}", "target": rid})
-                    cancel_sent = True
-                try:
-                    reply = self._messages.get(timeout=0.1)
-                except queue.Empty:
-                    if deadline is not None and time.monotonic() > deadline:
-                        self.kill()
-                        raise StudioError(f"the GPU runtime did not answer {msg.get('op')} within "
-                                          f"{timeout:.0f} s; it was stopped") from None
-                    continue
-                if reply is None:
-                    raise WorkerDied(self._wait_exit())
-                if reply.get("id") != rid:
-                    continue  # a late reply to an earlier, abandoned request
-                kind = reply.get("type")
-                if kind == "result":
-                    return reply
-                if kind == "error":
-                    raise WorkerError(str(reply.get("kind", protocol.KIND_INTERNAL)),
-                                      str(reply.get("message", "unknown error")))
+            job_id = self.enqueue(msg)
+            for m in self.listen(job_id, cancelled, timeout, op=str(msg.get("op", ""))):
+                if m.event is WorkerEvent.result:
+                    return m.data
+                if m.event is WorkerEvent.error:
+                    raise WorkerError(m.kind, m.message or "unknown error")
                 if on_message is not None:
-                    on_message(reply)
+                    on_message(m)
+        raise WorkerDied(self._wait_exit())  # not reached: listen ends with a result or an error
 
     def close(self, timeout: float = 10.0) -> None:
         """Ask the worker to exit; kill it when it does not."""

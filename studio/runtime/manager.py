@@ -39,17 +39,18 @@ STATE_FORMAT = 1
 REPAIR_HINT = ("repair it in Settings ▸ Install GPU runtime… or run `continuity-studio runtime repair`")
 
 # Requirement specifiers: torch separately (its index depends on the GPU), then the rest. The
-# diffusers side matches pyproject's "gpu" extra; pydantic/platformdirs/psutil/Pillow/numpy are
-# what the shipped app modules import (studio.core.model, userdirs, engine.memory, media.images).
+# diffusers side matches pyproject's "gpu" extra; pydantic/platformdirs/psutil/Pillow/numpy/av are
+# what the shipped app modules import (studio.core.model, userdirs, engine.memory, media.images,
+# and media.video: the worker encodes each take's H.264 MP4 itself).
 TORCH_REQUIREMENT = "torch>=2.4"
 PACKAGES = ("diffusers>=0.35,<0.43", "transformers>=4.46", "accelerate>=1.0", "safetensors>=0.4",
             "ftfy>=6", "peft>=0.17", "pydantic>=2.6,<3", "platformdirs>=4", "psutil>=5.9",
-            "Pillow>=10", "numpy>=1.26")
+            "Pillow>=10", "numpy>=1.26", "av>=12")
 # distribution name -> module to import when probing
 IMPORT_NAMES = {"torch": "torch", "diffusers": "diffusers", "transformers": "transformers",
                 "accelerate": "accelerate", "safetensors": "safetensors", "ftfy": "ftfy", "peft": "peft",
                 "pydantic": "pydantic", "platformdirs": "platformdirs", "psutil": "psutil", "Pillow": "PIL",
-                "numpy": "numpy"}
+                "numpy": "numpy", "av": "av"}
 # The parts of the studio package the worker needs (pure Python; no ui/identity/commands).
 SHIPPED = ("__init__.py", "core", "engine", "media", "runtime")
 
@@ -499,7 +500,7 @@ class RuntimeManager:
         opts = opts or InstallOptions()
         if opts.wheelhouse and not Path(opts.wheelhouse).is_dir():
             raise StudioError("the wheelhouse folder does not exist", opts.wheelhouse)
-        from studio.engine.remote import shutdown_workers
+        from studio.runtime.backend import shutdown_workers
 
         shutdown_workers(self.root)  # pip must not replace torch under a running worker
         log_path, fh = self._open_log("install")
@@ -589,7 +590,7 @@ class RuntimeManager:
 
     def remove(self, log: LogFn = print) -> None:
         """Delete the whole runtime folder (models and projects live elsewhere and are untouched)."""
-        from studio.engine.remote import shutdown_workers
+        from studio.runtime.backend import shutdown_workers
 
         shutdown_workers(self.root)
         if self.root.exists():
@@ -602,7 +603,7 @@ class RuntimeManager:
                timeout: float = 600.0) -> dict[str, Any]:
         """Build a tiny random-weight pipeline inside the runtime and run it (GPU when there is
         one, else CPU) through the real worker protocol. Records the result in runtime.json."""
-        from studio.runtime.client import WorkerClient
+        from studio.runtime.client import WorkerClient, WorkerMessage
 
         problem = self.problem()
         if problem:
@@ -616,9 +617,9 @@ class RuntimeManager:
             log(f"worker started: Python {hello.get('python')}, torch {hello.get('torch')}, "
                 f"device {hello.get('device')}")
 
-            def progress(msg: dict[str, Any]) -> None:
-                if msg.get("message"):
-                    log(str(msg["message"]))
+            def progress(msg: WorkerMessage) -> None:
+                if msg.message:
+                    log(msg.message)
 
             result = client.call({"op": "verify"}, progress, cancelled or (lambda: False), timeout=timeout)
         finally:

@@ -2,8 +2,9 @@
 (replies). Version :data:`PROTOCOL_VERSION`; the full description is in docs/RUNTIME.md.
 
 Requests (app → worker) carry ``op`` and an ``id`` chosen by the app; replies (worker → app) carry
-``type`` and the ``id`` of the request they answer. Frames never go through the pipe: the worker
-writes them to a ``.npy`` file and returns its path.
+``type`` and the ``id`` of the request they answer. Frames never go through the pipe: for a job's
+take the worker encodes the MP4 itself into the project folder and returns the file's description
+(``take``); raw frames, when a caller asks for them, go through a ``.npy`` file (``generate``).
 
 This module is stdlib-only: both sides import it.
 """
@@ -14,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: the take op (the worker encodes the MP4)
 MAX_LINE = 1 << 20  # a request or reply never needs more than this; longer lines are rejected
 
 # Error kinds in {"type": "error"} replies.

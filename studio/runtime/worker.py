@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 from studio.runtime import protocol
 
-JOB_OPS = ("load", "generate", "unload", "verify")
+JOB_OPS = ("load", "take", "generate", "unload", "verify")
 
 
 class Worker:
@@ -137,7 +137,36 @@ class Worker:
         return {"model": info.name if info else None, "seconds": b.load_seconds,
                 "plan": b.plan.mode if b.plan else None}
 
+    def _op_take(self, msg: dict[str, Any], progress: Any, cancelled: Any) -> dict[str, Any]:
+        """Generate and encode the take's MP4 here, where the frames are, into the project folder
+        the app names (the path is checked to stay inside it); only the file's description goes
+        back. The same code as the app's in-process path: Backend.generate_take → encode_take."""
+        from studio.core.errors import StudioError
+        from studio.engine.takes import take_target
+
+        req = protocol.request_from_json(dict(msg.get("request") or {}))
+        project, video = msg.get("project"), msg.get("video")
+        if not isinstance(project, str) or not Path(project).is_absolute() or not Path(project).is_dir():
+            raise protocol.ProtocolError(f"project {project!r} is not an absolute path of a folder")
+        if not isinstance(video, str) or not video or Path(video).is_absolute():
+            raise protocol.ProtocolError(f"video {video!r} is not a project-relative path")
+        try:
+            target = take_target(Path(project), video)
+            fps = float(msg.get("fps") or req.fps)
+        except (StudioError, TypeError, ValueError) as exc:
+            raise protocol.ProtocolError(f"invalid take target: {exc}") from None
+        if not fps > 0:
+            raise protocol.ProtocolError(f"invalid fps {fps}")
+        t0 = time.perf_counter()
+        made = self.backend.generate_take(req, target, fps, progress, cancelled, root=Path(project))
+        info = made.to_json()
+        del info["path"]  # the app knows where it asked for it; the relative path is echoed instead
+        return dict(info, video=video, seconds=round(time.perf_counter() - t0, 3),
+                    notes=[str(n) for n in self.backend.last_notes],
+                    plan=self.backend.plan.mode if self.backend.plan else None)
+
     def _op_generate(self, msg: dict[str, Any], progress: Any, cancelled: Any) -> dict[str, Any]:
+        """Raw frames as a .npy file (Backend.generate callers: tests, benchmarks); jobs use take."""
         import numpy as np
 
         req = protocol.request_from_json(dict(msg.get("request") or {}))
@@ -208,6 +237,15 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc(file=sys.stderr)
         out.write(protocol.encode({"type": "error", "id": None, "kind": protocol.KIND_INTERNAL, "fatal": True,
                                    "message": f"diffusers cannot be imported ({type(exc).__name__}: {exc})"}))
+        return 3
+    try:  # the worker encodes takes itself; a runtime installed before that needs a repair
+        import av
+
+        versions["av"] = av.__version__
+    except BaseException as exc:  # noqa: BLE001
+        traceback.print_exc(file=sys.stderr)
+        out.write(protocol.encode({"type": "error", "id": None, "kind": protocol.KIND_INTERNAL, "fatal": True,
+                                   "message": f"PyAV (av) cannot be imported ({type(exc).__name__}: {exc})"}))
         return 3
     if args.device:
         versions["device"] = args.device

@@ -91,6 +91,9 @@ def app_icon() -> QIcon:
 
 
 def run_app(project: str | None = None, demo: bool = False) -> int:
+    from studio.runtime.backend import register
+
+    register()  # "diffusers" jobs run in the GPU runtime when one is installed (cheap: no torch)
     bench = os.environ.get("STUDIO_BENCH_STARTUP") == "1"
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)

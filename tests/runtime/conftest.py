@@ -41,6 +41,6 @@ def runtime_env(tmp_path_factory: pytest.TempPathFactory) -> RuntimeEnv:
     ModelRegistry(registry_path).add_folder(model)
     env = RuntimeEnv(home, manager, lines, registry_path, model)
     yield env
-    from studio.engine.remote import shutdown_workers
+    from studio.runtime.backend import shutdown_workers
 
     shutdown_workers()

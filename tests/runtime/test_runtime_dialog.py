@@ -58,7 +58,7 @@ def test_install_cancelled_then_remove(qtbot, tmp_path: Path) -> None:  # type: 
         if line.startswith("$ ") and "pip install" in line:
             dialog.cancel_button.click()
 
-    dialog._relay.line.connect(cancel_at_pip)
+    dialog.log_line.connect(cancel_at_pip)
     with qtbot.waitSignal(dialog.operation_finished, timeout=180_000) as blocker:
         dialog.install_button.click()
         assert dialog.install_button.isEnabled() is False

@@ -1,6 +1,6 @@
 """Jobs through the real worker process of a real runtime (see conftest.py): a tiny Wan 2.1 model
-registered with the model manager, generated out of process; cancel; a SIGKILL mid-job; malformed
-protocol lines; a broken runtime. The tests share one worker where they can (torch's import in a
+registered with the model manager, generated out of process; the take encoded by the worker itself
+into the project; cancel; a SIGKILL mid-job; malformed protocol lines; a broken runtime. The tests share one worker where they can (torch's import in a
 fresh worker costs seconds) and run in file order: the destructive ones come last."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import pytest
 from studio.core.errors import StudioError
 from studio.engine.base import Cancelled, GenerationRequest, Progress
 from studio.engine.model_library import ModelRegistry
-from studio.engine.remote import RemoteBackend
 from studio.runtime import protocol
-from studio.runtime.client import WorkerClient
+from studio.runtime.backend import RemoteBackend
+from studio.runtime.client import WorkerClient, WorkerError, WorkerEvent, WorkerMessage
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,10 @@ def test_install_state_and_layout(runtime_env) -> None:
     # The worker imports a private copy of the app's pure-Python modules, never the app folder.
     apps = [p for p in (m.root / "app").iterdir() if not p.name.startswith(".")]
     assert len(apps) == 1 and (apps[0] / "studio" / "runtime" / "worker.py").is_file()
-    assert not (apps[0] / "studio" / "ui").exists()
+    # Only what the worker needs (manager.SHIPPED): the layers above the runtime are not there, so
+    # the jobs below would fail if the worker's code reached into them.
+    shipped = sorted(p.name for p in (apps[0] / "studio").iterdir() if p.name != "__pycache__")
+    assert shipped == ["__init__.py", "core", "engine", "media", "runtime"]
     assert m.problem() is None
 
 
@@ -90,6 +93,86 @@ def test_generate_out_of_process_matches_in_process(runtime_env, backend: Remote
     assert (caps.size_multiple, caps.frame_step) == (16, 4)
     snapped, notes = backend.snap(req.with_changes(num_frames=10))
     assert snapped.num_frames == 9 and notes
+
+
+def test_the_worker_encodes_the_take_itself_and_no_frames_cross(runtime_env, backend: RemoteBackend,
+                                                                 start_image: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from studio.core.userdirs import cache_dir
+    from studio.engine.takes import take_paths
+    from studio.media import video
+    from studio.media.video import iter_frames, probe
+
+    project = tmp_path / "project"
+    project.mkdir()
+    rel, _ = take_paths("shot1", "take1")
+    target = project / rel
+    req = _req(runtime_env, start_image)
+    reference = backend.generate(req, lambda p: None, lambda: False)  # raw frames, for comparison only
+    npy_before = set(cache_dir("runtime-frames").glob("*.npy"))
+
+    client = backend.client
+    sent: list[dict] = []
+    heard: list[WorkerMessage] = []
+    real_send, real_listen = client.send, client.listen
+
+    def send(msg: dict) -> None:
+        sent.append(msg)
+        real_send(msg)
+
+    def listen(*a, **kw):  # type: ignore[no-untyped-def]
+        for m in real_listen(*a, **kw):
+            heard.append(m)
+            yield m
+
+    class NoEncodingHere:  # the app process must not encode: the worker does, where the frames are
+        def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
+            raise AssertionError("the app encoded the take itself")
+
+    monkeypatch.setattr(client, "send", send)
+    monkeypatch.setattr(client, "listen", listen)
+    monkeypatch.setattr(video, "VideoWriter", NoEncodingHere)
+    stages: list[str] = []
+    made = backend.generate_take(req, target, 16.0, lambda p: stages.append(p.stage), lambda: False, root=project)
+    monkeypatch.undo()
+
+    assert [m["op"] for m in sent] == ["take"]
+    assert sent[0]["project"] == str(project) and sent[0]["video"] == rel and "out_dir" not in sent[0]
+    (result,) = [m for m in heard if m.event is WorkerEvent.result]
+    assert result.data["video"] == rel and "frames" in result.data and isinstance(result.data["frames"], int)
+    assert not any(str(v).endswith(".npy") for m in heard for v in m.data.values())
+    assert set(cache_dir("runtime-frames").glob("*.npy")) == npy_before
+    assert "generating" in stages and "encoding" in stages  # the worker's encoding progress is relayed
+    # The file the worker wrote is the take: H.264, the right size, and it decodes to the frames.
+    assert made.path == target and made.bytes == target.stat().st_size
+    assert (made.width, made.height, made.frames, made.fps) == (32, 32, 9, 16.0)
+    assert made.generate_s and made.encode_s is not None
+    info = probe(target)
+    assert (info.width, info.height, info.frames, info.codec) == (32, 32, 9, "h264")
+    decoded = np.stack(list(iter_frames(target)))
+    assert decoded.shape == reference.shape == (9, 32, 32, 3)
+    assert float(np.abs(decoded.astype(float) - reference.astype(float)).mean()) < 6.0
+    assert [p.name for p in target.parent.iterdir()] == ["take1.mp4"]  # no temp file left
+
+
+def test_the_worker_writes_only_inside_the_project(runtime_env, backend: RemoteBackend, start_image: Path,
+                                                   tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (project / "takes").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    request = protocol.request_to_json(_req(runtime_env, start_image))
+    for video in ("../escape.mp4", str(tmp_path / "abs.mp4"), "takes/s/t.mp4", "notes.txt", ""):
+        with pytest.raises(WorkerError) as info:
+            backend.client.call({"op": "take", "request": request, "project": str(project), "video": video})
+        assert info.value.kind == protocol.KIND_PROTOCOL, video
+    with pytest.raises(WorkerError, match="not an absolute path of a folder"):
+        backend.client.call({"op": "take", "request": request, "project": "relative", "video": "a.mp4"})
+    assert not list((tmp_path / "elsewhere").iterdir()) and not (tmp_path / "escape.mp4").exists()
+    # The app checks the same before asking.
+    with pytest.raises(StudioError, match="outside the project folder"):
+        backend.generate_take(_req(runtime_env, start_image), tmp_path / "x.mp4", 16.0, lambda p: None,
+                              lambda: False, root=project)
 
 
 def test_cancel_within_a_step_keeps_the_worker(runtime_env, backend: RemoteBackend, start_image: Path) -> None:
@@ -140,6 +223,27 @@ def test_sigkill_mid_job_fails_cleanly_then_next_job_succeeds(runtime_env, backe
     frames = backend.generate(_req(runtime_env, start_image), lambda p: None, lambda: False)
     assert frames.shape == (9, 32, 32, 3)
     assert backend.worker_pid not in (None, pid)
+
+
+def test_sigkill_mid_take_fails_that_job_only_and_leaves_no_file(runtime_env, backend: RemoteBackend,
+                                                                  start_image: Path, tmp_path: Path) -> None:
+    pid = backend.worker_pid
+    assert pid is not None
+    target = tmp_path / "project" / "takes" / "s" / "t.mp4"
+    target.parent.mkdir(parents=True)
+    (target.parent / ".t.stale123.mp4").write_bytes(b"half")  # what a worker killed mid-encode leaves
+
+    def progress(p: Progress) -> None:
+        if p.stage == "generating":
+            os.kill(pid, signal.SIGKILL)
+
+    with pytest.raises(StudioError, match=r"the GPU runtime stopped unexpectedly \(exit code -9"):
+        backend.generate_take(_req(runtime_env, start_image, steps=400), target, 16.0, progress, lambda: False,
+                              root=tmp_path / "project")
+    assert not list(target.parent.iterdir())
+    made = backend.generate_take(_req(runtime_env, start_image), target, 16.0, lambda p: None, lambda: False,
+                                 root=tmp_path / "project")
+    assert made.frames == 9 and target.is_file() and backend.worker_pid not in (None, pid)
 
 
 def test_malformed_lines_get_error_replies_and_the_worker_lives_on(runtime_env) -> None:

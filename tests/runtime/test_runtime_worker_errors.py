@@ -28,6 +28,9 @@ class _RaisingBackend:
         assert self.exc is not None
         raise self.exc
 
+    def generate_take(self, req, out_path, fps, progress, cancelled, *, root=None):  # type: ignore[no-untyped-def]
+        return self.generate(req, progress, cancelled)
+
 
 def _reply(worker: Worker, out: io.BytesIO, line: bytes) -> dict:
     out.seek(0)
@@ -60,12 +63,14 @@ def test_job_failures_become_structured_errors(make_exc, kind: str, text: str, t
     worker._backend.exc = make_exc(torch)
     req = {"start_image": str(tmp_path / "a.png"), "prompt": "", "width": 32, "height": 32, "num_frames": 5,
            "fps": 16, "seed": 1}
-    reply = _reply(worker, out, protocol.encode({"op": "generate", "id": "g1", "request": req,
-                                                 "out_dir": str(tmp_path)}))
-    assert reply["type"] == "error" and reply["id"] == "g1" and reply["kind"] == kind
-    assert reply["message"].startswith(text)
-    assert "\n" not in reply["message"]
-    assert not worker.busy  # free for the next job
+    # Both job paths: raw frames (generate) and the take the worker encodes itself (take).
+    for msg in ({"op": "generate", "id": "g1", "request": req, "out_dir": str(tmp_path)},
+                {"op": "take", "id": "g1", "request": req, "project": str(tmp_path), "video": "takes/s/t.mp4"}):
+        reply = _reply(worker, out, protocol.encode(msg))
+        assert reply["type"] == "error" and reply["id"] == "g1" and reply["kind"] == kind, msg["op"]
+        assert reply["message"].startswith(text)
+        assert "\n" not in reply["message"]
+        assert not worker.busy  # free for the next job
     pong = _reply(worker, out, b'{"op": "ping", "id": "p"}\n')
     assert pong == {"type": "result", "id": "p", "pong": True, "busy": False}
     if kind == "internal":
