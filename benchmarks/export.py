@@ -2,15 +2,24 @@
 Continuity Studio (PyAV + libx264), and re-encoded by the ffmpeg command-line tool with the same
 settings (concat demuxer, libx264, same preset/crf, yuv420p, BT.709 tags, faststart).
 
-Keys: ``reencode_s``, ``copy_s``, ``ffmpeg_s`` (null when ffmpeg is not installed),
-``reencode_vs_ffmpeg`` (ffmpeg time / ours: ≥ 1 means we are at least as fast) and
-``copy_realtime_factor`` (film seconds per wall second on the copy path). Goals: re-encode as fast
-as ffmpeg with the same preset; copy ≥ 50× real time.
+Like with like: both re-encodes run alternately in the same invocation on the same inputs, and
+the x264 settings each one really used (read back from the SEI x264 writes into every file) are
+reported and compared (``same_x264_settings``), thread settings included.
+
+Keys: ``reencode_s``, ``copy_s``, ``ffmpeg_s`` (medians of ``--repeat`` runs),
+``reencode_vs_ffmpeg`` = ``ffmpeg_s / reencode_s`` (> 1 means we are faster), measured in this run,
+with ``reencode_vs_ffmpeg_runs`` the ratio of each alternating pair; ``ffmpeg`` says
+``"not installed"`` (and the ffmpeg keys are null) when there is no ffmpeg on PATH;
+``copy_realtime_factor`` (film seconds per wall second on the copy path); ``load_avg`` (1-minute
+load average before and after: the machine may be shared). Goals: re-encode at least as fast as
+ffmpeg with the same preset; copy >= 50x real time.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -73,9 +82,28 @@ def _ffmpeg_reencode(ffmpeg: str, project: Any, folder: Path, out: Path, preset:
     return time.perf_counter() - t0
 
 
+def _x264_settings(path: Path) -> str | None:
+    """The settings string x264 writes into the first frame's SEI ("x264 - core 165 ... -
+    options: cabac=1 ref=3 ... threads=3 lookahead_threads=1 sliced_threads=0 ...")."""
+    head = path.read_bytes()[: 1 << 20]
+    m = re.search(rb"x264 - core \d+[^\x00]*", head)
+    return m.group(0).decode("ascii", "replace") if m else None
+
+
+def _x264_options(settings: str | None) -> str | None:
+    return settings.split("options: ", 1)[1] if settings and "options: " in settings else None
+
+
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
 def run(argv: list[str]) -> dict[str, Any]:
     ap = argparse.ArgumentParser(prog="continuity-studio bench export")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--shots", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=50.0)
     ap.add_argument("--height", type=int, default=720, choices=(480, 720, 1080))
@@ -87,12 +115,14 @@ def run(argv: list[str]) -> dict[str, Any]:
     args = ap.parse_args(argv)
 
     from studio.core.model import preset_size, ResolutionPreset, Aspect
-    from studio.export.film import ExportOptions, export_film, plan_export
+    from studio.export.film import export_film
+    from studio.export.plan import ExportOptions, plan_export
     from studio.media.video import probe
 
     res = {720: ResolutionPreset.P720, 480: ResolutionPreset.P480, 1080: ResolutionPreset.P1080}
     width, height = preset_size(res[args.height], Aspect.WIDE)
     ffmpeg = shutil.which("ffmpeg")
+    load_before = _load()
     with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
         folder = Path(tmp)
         t0 = time.perf_counter()
@@ -109,7 +139,7 @@ def run(argv: list[str]) -> dict[str, Any]:
             t0 = time.perf_counter()
             export_film(project, folder, folder / "copy.mp4", ExportOptions())
             copy_times.append(time.perf_counter() - t0)
-        for _ in range(args.repeat):
+        for _ in range(args.repeat):  # alternating, so a change in load hits both alike
             t0 = time.perf_counter()
             export_film(project, folder, folder / "ours.mp4", opts)
             ours.append(time.perf_counter() - t0)
@@ -117,6 +147,8 @@ def run(argv: list[str]) -> dict[str, Any]:
                 theirs.append(_ffmpeg_reencode(ffmpeg, project, folder, folder / "ffmpeg.mp4",
                                                args.preset, args.crf))
         out_info = probe(folder / "ours.mp4")
+        x264_ours = _x264_settings(folder / "ours.mp4")
+        x264_ffmpeg = _x264_settings(folder / "ffmpeg.mp4") if ffmpeg else None
         film_s = copy_plan.duration_s
         ffmpeg_version = None
         if ffmpeg:
@@ -137,8 +169,11 @@ def run(argv: list[str]) -> dict[str, Any]:
         "repeat": args.repeat,
         "reencode_s": round(reencode_s, 3),
         "copy_s": round(copy_s, 4),
+        "ffmpeg": ffmpeg or "not installed",
         "ffmpeg_s": round(ffmpeg_s, 3) if ffmpeg_s is not None else None,
         "reencode_vs_ffmpeg": round(ffmpeg_s / reencode_s, 3) if ffmpeg_s is not None else None,
+        "reencode_vs_ffmpeg_means": "ffmpeg seconds / ours: > 1 means Continuity Studio is faster",
+        "reencode_vs_ffmpeg_runs": [round(f / o, 3) for o, f in zip(ours, theirs)],
         "copy_realtime_factor": round(film_s / copy_s, 1),
         "reencode_realtime_factor": round(film_s / reencode_s, 2),
         "reencode_runs_s": [round(x, 3) for x in ours],
@@ -147,6 +182,11 @@ def run(argv: list[str]) -> dict[str, Any]:
         "output_frames": out_info.frames,
         "generate_inputs_s": round(gen_s, 2),
         "ffmpeg_version": ffmpeg_version,
+        "x264_ours": x264_ours,
+        "x264_ffmpeg": x264_ffmpeg,
+        "same_x264_settings": (_x264_options(x264_ours) == _x264_options(x264_ffmpeg)
+                               if x264_ffmpeg else None),
+        "load_avg": {"before": load_before, "after": _load()},
         "goals": {"reencode_vs_ffmpeg": ">= 1.0", "copy_realtime_factor": ">= 50"},
         "machine": machine_info(),
     }

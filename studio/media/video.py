@@ -1,28 +1,43 @@
-"""Video files through PyAV: H.264 writing (atomic), probing and frame reading.
+"""Video files through PyAV: probing, frame reading, and the one H.264 writer of the app.
 
-Writers encode to a temp file beside the target and rename it into place only when the file is
-complete, so a crash or cancel never leaves a half-written video under the final name.
+Every video the app writes (takes, the exported film) goes through :func:`encode_video`: libx264
+yuv420p with BT.709 tags, a constant frame rate and ``faststart``, encoded under a temp name
+beside the target by :func:`studio.core.atomic.atomic_output` and renamed into place only when
+complete, so a crash, an error or a cancel never leaves a half-written video under the final
+name. :class:`VideoWriter` is the same writer for code that pushes frames one at a time.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import queue
+import threading
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from studio.core.atomic import _FILE_MODE, fsync_dir
-from studio.core.errors import AssetError
+from studio.core.atomic import atomic_output
+from studio.core.errors import AssetError, StudioError
 
 if TYPE_CHECKING:
+    import av
     import numpy as np
+
+    Frame = np.ndarray | av.VideoFrame
+
+BT709 = 1  # AVCOL_PRI_BT709 == AVCOL_TRC_BT709 == AVCOL_SPC_BT709
+TV_RANGE = 1  # AVCOL_RANGE_MPEG: limited range, what every player expects from H.264
+TEMP_SUFFIX = ".part"  # videos being written are named .<stem>.<random>.part
+_CONTAINER_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 
 
 @dataclass(frozen=True)
 class VideoInfo:
+    """A video file's first video stream, as its container header describes it."""
+
     width: int
     height: int
     fps: float
@@ -30,149 +45,99 @@ class VideoInfo:
     duration_s: float
     codec: str
     pix_fmt: str
+    rate: Fraction  # the exact frame rate (``fps`` is its float)
+    profile: str
+    extradata: bytes  # the codec configuration (``avcC`` for H.264 in MP4)
+    colors: tuple[int, int, int]  # primaries, transfer, matrix (1 = BT.709, 2 = unspecified)
+    time_base: Fraction
 
 
-def _fps_fraction(fps: float) -> Fraction:
-    return Fraction(fps).limit_denominator(1001)
+def timecode(index: int, fps: float) -> str:
+    """``HH:MM:SS:FF`` (non-drop-frame) for frame ``index`` at the rounded rate ``fps``.
+
+    The one timecode formatter of the app (viewer transport, export burn-in). Not
+    ``opentimelineio.opentime.to_timecode``: that refuses rates SMPTE does not define, such as
+    the default 16 fps, and writes 29.97 as drop-frame."""
+    base = max(1, round(fps))
+    ff = index % base
+    s = index // base
+    return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}:{ff:02d}"
 
 
-class VideoWriter:
-    """Encode uint8 RGB frames (H, W, 3) to an H.264 MP4, atomically.
+# -- probing and reading ---------------------------------------------------------------------
 
-    Use as a context manager; leaving the block with an exception discards the partial file.
-    """
-
-    def __init__(self, path: Path, fps: float, width: int, height: int, *, crf: int = 18,
-                 preset: str = "medium", codec: str = "libx264", pix_fmt: str = "yuv420p",
-                 options: dict[str, str] | None = None, faststart: bool = True) -> None:
-        import av
-
-        if width % 2 or height % 2:
-            raise ValueError(f"H.264 yuv420p needs even sizes, got {width}x{height}")
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix or ".mp4",
-                                   dir=self.path.parent)
-        os.fchmod(fd, _FILE_MODE)
-        os.close(fd)
-        self._tmp = Path(tmp)
-        self.width, self.height = width, height
-        container_opts = {"movflags": "+faststart"} if faststart else {}
-        self._container = av.open(str(self._tmp), mode="w", options=container_opts)
-        rate = _fps_fraction(fps)
-        self._stream = self._container.add_stream(codec, rate=rate)
-        self._stream.width = width
-        self._stream.height = height
-        self._stream.pix_fmt = pix_fmt
-        self._stream.time_base = 1 / rate
-        opts = {"crf": str(crf), "preset": preset} if codec in ("libx264", "h264", "libx265") else {}
-        opts.update(options or {})
-        self._stream.options = opts
-        cc = self._stream.codec_context
-        # BT.709 tags so browsers, QuickTime and editors show the intended colours.
-        for attr, value in (("color_primaries", 1), ("color_trc", 1), ("colorspace", 1),
-                            ("color_range", 1)):
-            try:
-                setattr(cc, attr, value)
-            except (AttributeError, TypeError, ValueError):
-                pass
-        self.frames_written = 0
-        self._closed = False
-
-    def write(self, frame: "np.ndarray") -> None:
-        import av
-
-        if frame.shape[:2] != (self.height, self.width):
-            raise ValueError(f"frame is {frame.shape[1]}x{frame.shape[0]}, "
-                             f"stream is {self.width}x{self.height}")
-        # Convert with BT.709 coefficients to match the colour tags (swscale defaults to BT.601,
-        # which would shift colours in every player that honours the tags).
-        vf = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(
-            format=self._stream.pix_fmt, dst_colorspace="ITU709")
-        vf.pts = self.frames_written
-        for packet in self._stream.encode(vf):
-            self._container.mux(packet)
-        self.frames_written += 1
-
-    def close(self) -> Path:
-        """Flush, close and move the file into place."""
-        if self._closed:
-            return self.path
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self._container.close()
-        self._closed = True
-        with open(self._tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(self._tmp, self.path)
-        fsync_dir(self.path.parent)
-        return self.path
-
-    def abort(self) -> None:
-        if not self._closed:
-            try:
-                self._container.close()
-            except Exception:
-                pass
-            self._closed = True
-        self._tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> "VideoWriter":
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+_PROBES: dict[tuple[str, int, int], VideoInfo] = {}
+_PROBES_MAX = 4096
 
 
-def write_video(path: Path, frames: Iterable["np.ndarray"], fps: float, **kw: Any) -> Path:
-    it = iter(frames)
-    first = next(it)
-    h, w = first.shape[:2]
-    with VideoWriter(path, fps, w, h, **kw) as writer:
-        writer.write(first)
-        for f in it:
-            writer.write(f)
-    return Path(path)
+def probe(path: Path, *, what: str = "video", cached: bool = False) -> VideoInfo:
+    """Size, rate, frame count (counted by demuxing when the header does not say), codec
+    configuration and colour tags. Raises :class:`AssetError` naming the file, with ``what``
+    as the subject ("take video is missing").
+
+    ``cached=True`` remembers the answer per file identity (path, size, modification time):
+    the export dialog re-plans on every edit and must not reopen every take each time."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        raise AssetError(f"{what} is missing", path) from None
+    if not path.is_file():
+        raise AssetError(f"{what} is missing", path)
+    if not cached:
+        return _probe(path, what)
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    info = _PROBES.get(key)
+    if info is None:
+        info = _probe(path, what)
+        if len(_PROBES) >= _PROBES_MAX:
+            _PROBES.clear()
+        _PROBES[key] = info
+    return info
 
 
-def _open_input(path: Path) -> Any:
+def _probe(path: Path, what: str) -> VideoInfo:
+    import av
+
+    container = _open_input(path, what)
+    try:
+        stream = container.streams.video[0]
+        cc = stream.codec_context
+        rate = stream.average_rate or stream.guessed_rate
+        if not rate:
+            raise AssetError(f"{what} has no frame rate", path)
+        rate = Fraction(rate)
+        frames = int(stream.frames or 0)
+        if frames <= 0:
+            frames = sum(1 for p in container.demux(stream) if p.size)
+        if frames <= 0 or not cc.width or not cc.height:
+            raise AssetError(f"{what} has no frames (damaged?)", path)
+        return VideoInfo(
+            width=int(cc.width), height=int(cc.height), fps=float(rate), frames=frames,
+            duration_s=frames / float(rate), codec=str(cc.name), pix_fmt=str(cc.pix_fmt or ""),
+            rate=rate, profile=str(cc.profile or ""), extradata=bytes(cc.extradata or b""),
+            colors=(int(cc.color_primaries), int(cc.color_trc), int(cc.colorspace)),
+            time_base=Fraction(stream.time_base) if stream.time_base else Fraction(0))
+    except av.error.FFmpegError as exc:
+        raise AssetError(f"{what} is damaged: {exc}", path) from None
+    finally:
+        container.close()
+
+
+def _open_input(path: Path, what: str = "video") -> Any:
     import av
 
     path = Path(path)
     if not path.is_file():
-        raise AssetError("video file is missing", path)
+        raise AssetError(f"{what} is missing", path)
     try:
         container = av.open(str(path))
-    except av.error.FFmpegError as exc:
-        raise AssetError(f"cannot open video: {exc}", path) from None
+    except (av.error.FFmpegError, OSError) as exc:
+        raise AssetError(f"{what} cannot be opened (damaged?): {exc}", path) from None
     if not container.streams.video:
         container.close()
-        raise AssetError("file has no video stream", path)
+        raise AssetError(f"{what} has no video stream", path)
     return container
-
-
-def probe(path: Path) -> VideoInfo:
-    """Size, rate, frame count (counted by demuxing when the header does not say)."""
-    import av
-
-    container = _open_input(path)
-    try:
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or Fraction(16)
-        frames = stream.frames
-        if not frames:
-            frames = sum(1 for p in container.demux(stream) if p.size)
-        duration = frames / float(rate)
-        cc = stream.codec_context
-        return VideoInfo(cc.width, cc.height, float(rate), int(frames), duration,
-                         cc.name, str(cc.pix_fmt or stream.format.name if stream.format else ""))
-    except av.error.FFmpegError as exc:
-        raise AssetError(f"cannot read video: {exc}", path) from None
-    finally:
-        container.close()
 
 
 def iter_frames(path: Path, *, thread_type: str = "AUTO") -> Iterator["np.ndarray"]:
@@ -193,10 +158,232 @@ def iter_frames(path: Path, *, thread_type: str = "AUTO") -> Iterator["np.ndarra
         container.close()
 
 
-def read_frames(path: Path) -> "np.ndarray":
-    import numpy as np
+# -- writing ---------------------------------------------------------------------------------
 
-    frames = list(iter_frames(path))
-    if not frames:
-        raise AssetError("video has no decodable frames", path)
-    return np.stack(frames)
+def open_output(path: Path, *, format: str = "mp4", faststart: bool = True) -> Any:
+    """An output container (``moov`` before ``mdat`` with ``faststart``: plays while it
+    downloads); :class:`StudioError` naming the file when it cannot be created."""
+    import av
+
+    options = {"movflags": "+faststart"} if faststart else {}
+    try:
+        return av.open(str(path), mode="w", format=format, options=options)
+    except (av.error.FFmpegError, OSError) as exc:
+        raise StudioError(f"cannot write the output: {exc}", path) from None
+
+
+def _check_size(shape: tuple[int, ...], width: int, height: int) -> None:
+    """``shape`` is (height, width) of a frame."""
+    if tuple(shape) != (height, width):
+        raise ValueError(f"frame is {shape[1]}x{shape[0]}, stream is {width}x{height}")
+
+
+class _Encoder:
+    """One H.264 stream in an open container: BT.709 tags, limited range, pts = frame index
+    (constant frame rate), libx264 threaded the way the ffmpeg command-line tool does it."""
+
+    def __init__(self, container: Any, fps: float, width: int, height: int, *, crf: int,
+                 preset: str, codec: str, pix_fmt: str, options: dict[str, str] | None,
+                 thread_type: str, thread_count: int) -> None:
+        rate = Fraction(fps).limit_denominator(1001)
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = pix_fmt
+        stream.time_base = 1 / rate
+        opts = {"crf": str(crf), "preset": preset} if codec in ("libx264", "h264", "libx265") else {}
+        opts.update(options or {})
+        stream.options = opts
+        cc = stream.codec_context
+        # PyAV opens codecs with slice threading; for libx264 that means sliced threads (and a
+        # lookahead cut to a few frames), slower than the frame threads the ffmpeg CLI uses.
+        cc.thread_type = thread_type
+        cc.thread_count = thread_count
+        # BT.709 tags so browsers, QuickTime and editors show the intended colours.
+        cc.color_primaries = BT709
+        cc.color_trc = BT709
+        cc.colorspace = BT709
+        cc.color_range = TV_RANGE
+        self.container, self.stream = container, stream
+        self.width, self.height, self.pix_fmt = width, height, pix_fmt
+        # Frame pts count frames. Not stream.time_base: the MP4 muxer replaces that with its own
+        # timescale once the header is written, and PyAV rebases frames into the codec's.
+        self.time_base = 1 / rate
+        self.frames = 0
+
+    def encode(self, frame: "Frame") -> None:
+        import av
+
+        if not isinstance(frame, av.VideoFrame):
+            _check_size(frame.shape[:2], self.width, self.height)
+            frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        else:
+            _check_size((frame.height, frame.width), self.width, self.height)
+        if frame.format.name != self.pix_fmt:
+            # RGB is converted with BT.709 coefficients to match the tags (swscale defaults to
+            # BT.601, which would shift colours in every player that honours them).
+            frame = frame.reformat(format=self.pix_fmt,
+                                   dst_colorspace="ITU709" if frame.format.is_rgb else None)
+        frame.pts = self.frames
+        frame.time_base = self.time_base
+        frame.pict_type = 0  # decoded frames carry I/P/B; leave GOP decisions to the encoder
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+        self.frames += 1
+
+    def finish(self) -> None:
+        for packet in self.stream.encode():
+            self.container.mux(packet)
+
+
+def encode_video(path: Path, frames: Iterable["Frame"], fps: float, width: int, height: int, *,
+                 crf: int = 18, preset: str = "medium", codec: str = "libx264",
+                 pix_fmt: str = "yuv420p", options: dict[str, str] | None = None,
+                 faststart: bool = True, thread_type: str = "AUTO", thread_count: int = 0) -> int:
+    """Encode ``frames`` (uint8 RGB arrays (H, W, 3) or ``av.VideoFrame`` of any pixel format,
+    all ``width`` × ``height``) to ``path`` atomically; returns the number of frames.
+
+    Anything raised while consuming ``frames`` (a cancel, a damaged source) propagates after
+    the partial file is removed; encoder failures become :class:`StudioError`."""
+    import av
+
+    if width % 2 or height % 2:
+        raise ValueError(f"H.264 yuv420p needs even sizes, got {width}x{height}")
+    path = Path(path)
+    fmt = _CONTAINER_FORMATS.get(path.suffix.lower(), "mp4")
+    written = [0]
+
+    def write(tmp: Path) -> None:
+        container = open_output(tmp, format=fmt, faststart=faststart)
+        try:
+            try:
+                enc = _Encoder(container, fps, width, height, crf=crf, preset=preset,
+                               codec=codec, pix_fmt=pix_fmt, options=options,
+                               thread_type=thread_type, thread_count=thread_count)
+                for frame in frames:
+                    enc.encode(frame)
+                enc.finish()
+            except BaseException:
+                with suppress(Exception):  # the first error is the one to report
+                    container.close()
+                raise
+            container.close()
+        except av.error.FFmpegError as exc:
+            raise StudioError(f"encoding failed: {exc}", path) from None
+        written[0] = enc.frames
+
+    atomic_output(path, write, suffix=TEMP_SUFFIX)
+    return written[0]
+
+
+def write_video(path: Path, frames: Iterable["Frame"], fps: float, **kw: Any) -> Path:
+    """Encode frames whose size the first one gives (see :func:`encode_video`)."""
+    it = iter(frames)
+    first = next(it)
+    h, w = (first.height, first.width) if hasattr(first, "planes") else first.shape[:2]
+    encode_video(path, chain([first], it), fps, w, h, **kw)
+    return Path(path)
+
+
+_END, _ABORT = object(), object()
+
+
+class _Aborted(Exception):
+    pass
+
+
+class VideoWriter:
+    """:func:`encode_video` for code that pushes frames one at a time: ``write(frame)`` hands
+    the frame to an encoding thread (PyAV releases the GIL while converting and encoding, so the
+    caller keeps working), ``close()`` finishes and moves the file into place.
+
+    Use as a context manager; leaving the block with an exception discards the partial file.
+    """
+
+    def __init__(self, path: Path, fps: float, width: int, height: int, *, crf: int = 18,
+                 preset: str = "medium", codec: str = "libx264", pix_fmt: str = "yuv420p",
+                 options: dict[str, str] | None = None, faststart: bool = True,
+                 thread_type: str = "AUTO", thread_count: int = 0) -> None:
+        if width % 2 or height % 2:
+            raise ValueError(f"H.264 yuv420p needs even sizes, got {width}x{height}")
+        settings = {"crf": crf, "preset": preset, "codec": codec, "pix_fmt": pix_fmt,
+                    "options": options, "faststart": faststart, "thread_type": thread_type,
+                    "thread_count": thread_count}
+        self.path = Path(path)
+        self.width, self.height = width, height
+        self.frames_written = 0
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=8)
+        self._failure: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._run, args=(fps, settings), name="video-writer", daemon=True)
+        self._thread.start()
+
+    def _frames(self) -> Iterator[Any]:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if item is _ABORT:
+                raise _Aborted()
+            yield item
+
+    def _run(self, fps: float, settings: dict[str, Any]) -> None:
+        try:
+            encode_video(self.path, self._frames(), fps, self.width, self.height, **settings)
+        except _Aborted:
+            pass
+        except BaseException as exc:  # re-raised in the caller's thread
+            self._failure = exc
+
+    def _put(self, item: Any) -> None:
+        while self._thread.is_alive():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+
+    def write(self, frame: "np.ndarray") -> None:
+        """Queue one uint8 RGB frame (H, W, 3); it is copied, so the caller may reuse it."""
+        import av
+
+        if self._closed:
+            raise ValueError("the writer is closed")
+        self._raise_failure()
+        _check_size(frame.shape[:2], self.width, self.height)
+        self._put(av.VideoFrame.from_ndarray(frame, format="rgb24"))
+        self.frames_written += 1
+
+    def close(self) -> Path:
+        """Flush, close and move the file into place."""
+        if not self._closed:
+            self._closed = True
+            self._put(_END)
+            self._thread.join()
+            self._raise_failure()
+        return self.path
+
+    def abort(self) -> None:
+        if not self._closed:
+            self._closed = True
+            try:
+                self._put(_ABORT)
+            except BaseException:  # the encoder had failed already: nothing more to stop
+                pass
+            self._thread.join()
+            self._failure = None
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

@@ -15,12 +15,16 @@ from studio.core.errors import AssetError, StudioError
 from studio.core.model import Aspect, ResolutionPreset
 from studio.core.persistence import save_project
 from studio.core.tasks import Cancelled
-from studio.export.film import (ExportOptions, conformed_frames, export_film,
-                                 fit_size, plan_export)
+from studio.export.film import export_film
+from studio.export.plan import ExportOptions, conformed_frames, fit_size, plan_export
 from studio.media.images import import_image
-from studio.media.video import read_frames
+from studio.media.video import iter_frames
 
 FAST = {"preset": "ultrafast"}
+
+
+def read_frames(path: Path) -> np.ndarray:
+    return np.stack(list(iter_frames(path)))
 
 
 def _stream_facts(path: Path) -> dict:
@@ -289,21 +293,21 @@ def test_take_probes_are_reused_until_the_file_changes(tmp_path: Path, monkeypat
     """The export dialog re-plans on every edit: unchanged takes are not reopened."""
     import os
 
-    import studio.export.film as export
+    import studio.media.video as video
     from export_testkit import pattern_frames
     from studio.media.video import write_video
 
     path = tmp_path / "take.mp4"
     write_video(path, pattern_frames(6, 64, 48, seed=1), 16)
     calls: list[Path] = []
-    real = export._probe_source
-    monkeypatch.setattr(export, "_probe_source", lambda p: calls.append(p) or real(p))
-    first = export.probe_source(path)
-    assert export.probe_source(path) is first and len(calls) == 1
+    real = video._probe
+    monkeypatch.setattr(video, "_probe", lambda p, what: calls.append(p) or real(p, what))
+    first = video.probe(path, what="take video", cached=True)
+    assert video.probe(path, what="take video", cached=True) is first and len(calls) == 1
     write_video(path, pattern_frames(9, 64, 48, seed=2), 16)  # re-rendered in place
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
-    assert export.probe_source(path).frames == 9 and len(calls) == 2
+    assert video.probe(path, what="take video", cached=True).frames == 9 and len(calls) == 2
     path.unlink()
     with pytest.raises(AssetError, match="missing"):
-        export.probe_source(path)
+        video.probe(path, what="take video", cached=True)
