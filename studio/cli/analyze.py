@@ -1,10 +1,11 @@
 """``continuity-studio analyze VIDEO (--reference IMAGE ... | --project DIR --character NAME)
-[--json OUT] [--heatmaps DIR]``: identity drift analysis of a video, headless."""
+[--json OUT] [--heatmaps DIR]``: identity drift analysis of a video, headless. ``--json`` writes
+the analysis record (:class:`studio.identity.record.AnalysisRecord`, the project's
+``analysis/<take>.json`` format, without take/shot ids)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ HELP = "Per-frame identity drift analysis of a video against reference portraits
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    from studio.identity.record import ARRAYS_SUFFIX
+
     parser.add_argument("video", type=Path, help="video file (MP4, MOV, ...)")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--reference", type=Path, action="append", metavar="IMAGE",
@@ -23,10 +26,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--character", metavar="NAME",
                         help="character name (or id) in --project")
     parser.add_argument("--json", type=str, metavar="OUT",
-                        help="write the full result as JSON to OUT ('-' = standard output)")
+                        help="write the analysis record as JSON to OUT ('-' = standard output)")
     parser.add_argument("--heatmaps", type=Path, metavar="DIR",
-                        help="write heatmaps.npz (heatmaps, landmarks, boxes) and one PNG "
-                             "overlay per frame (frame_00000.png ...) into DIR")
+                        help=f"write heatmaps{ARRAYS_SUFFIX} (heatmaps, landmarks, boxes) and "
+                             "one PNG overlay per frame (frame_00000.png ...) into DIR")
     parser.add_argument("--engine", choices=["dlib", "arcface"], default=None,
                         help="face engine (default: ArcFace if an InsightFace pack is "
                              "installed, else dlib)")
@@ -64,50 +67,49 @@ def run(args: argparse.Namespace) -> int:
     from studio.core.errors import StudioError
     from studio.identity.analysis import analyze_video
     from studio.identity.engines import get_engine
+    from studio.identity.record import AnalysisRecord
 
     if not args.video.is_file():
         raise StudioError("no such video file", args.video)
     engine = get_engine(args.engine or ("arcface" if args.model_pack else None), args.model_pack)
     refs = _references(args, engine)
     result, arrays = analyze_video(args.video, refs, engine)
+    record = AnalysisRecord.from_result(result)
     if args.heatmaps:
-        _write_heatmaps(args.heatmaps, args.video, arrays)
+        _write_heatmaps(args.heatmaps, args.video, record, arrays)
     if args.json:
-        text = json.dumps(result, indent=1, allow_nan=False)
+        text = record.to_json()
         if args.json == "-":
-            print(text)
+            sys.stdout.write(text)
         else:
             from studio.core.atomic import atomic_write_text
 
-            atomic_write_text(Path(args.json), text + "\n")
+            atomic_write_text(Path(args.json), text)
     if args.json != "-":
-        s = result["summary"]
-        e = result["engine"]
-        print(f"{args.video.name}: {len(result['frames'])} frames, engine {e['name']} "
-              f"({e['model']}, threshold {e['threshold']})")
-        mean = "n/a" if s["identity_mean"] is None else f"{s['identity_mean']:.3f}"
-        low = "n/a" if s["identity_min"] is None else f"{s['identity_min']:.3f}"
-        print(f"identity mean {mean}, min {low}; motion {s['motion']:.4f}; "
-              f"flagged {s['flagged_fraction']:.0%}")
-        for r in s["drift_ranges"]:
-            print(f"  frames {r['start']}-{r['end']}: {', '.join(r['reasons'])}")
+        s, e = record.summary, record.engine
+        print(f"{args.video.name}: {record.frame_count} frames, engine {e.name} "
+              f"({e.model}, threshold {e.threshold})")
+        mean = "n/a" if s.identity_mean is None else f"{s.identity_mean:.3f}"
+        low = "n/a" if s.identity_min is None else f"{s.identity_min:.3f}"
+        print(f"identity mean {mean}, min {low}; motion {s.motion:.4f}; "
+              f"flagged {s.flagged_fraction:.0%}")
+        for r in s.drift_ranges:
+            print(f"  frames {r.start}-{r.end}: {', '.join(r.reasons)}")
     return 0
 
 
-def _write_heatmaps(folder: Path, video: Path, arrays: dict[str, Any]) -> None:
+def _write_heatmaps(folder: Path, video: Path, record: Any, arrays: dict[str, Any]) -> None:
     import io
 
-    import numpy as np
     from PIL import Image
 
     from studio.core.atomic import atomic_write_bytes
     from studio.identity.heatmap import overlay
+    from studio.identity.record import ARRAYS_SUFFIX, write_arrays
     from studio.media.video import iter_frames
 
     folder.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(folder / "heatmaps.npz", buf.getvalue())
+    write_arrays(folder / f"heatmaps{ARRAYS_SUFFIX}", record, arrays)
     heat = arrays["heatmaps"]
     for i, rgb in enumerate(iter_frames(video)):
         if i >= len(heat):

@@ -1,6 +1,6 @@
 """Editor interchange: OpenTimelineIO ``.otio`` and CMX 3600 ``.edl`` of the exported cut.
 
-Both are built from the same :class:`~studio.export.film.ExportPlan` as the MP4, so the timeline
+Both are built from the same :class:`~studio.export.plan.ExportPlan` as the MP4, so the timeline
 an editor opens matches the film frame for frame:
 
 * one video track, one clip per included shot (name = shot title), referencing the take file
@@ -21,7 +21,6 @@ by the format; the full path is in the ``* FROM CLIP:`` comment lines editors us
 
 from __future__ import annotations
 
-import json
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -34,7 +33,8 @@ from studio.core.model import Project
 if TYPE_CHECKING:
     import opentimelineio as otio
 
-    from studio.export.film import ExportPlan, PlanItem
+    from studio.export.plan import ExportPlan, PlanItem
+    from studio.identity.record import AnalysisRecord
 
 # Rates CMX 3600 timecode can express (OTIO refuses anything else).
 SMPTE_RATES = (23.976, 24, 25, 29.97, 30, 47.952, 48, 50, 59.94, 60)
@@ -44,15 +44,16 @@ def edl_supported(fps: float) -> bool:
     return any(abs(fps - r) < 1e-3 for r in SMPTE_RATES)
 
 
-def load_analysis_summary(folder: Path, take_id: str) -> dict[str, Any] | None:
-    """The analysis JSON of a take, or None when absent or unreadable (never fatal for export:
-    interchange and the report simply say 'not analysed')."""
-    path = Path(folder) / "analysis" / f"{take_id}.json"
+def load_analysis_record(folder: Path, take_id: str) -> tuple[AnalysisRecord | None, str | None]:
+    """The analysis record of a take and, when its files cannot be read, why (never fatal for
+    export: interchange and the report simply say 'not analysed')."""
+    from studio.core.errors import AssetError
+    from studio.identity.record import read_record
+
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) and isinstance(doc.get("summary"), dict) else None
+        return read_record(folder, take_id), None
+    except AssetError as exc:
+        return None, str(exc)
 
 
 def _media_url(path: Path, relative_to: Path | None) -> str:
@@ -127,20 +128,17 @@ def _clip(it: "PlanItem", folder: Path, fps: float, fade_out: int,
     clip = otio.schema.Clip(name=it.shot_title, media_reference=ref, source_range=used)
     meta.update({"take_id": take.id, "seed": take.seed, "backend": take.backend,
                  "model": take.model, "identity_mean": take.identity_mean})
-    analysis = load_analysis_summary(folder, take.id)
+    analysis, problem = load_analysis_record(folder, take.id)
+    if problem is not None:
+        meta["analysis_error"] = problem
     if analysis is not None:
-        summary = analysis["summary"]
-        engine = analysis.get("engine") or {}
-        meta["analysis"] = {"engine": engine.get("name"),
-                            "identity_mean": summary.get("identity_mean"),
-                            "identity_min": summary.get("identity_min"),
-                            "flagged_fraction": summary.get("flagged_fraction")}
-        for rng in summary.get("drift_ranges") or []:
-            try:
-                start, end = int(rng["start"]), int(rng["end"])
-            except (KeyError, TypeError, ValueError):
-                continue
-            reasons = [str(r) for r in rng.get("reasons") or []]
+        summary = analysis.summary
+        meta["analysis"] = {"engine": analysis.engine.name,
+                            "identity_mean": summary.identity_mean,
+                            "identity_min": summary.identity_min,
+                            "flagged_fraction": summary.flagged_fraction}
+        for rng in summary.drift_ranges:
+            start, end, reasons = rng.start, rng.end, list(rng.reasons)
             marker = otio.schema.Marker(
                 name="Identity drift" + (f": {', '.join(reasons)}" if reasons else ""),
                 # Item markers live in the clip's media time: take frame numbers.

@@ -2,12 +2,15 @@
 
 Per shot: the take used (or why the shot was skipped / held as a still), its generation
 parameters and seed (from the take's sidecar JSON), the identity summary from
-``analysis/<take_id>.json``, an identity-over-time plot (inline SVG), a contact sheet of frames,
-and the worst frames with the deviation heatmap from ``analysis/<take_id>.npz`` overlaid. At the
-top, per character, the cross-shot identity matrix between the takes in the cut.
+its analysis record (:mod:`studio.identity.record`), an identity-over-time plot (inline SVG), a
+contact sheet of frames, and the worst frames with the record's deviation heatmap overlaid. At
+the top, per character, the cross-shot identity matrix between the takes in the cut
+(:func:`studio.identity.api.character_matrix`). Scores and heatmaps use the one colour scale of
+:mod:`studio.identity.colours`, the same as the app's badges.
 
 Everything is inline (CSS, SVG, JPEG data URIs): the file can be mailed or opened offline.
-Shots without analysis say "not analysed"; nothing here fails because analysis is missing.
+Shots without analysis say "not analysed" (or why their analysis cannot be read); nothing here
+fails because analysis is missing.
 """
 
 from __future__ import annotations
@@ -16,9 +19,7 @@ import base64
 import html
 import io
 import json
-import math
 import time
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,17 +27,21 @@ from studio.core.atomic import atomic_write_text
 from studio.core.errors import StudioError
 from studio.core.model import Project, Take
 from studio.core.persistence import resolve_inside
+from studio.identity import colours
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from studio.export.film import ExportPlan, PlanItem
+    from studio.identity.record import AnalysisRecord
+
+    from studio.export.plan import ExportPlan, PlanItem
 
 CONTACT_FRAMES = 8
 CONTACT_WIDTH = 192
 WORST_FRAMES = 3
 WORST_WIDTH = 360
 MAX_SIDECAR_ROWS = 40
+HEAT_OPACITY = 0.8
 
 
 def _e(value: Any) -> str:
@@ -53,34 +58,16 @@ def _fmt(value: Any, nd: int = 3) -> str:
 
 # -- data loading ------------------------------------------------------------------------------
 
-def load_analysis(folder: Path, take_id: str, arrays: bool = False) -> dict[str, Any] | None:
-    """``analysis/<take_id>.json`` (+ the npz arrays under ``"arrays"``), or None when absent or
-    unreadable."""
-    import numpy as np
+def load_analysis(folder: Path, take_id: str) -> tuple[AnalysisRecord | None, str | None]:
+    """The analysis record of a take with its arrays, and why it cannot be read when it
+    cannot (None, None when the take is not analysed)."""
+    from studio.core.errors import AssetError
+    from studio.identity.record import read_record
 
-    base = Path(folder) / "analysis"
     try:
-        data = json.loads((base / f"{take_id}.json").read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("format") != 1 or not isinstance(
-            data.get("summary"), dict):
-        return None
-    if arrays:
-        try:
-            with np.load(base / f"{take_id}.npz") as z:
-                data["arrays"] = {k: z[k] for k in z.files}
-        except (OSError, ValueError, KeyError):
-            data["arrays"] = {}
-    return data
-
-
-def engine_key(analysis: dict[str, Any]) -> str:
-    """Which engine produced an analysis: its ``engine_key`` or name/model/version."""
-    if isinstance(analysis.get("engine_key"), str):
-        return analysis["engine_key"]
-    eng = analysis.get("engine") or {}
-    return f"{eng.get('name', '?')}/{eng.get('model', '')}/{eng.get('version', '')}"
+        return read_record(folder, take_id, arrays=True), None
+    except AssetError as exc:
+        return None, str(exc)
 
 
 def load_sidecar(folder: Path, take: Take) -> dict[str, Any] | None:
@@ -144,21 +131,11 @@ def _jpeg_uri(rgb: "np.ndarray", width: int, quality: int = 80) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _heat_lut() -> "np.ndarray":
-    """256-entry RGB colour map: transparent-ish blue → yellow → red."""
-    import numpy as np
-
-    t = np.linspace(0.0, 1.0, 256)
-    r = np.clip(2.0 * t, 0, 1)
-    g = np.clip(2.0 - 2.0 * t, 0, 1) * np.clip(2.0 * t, 0, 1)
-    b = np.clip(1.0 - 2.0 * t, 0, 1) * 0.6
-    return (np.stack([r, g, b], 1) * 255).astype(np.uint8)
-
-
 def overlay_heatmap(rgb: "np.ndarray", heat: "np.ndarray", box: "np.ndarray | None" = None
                     ) -> "np.ndarray":
-    """Blend a (ceil(H/8), ceil(W/8)) uint8 heatmap over an RGB frame (opacity grows with the
-    deviation) and outline the face box when there is one."""
+    """Blend a (ceil(H/8), ceil(W/8)) uint8 heatmap over an RGB frame in the one heatmap colour
+    map (:func:`studio.identity.colours.blend_heatmap`: opacity grows with the deviation) and
+    outline the face box when there is one."""
     import numpy as np
 
     h, w = rgb.shape[:2]
@@ -167,10 +144,7 @@ def overlay_heatmap(rgb: "np.ndarray", heat: "np.ndarray", box: "np.ndarray | No
         pad = np.zeros((h, w), np.uint8)
         pad[:big.shape[0], :big.shape[1]] = big
         big = pad
-    color = _heat_lut()[big].astype(np.float32)
-    alpha = (big.astype(np.float32) / 255.0 * 0.65)[..., None]
-    out = rgb.astype(np.float32) * (1 - alpha) + color * alpha
-    out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    out = colours.blend_heatmap(rgb, big, HEAT_OPACITY)
     if box is not None and np.all(np.isfinite(box)):
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         x0, x1 = max(0, min(w - 1, x0)), max(0, min(w - 1, x1))
@@ -184,10 +158,14 @@ def overlay_heatmap(rgb: "np.ndarray", heat: "np.ndarray", box: "np.ndarray | No
 
 # -- SVG plot ----------------------------------------------------------------------------------
 
-def identity_svg(frames: list[dict[str, Any]], drift_ranges: list[dict[str, Any]],
-                 threshold: float | None, n_frames: int, width: int = 640, height: int = 150) -> str:
-    """Identity (0..1) over frame index: drift ranges shaded red, threshold dashed, frames
-    without a face left as gaps."""
+def identity_svg(identity: "np.ndarray", drift_ranges: list[tuple[int, int, list[str]]],
+                 threshold: float | None, n_frames: int, width: int = 640, height: int = 150,
+                 ) -> str:
+    """Identity (0..1, NaN = no face) over frame index: drift ranges shaded in the drift colour,
+    threshold dashed, frames without a face left as gaps."""
+    import math
+
+    drift = colours.BAND_COLOURS["drift"]
     pad_l, pad_r, pad_t, pad_b = 34, 8, 8, 20
     pw, ph = width - pad_l - pad_r, height - pad_t - pad_b
     n = max(1, n_frames - 1)
@@ -203,25 +181,20 @@ def identity_svg(frames: list[dict[str, Any]], drift_ranges: list[dict[str, Any]
              f'aria-label="identity over time">',
              f'<rect x="{pad_l}" y="{pad_t}" width="{pw}" height="{ph}" fill="#fafafa" '
              'stroke="#ccc"/>']
-    for rng in drift_ranges:
-        try:
-            s, e = int(rng["start"]), int(rng["end"])
-        except (KeyError, TypeError, ValueError):
-            continue
+    for s, e, reasons in drift_ranges:
         x0, x1 = x(s - 0.5 if s > 0 else 0), x(min(n, e + 0.5))
         parts.append(f'<rect class="drift" x="{x0:.1f}" y="{pad_t}" width="{max(1.0, x1 - x0):.1f}" '
-                     f'height="{ph}" fill="#f44" fill-opacity="0.18"><title>drift {s}–{e}: '
-                     f'{_e(", ".join(map(str, rng.get("reasons") or [])))}</title></rect>')
+                     f'height="{ph}" fill="{drift}" fill-opacity="0.18"><title>drift {s}–{e}: '
+                     f'{_e(", ".join(reasons))}</title></rect>')
     for v in (0.0, 0.5, 1.0):
         parts.append(f'<text x="{pad_l - 4}" y="{y(v) + 4:.1f}" text-anchor="end" '
                      f'font-size="10" fill="#666">{v:.1f}</text>')
     if threshold is not None and 0 <= threshold <= 1:
         parts.append(f'<line x1="{pad_l}" x2="{pad_l + pw}" y1="{y(threshold):.1f}" '
-                     f'y2="{y(threshold):.1f}" stroke="#c33" stroke-dasharray="4 3"/>')
+                     f'y2="{y(threshold):.1f}" stroke="{drift}" stroke-dasharray="4 3"/>')
     segments: list[list[str]] = [[]]
-    for row in frames:
-        v, i = row.get("identity"), row.get("index")
-        if isinstance(v, (int, float)) and isinstance(i, int) and math.isfinite(v):
+    for i, v in enumerate(identity.tolist()):
+        if math.isfinite(v):
             segments[-1].append(f"{x(i):.1f},{y(float(v)):.1f}")
         elif segments[-1]:
             segments.append([])
@@ -240,93 +213,22 @@ def identity_svg(frames: list[dict[str, Any]], drift_ranges: list[dict[str, Any]
 
 # -- identity matrix ---------------------------------------------------------------------------
 
-def _cosine(a: list[float], b: list[float]) -> float | None:
-    import numpy as np
+def character_matrices(project: Project, folder: Path, plan: "ExportPlan") -> list[dict[str, Any]]:
+    """Per character, the identity matrix between the takes of its shots in the cut
+    (:func:`studio.identity.api.character_matrix`: one engine only, calibrated when known)."""
+    from studio.identity.api import character_matrix
 
-    va, vb = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if va.shape != vb.shape or not va.size:
-        return None
-    na, nb = np.linalg.norm(va), np.linalg.norm(vb)
-    if na == 0 or nb == 0:
-        return None
-    return float(va @ vb / (na * nb))
-
-
-def character_matrices(project: Project, folder: Path, plan: "ExportPlan",
-                       analyses: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
-    """Per character: the identity similarity between the takes of its shots in the cut.
-
-    Only analyses of one engine are compared (the engine that analysed most of the character's
-    takes); the others are marked as such. The engine's own calibrated similarity from
-    :mod:`studio.identity` is used when available, else cosine similarity of the stored mean
-    embeddings."""
     out: list[dict[str, Any]] = []
     for char in project.characters:
-        cols: list[dict[str, Any]] = []
+        takes = []
         for it in plan.included:
             shot = project.shot(it.shot_id)
-            if shot is None or shot.character_id != char.id or it.take is None:
-                continue
-            a = analyses.get(it.take.id)
-            emb = (a or {}).get("summary", {}).get("embedding") if a else None
-            cols.append({"shot": it.shot_title, "take_id": it.take.id,
-                         "engine": engine_key(a) if a else None,
-                         "embedding": emb if isinstance(emb, list) and emb else None})
-        if not cols:
-            continue
-        counts = Counter(c["engine"] for c in cols if c["embedding"] is not None)
-        main = counts.most_common(1)[0][0] if counts else None
-        sim = _engine_similarity(main)
-        n = len(cols)
-        matrix: list[list[float | None]] = [[None] * n for _ in range(n)]
-        for i in range(n):
-            for j in range(n):
-                ci, cj = cols[i], cols[j]
-                if (main is None or ci["embedding"] is None or cj["embedding"] is None
-                        or ci["engine"] != main or cj["engine"] != main):
-                    continue
-                matrix[i][j] = sim(ci["embedding"], cj["embedding"])
-        for c in cols:
-            c["status"] = ("not analysed" if c["engine"] is None
-                           else "no embedding" if c["embedding"] is None
-                           else "other engine" if c["engine"] != main else "ok")
-            del c["embedding"]
-        out.append({"character": char.name, "color": char.color, "engine": main,
-                    "measure": getattr(sim, "label", "cosine similarity"), "takes": cols,
-                    "matrix": matrix})
+            if shot is not None and shot.character_id == char.id and it.take is not None:
+                takes.append((shot, it.take))
+        if takes:
+            m = character_matrix(folder, project, char.id, takes=takes)
+            out.append({**m, "color": char.color})
     return out
-
-
-def _engine_similarity(key: str | None) -> Any:
-    """A similarity function for embeddings of engine ``key``: the identity package's calibrated
-    [0, 1] similarity when it knows the engine, otherwise cosine similarity."""
-
-    def cosine(a: list[float], b: list[float]) -> float | None:
-        v = _cosine(a, b)
-        return None if v is None else round(v, 4)
-
-    cosine.label = "cosine similarity"  # type: ignore[attr-defined]
-    if key is None:
-        return cosine
-    try:
-        import numpy as np
-
-        from studio.identity.engines import get_engine
-
-        engine = get_engine(key.split("/", 1)[0])
-        if engine.key != key:
-            return cosine
-
-        def calibrated(a: list[float], b: list[float]) -> float | None:
-            va, vb = np.asarray(a, np.float32), np.asarray(b, np.float32)
-            if va.shape != vb.shape:
-                return None
-            return round(float(engine.similarity(va, vb)), 4)
-
-        calibrated.label = f"{engine.name} similarity (≥ {engine.threshold:g} = same person)"  # type: ignore[attr-defined]
-        return calibrated
-    except Exception:  # identity package absent or engine unavailable: plain cosine
-        return cosine
 
 
 # -- HTML --------------------------------------------------------------------------------------
@@ -342,11 +244,21 @@ th{background:#f4f4f4}.muted{color:#777}.bad{color:#b00}.ok{color:#070}
 figcaption{font-size:12px;color:#555}.matrix td{text-align:center;min-width:48px}
 .tag{display:inline-block;padding:0 6px;border-radius:8px;background:#eee;font-size:12px}
 section.shot{page-break-inside:avoid}
+.band{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:5px;
+vertical-align:baseline}
 """
+
+
+def _band_dot(level: str | None) -> str:
+    """The coloured dot of a score band (the colours of the app's identity badges)."""
+    name = level or "none"
+    return (f'<span class="band" data-band="{name}" '
+            f'style="background:{colours.band_colour(level)}"></span>')
 
 
 def _matrix_html(m: dict[str, Any]) -> str:
     cols = m["takes"]
+    threshold = m.get("threshold")
     head = "".join(f"<th>{_e(c['shot'])}</th>" for c in cols)
     rows = []
     for i, c in enumerate(cols):
@@ -355,19 +267,21 @@ def _matrix_html(m: dict[str, Any]) -> str:
             v = m["matrix"][i][j]
             if v is None:
                 cells.append('<td class="muted">–</td>')
-            else:
-                # Red for low, green for high agreement.
-                hue = int(120 * max(0.0, min(1.0, v)))
-                cells.append(f'<td style="background:hsl({hue},70%,85%)">{v:.3f}</td>')
+            elif threshold is not None:  # calibrated: the score bands, lightly tinted
+                level = colours.band(v, threshold)
+                cells.append(f'<td data-band="{level}" style="background:'
+                             f'{colours.band_colour(level)}40">{v:.3f}</td>')
+            else:  # cosine similarity has no threshold: no band to show
+                cells.append(f"<td>{v:.3f}</td>")
         status = "" if c["status"] == "ok" else f' <span class="muted">({_e(c["status"])})</span>'
         rows.append(f"<tr><th>{_e(c['shot'])}{status}</th>{''.join(cells)}</tr>")
     return (f"<h3>{_e(m['character'])}</h3><p class='muted'>{_e(m['measure'])}; engine "
-            f"{_e(m['engine'] or 'none')}</p><table class='matrix'><tr><th></th>{head}</tr>"
+            f"{_e(m['engine_key'] or 'none')}</p><table class='matrix'><tr><th></th>{head}</tr>"
             f"{''.join(rows)}</table>")
 
 
 def _shot_html(index: int, it: "PlanItem", project: Project, folder: Path,
-               analysis: dict[str, Any] | None) -> str:
+               analysis: AnalysisRecord | None, problem: str | None = None) -> str:
     shot = project.shot(it.shot_id)
     out = [f'<section class="shot" id="shot-{_e(it.shot_id)}">'
            f"<h2>{index}. {_e(it.shot_title)}</h2>"]
@@ -414,37 +328,37 @@ def _shot_html(index: int, it: "PlanItem", project: Project, folder: Path,
     else:
         out.append("<p class='muted'>No sidecar with generation parameters.</p>")
 
-    frames_meta: list[dict[str, Any]] = []
     worst: list[int] = []
     if analysis is None:
-        out.append('<h3>Identity</h3><p class="muted">not analysed</p>')
+        why = f": {problem}" if problem else ""
+        out.append(f'<h3>Identity</h3><p class="muted">not analysed{_e(why)}</p>')
     else:
-        s = analysis["summary"]
-        eng = analysis.get("engine") or {}
-        frames_meta = [f for f in analysis.get("frames") or [] if isinstance(f, dict)]
-        ranges = [r for r in s.get("drift_ranges") or [] if isinstance(r, dict)]
+        s, eng = analysis.summary, analysis.engine
         fps = float(src.fps)
         rng_text = ", ".join(
-            f"{r.get('start')}–{r.get('end')} ({_fmt(r.get('start', 0) / fps, 2)}–"
-            f"{_fmt(r.get('end', 0) / fps, 2)} s: {', '.join(map(str, r.get('reasons') or []))})"
-            for r in ranges if isinstance(r.get("start"), int) and isinstance(r.get("end"), int))
-        mean = s.get("identity_mean")
-        thr = eng.get("threshold")
-        cls = "ok" if isinstance(mean, (int, float)) and isinstance(thr, (int, float)) and mean >= thr else "bad"
-        rows = [("engine", _e(f"{eng.get('name', '?')} {eng.get('model', '')} "
-                              f"{eng.get('version', '')}")),
-                ("identity mean", f"<span class={cls}>{_e(_fmt(mean))}</span>"),
-                ("identity min", _e(_fmt(s.get("identity_min")))),
-                ("flagged frames", _e(f"{100 * float(s.get('flagged_fraction') or 0):.1f} %")),
+            f"{r.start}–{r.end} ({_fmt(r.start / fps, 2)}–{_fmt(r.end / fps, 2)} s: "
+            f"{', '.join(r.reasons)})" for r in s.drift_ranges)
+        level = analysis.band()
+        words = colours.BAND_WORDS[level] if level else "no face measured"
+        rows = [("engine", _e(f"{eng.name} {eng.model} {eng.version}")),
+                ("identity mean", f'<span class="score">{_band_dot(level)}'
+                                  f"{_e(_fmt(s.identity_mean))}</span> <span class=muted>"
+                                  f"({_e(words)}; threshold {eng.threshold:g})</span>"),
+                ("identity min", _e(_fmt(s.identity_min))),
+                ("flagged frames", _e(f"{100 * s.flagged_fraction:.1f} %")),
                 ("drift ranges", _e(rng_text or "none")),
-                ("motion", _e(_fmt(s.get("motion"))))]
+                ("motion", _e(_fmt(s.motion)))]
+        if shot is not None:
+            stale = analysis.stale_reasons(project, shot, None)
+            if stale:
+                rows.append(("stale", f"<span class=bad>{_e('; '.join(stale))}</span>"))
         out.append("<h3>Identity</h3><table class='identity'>"
                    + "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in rows)
                    + "</table>")
-        out.append(identity_svg(frames_meta, ranges, thr if isinstance(thr, (int, float)) else None,
-                                src.frames))
-        worst = [int(i) for i in (s.get("worst_frames") or [])
-                 if isinstance(i, int) and 0 <= i < src.frames][:WORST_FRAMES]
+        out.append(identity_svg(analysis.metric("identity"),
+                                [(r.start, r.end, list(r.reasons)) for r in s.drift_ranges],
+                                eng.threshold, src.frames))
+        worst = [i for i in s.worst_frames if i < src.frames][:WORST_FRAMES]
 
     n = src.frames
     contact = sorted({round(k * (n - 1) / max(1, CONTACT_FRAMES - 1)) for k in range(CONTACT_FRAMES)}
@@ -457,21 +371,19 @@ def _shot_html(index: int, it: "PlanItem", project: Project, folder: Path,
             out.append(f'<img alt="frame {i}" title="frame {i} ({i / fps:.2f} s)" '
                        f'src="{_jpeg_uri(grabbed[i], CONTACT_WIDTH)}">')
     out.append("</div>")
-    if worst:
-        arrays = (analysis or {}).get("arrays") or {}
-        heat, boxes = arrays.get("heatmaps"), arrays.get("boxes")
+    if worst and analysis is not None:
+        arrays = analysis.arrays
         out.append("<h3>Worst frames</h3><div class='worst'>")
         for i in worst:
             if i not in grabbed:
                 continue
             img = grabbed[i]
-            if heat is not None and i < len(heat):
-                img = overlay_heatmap(img, heat[i], boxes[i] if boxes is not None and i < len(boxes) else None)
-            ident = next((f.get("identity") for f in frames_meta if f.get("index") == i), None)
-            reasons = next((f.get("reasons") for f in frames_meta if f.get("index") == i), None) or []
+            if arrays is not None and i < len(arrays.heatmaps):
+                img = overlay_heatmap(img, arrays.heatmaps[i], arrays.boxes[i])
+            fr = analysis.frames[i]
             out.append(f'<figure><img alt="worst frame {i}" src="{_jpeg_uri(img, WORST_WIDTH)}">'
-                       f"<figcaption>frame {i} ({i / fps:.2f} s) · identity {_e(_fmt(ident))}"
-                       f"{' · ' + _e(', '.join(map(str, reasons))) if reasons else ''}"
+                       f"<figcaption>frame {i} ({i / fps:.2f} s) · identity {_e(_fmt(fr.identity))}"
+                       f"{' · ' + _e(', '.join(fr.reasons)) if fr.reasons else ''}"
                        "</figcaption></figure>")
         out.append("</div>")
     out.append("</section>")
@@ -482,11 +394,11 @@ def build_report(project: Project, folder: Path, plan: "ExportPlan", *,
                  film_name: str | None = None) -> str:
     """The report as an HTML string."""
     folder = Path(folder)
-    analyses: dict[str, dict[str, Any] | None] = {}
+    analyses: dict[str, tuple[AnalysisRecord | None, str | None]] = {}
     for it in plan.included:
         if it.take is not None:
-            analyses[it.take.id] = load_analysis(folder, it.take.id, arrays=True)
-    analysed = sum(1 for a in analyses.values() if a is not None)
+            analyses[it.take.id] = load_analysis(folder, it.take.id)
+    analysed = sum(1 for a, _ in analyses.values() if a is not None)
     head = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>Drift report – {_e(project.name)}</title><style>{_CSS}</style></head><body>")
@@ -505,15 +417,16 @@ def build_report(project: Project, folder: Path, plan: "ExportPlan", *,
     if plan.skipped:
         body.append("<p class='bad'>Skipped: " + ", ".join(
             f"{_e(it.shot_title)} ({_e(it.note)})" for it in plan.skipped) + "</p>")
-    matrices = character_matrices(project, folder, plan, analyses)
+    matrices = character_matrices(project, folder, plan)
     body.append("<h2>Cross-shot identity</h2>")
     if matrices:
         body.extend(_matrix_html(m) for m in matrices)
     else:
         body.append("<p class='muted'>No shot in the cut is assigned to a character.</p>")
     for i, it in enumerate(plan.items, 1):
-        analysis = analyses.get(it.take.id) if it.take is not None else None
-        body.append(_shot_html(i, it, project, folder, analysis))
+        analysis, problem = (analyses.get(it.take.id, (None, None)) if it.take is not None
+                             else (None, None))
+        body.append(_shot_html(i, it, project, folder, analysis, problem))
     body.append("<p class='muted'>Generated by Continuity Studio.</p></body></html>")
     return head + "".join(body)
 

@@ -1,35 +1,29 @@
-"""Public identity API for the app: analyse takes (cached), load analyses, character matrix.
+"""Public identity API for the app: analyse takes (cached), read analyses, character matrix.
 
-Files (see docs/IDENTITY.md): ``analysis/<take_id>.json`` (engine, take, summary, frames) and
-``analysis/<take_id>.npz`` (heatmaps uint8 (T, ceil(H/8), ceil(W/8)), landmarks float32
-(T, 68, 2), boxes float32 (T, 4); NaN where no face). The JSON carries a cache key made of the
-video's SHA-256, the engine key (name/model/version), the analysis version and the references
-used; reopening a project with an unchanged take and bible never recomputes.
+The files of an analysis and their one reader/writer are :mod:`studio.identity.record`
+(docs/IDENTITY.md). A stored record is reused while :func:`~studio.identity.record.stale_reasons`
+finds nothing (same video SHA-256, engine key, analysis version, character and bible
+references) and its arrays exist: reopening a project with an unchanged take and bible never
+recomputes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from studio.core.atomic import atomic_write_bytes, atomic_write_text
-from studio.core.errors import StudioError
+from studio.core.errors import AssetError, StudioError
 from studio.core.model import Character, Project, Shot, Take
 from studio.core.tasks import CancelledFn, ProgressFn
 from studio.identity.analysis import ANALYSIS_VERSION, ReferenceFace, analyze_video, load_references
 from studio.identity.engines import FaceEngine, get_engine
+from studio.identity.record import (AnalysisRecord, read_record, references_fingerprint,
+                                    write_record)
 
 _ref_cache: dict[tuple[str, str, str, str], ReferenceFace] = {}
-
-
-def analysis_paths(project_folder: Path, take_id: str) -> tuple[Path, Path]:
-    base = Path(project_folder) / "analysis"
-    return base / f"{take_id}.json", base / f"{take_id}.npz"
 
 
 def _character_for(project: Project, shot: Shot) -> Character:
@@ -65,51 +59,23 @@ def character_references(project_folder: Path, project: Project, character: Char
     return out
 
 
-def _refs_fingerprint(project: Project, character: Character) -> str:
-    parts = []
-    for ref in character.references:
-        asset = project.asset_by_path(ref.asset)
-        parts.append(f"{ref.id}:{ref.angle.value}:{asset.sha256 if asset else ref.asset}")
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-
-
-def write_analysis(json_path: Path, npz_path: Path, result: dict[str, Any],
-                   arrays: dict[str, np.ndarray]) -> None:
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(npz_path, buf.getvalue())  # npz first: the JSON marks completion
-    atomic_write_text(json_path, json.dumps(result, indent=1, allow_nan=False))
-
-
-def load_analysis(project_folder: Path, take_id: str, *, arrays: bool = False,
-                  ) -> dict[str, Any] | None:
-    """The stored analysis of a take (None when there is none or it is unreadable). With
-    ``arrays=True`` the npz arrays are added under ``"arrays"``."""
-    jp, npz = analysis_paths(project_folder, take_id)
-    try:
-        data = json.loads(jp.read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("format") != 1:
-        return None
-    if arrays:
-        try:
-            with np.load(npz) as z:
-                data["arrays"] = {k: z[k] for k in z.files}
-        except (OSError, ValueError):
-            return None
-    return data
+def _summary(rec: AnalysisRecord, cached: bool) -> dict[str, Any]:
+    return {**rec.summary.model_dump(mode="json"), "engine": rec.engine.model_dump(mode="json"),
+            "cached": cached}
 
 
 def analyze_take(project_folder: Path, project: Project, shot: Shot, take: Take,
                  on_progress: ProgressFn | None = None, cancelled: CancelledFn | None = None,
                  *, engine: FaceEngine | None = None, force: bool = False) -> dict[str, Any]:
-    """Analyse a take against its shot's character and write ``analysis/<take_id>.{json,npz}``.
+    """Analyse a take against its shot's character and write ``analysis/<take_id>.{json,npz}``
+    (through :func:`~studio.identity.record.write_record`).
 
-    Returns the summary (plus ``engine`` and ``cached``). Sets nothing in the project: the caller
-    stores ``identity_mean`` / ``analysis_engine`` via ``ProjectDocument.update_take``.
+    Returns the summary as a dict (the record's ``summary`` plus ``engine`` and ``cached``).
+    Sets nothing in the project: the caller stores ``identity_mean`` / ``analysis_engine`` via
+    ``ProjectDocument.update_take``. An unreadable stored analysis is simply recomputed.
     """
+    import time
+
     from studio.core.assets import sha256_file
     from studio.core.persistence import resolve_inside
 
@@ -120,54 +86,113 @@ def analyze_take(project_folder: Path, project: Project, shot: Shot, take: Take,
     if not video.is_file():
         raise StudioError("take video is missing", video)
     sha = sha256_file(video)
-    fp = _refs_fingerprint(project, char)
-    jp, npz = analysis_paths(folder, take.id)
-    old = None if force else load_analysis(folder, take.id)
-    if (old and old.get("take", {}).get("sha256") == sha and old.get("engine_key") == engine.key
-            and old.get("analysis_version") == ANALYSIS_VERSION
-            and old.get("references_fingerprint") == fp and npz.is_file()):
-        return {**old["summary"], "engine": old["engine"], "cached": True}
+    if not force:
+        try:
+            old = read_record(folder, take.id)
+        except AssetError:  # damaged or from a newer version: analyse afresh
+            old = None
+        if (old is not None and old.take_id == take.id and old.arrays_path is not None
+                and old.arrays_path.is_file()
+                and not old.stale_reasons(project, shot, engine.key, video_sha256=sha,
+                                          analysis_version=ANALYSIS_VERSION)):
+            return _summary(old, True)
     refs = character_references(folder, project, char, engine)
     result, arrays = analyze_video(video, refs, engine, on_progress, cancelled)
-    result["take"]["video"] = take.video
-    result["take"]["sha256"] = sha
-    result["take_id"] = take.id
-    result["shot_id"] = shot.id
-    result["character_id"] = char.id
-    result["references_fingerprint"] = fp
-    write_analysis(jp, npz, result, arrays)
-    return {**result["summary"], "engine": result["engine"], "cached": False}
+    rec = AnalysisRecord.from_result(
+        result, take={"video": take.video, "sha256": sha}, take_id=take.id, shot_id=shot.id,
+        character_id=char.id, references_fingerprint=references_fingerprint(project, char),
+        created_at=round(time.time(), 3))
+    write_record(folder, rec, arrays)
+    return _summary(rec, False)
 
 
 def character_matrix(project_folder: Path, project: Project, character_id: str,
-                     engine: FaceEngine | None = None) -> dict[str, Any]:
-    """Identity similarity between the active takes of all shots of a character, from the mean
-    embeddings of their stored analyses. Cells are None where a take has no analysis or was
-    analysed by another engine (scores of different engines never mix)."""
-    engine = engine or get_engine()
+                     engine: FaceEngine | None = None, *,
+                     takes: Sequence[tuple[Shot, Take]] | None = None) -> dict[str, Any]:
+    """Identity similarity between takes of a character, from the mean embeddings of their
+    stored analyses. ``takes``: the (shot, take) pairs to compare (default: the active take of
+    every shot of the character).
+
+    Scores of different engines never mix: with ``engine`` given only its analyses are
+    compared, with its calibrated similarity; without, the engine that analysed most of the
+    takes is used — its calibrated similarity when this machine has that engine (same key),
+    otherwise the cosine similarity of the stored embeddings. Cells are None where a take is
+    not used; each take's ``status`` says why ("ok", "not analysed", "unreadable",
+    "no embedding", "other engine")."""
     char = project.character(character_id)
     if char is None:
         raise StudioError(f"no character with id {character_id!r}")
+    if takes is None:
+        takes = [(s, s.active_take) for s in project.shots
+                 if s.character_id == character_id and s.active_take is not None]
     cols: list[dict[str, Any]] = []
     embs: list[np.ndarray | None] = []
-    for shot in project.shots:
-        if shot.character_id != character_id or shot.active_take is None:
-            continue
-        take = shot.active_take
-        data = load_analysis(project_folder, take.id)
-        emb = None
-        if data and data.get("engine_key") == engine.key and data["summary"].get("embedding"):
-            emb = np.asarray(data["summary"]["embedding"], np.float32)
+    keys: list[str | None] = []
+    for shot, take in takes:
+        status, key, emb = "ok", None, None
+        try:
+            rec = read_record(project_folder, take.id)
+        except AssetError:
+            rec, status = None, "unreadable"
+        if rec is None:
+            status = status if status != "ok" else "not analysed"
+        else:
+            key, emb = rec.engine_key, rec.embedding()
+            if emb is None:
+                status = "no embedding"
         cols.append({"shot_id": shot.id, "shot": shot.title, "take_id": take.id,
-                     "analysed": emb is not None})
+                     "engine_key": key, "status": status})
         embs.append(emb)
+        keys.append(key if emb is not None else None)
+    main_key, similarity, measure, info, threshold = _matrix_engine(engine, keys)
+    for c, k in zip(cols, keys):
+        if c["status"] == "ok" and k != main_key:
+            c["status"] = "other engine"
+        c["analysed"] = c["status"] == "ok"
     n = len(cols)
     matrix: list[list[float | None]] = [[None] * n for _ in range(n)]
     for i in range(n):
         for j in range(n):
             a, b = embs[i], embs[j]
-            if a is not None and b is not None:
-                matrix[i][j] = round(engine.similarity(a, b), 4)
-    return {"character_id": character_id, "engine": engine.info(), "engine_key": engine.key,
-            "takes": cols, "matrix": matrix, "threshold": engine.threshold}
+            if cols[i]["analysed"] and cols[j]["analysed"] and a is not None and b is not None:
+                matrix[i][j] = similarity(a, b)
+    return {"character_id": character_id, "character": char.name, "engine": info,
+            "engine_key": main_key, "measure": measure, "takes": cols, "matrix": matrix,
+            "threshold": threshold}
 
+
+def _matrix_engine(engine: FaceEngine | None, keys: Sequence[str | None]) -> tuple[Any, ...]:
+    """(engine key, similarity function, its label, engine info, threshold) for a matrix."""
+    if engine is None:
+        counts: dict[str, int] = {}
+        for k in keys:
+            if k is not None:
+                counts[k] = counts.get(k, 0) + 1
+        main = max(counts, key=lambda k: counts[k]) if counts else None  # first of the most
+        try:
+            engine = get_engine(main.split("/", 1)[0]) if main else None
+        except Exception:  # the engine is not available here (no model pack): cosine
+            engine = None
+        if engine is not None and engine.key != main:
+            engine = None
+        if engine is None:
+            return main, _cosine, "cosine similarity", None, None
+    eng = engine
+
+    def calibrated(a: np.ndarray, b: np.ndarray) -> float | None:
+        if a.shape != b.shape:
+            return None
+        return round(float(eng.similarity(a, b)), 4)
+
+    return (eng.key, calibrated, f"{eng.name} similarity (≥ {eng.threshold:g} = same person)",
+            eng.info(), eng.threshold)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float | None:
+    va, vb = a.astype(np.float64), b.astype(np.float64)
+    if va.shape != vb.shape or not va.size:
+        return None
+    na, nb = np.linalg.norm(va), np.linalg.norm(vb)
+    if na == 0 or nb == 0:
+        return None
+    return round(float(va @ vb / (na * nb)), 4)

@@ -135,12 +135,14 @@ class RefCanon:
         return np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
-def overlay(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.55) -> np.ndarray:
-    """The heatmap blended over the frame (red = deviation), for PNG export and previews."""
+def overlay(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.8) -> np.ndarray:
+    """The heatmap blended over the frame in the one heatmap colour map
+    (:func:`studio.identity.colours.heat_lut`; 0 leaves the frame untouched), for PNG export and
+    previews. ``alpha`` scales the colour map's own opacity."""
     import cv2
+
+    from studio.identity.colours import blend_heatmap
 
     h, w = rgb.shape[:2]
     big = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
-    colour = cv2.applyColorMap(big, cv2.COLORMAP_INFERNO)[:, :, ::-1]
-    a = (big.astype(np.float32) / 255 * alpha)[:, :, None]
-    return (rgb * (1 - a) + colour * a).astype(np.uint8)
+    return blend_heatmap(rgb, big, alpha)

@@ -1,4 +1,5 @@
-"""Builders for export tests: small real projects with real H.264 takes (no mocks)."""
+"""Builders for export tests: small real projects with real H.264 takes (no mocks), and their
+identity analyses written through the real record writer."""
 
 from __future__ import annotations
 
@@ -68,36 +69,54 @@ def make_project(folder: Path, specs: list[tuple[int, int, int, float] | None], 
 
 def write_analysis(folder: Path, take: Take, *, engine: str = "dlib", identity: list[float | None],
                    drift_ranges: list[dict[str, Any]] | None = None,
-                   embedding: list[float] | None = None) -> Path:
-    """An analysis pair in the format of COMMON.md (json + npz)."""
+                   embedding: list[float] | None = None,
+                   engine_info: dict[str, Any] | None = None,
+                   project: Project | None = None) -> Path:
+    """An analysis of ``take`` written by the real writer (``studio.identity.record``), so these
+    tests fail when the format changes under them. ``engine_info`` replaces the made-up engine
+    (``engine``/``engine``-model/1, threshold 0.6; frames below the threshold are flagged);
+    with ``project`` the record names the take's shot, character and bible fingerprint, as
+    ``analyze_take`` does."""
+    from studio.identity.record import AnalysisRecord, references_fingerprint, write_record
+
+    eng = engine_info or {"name": engine, "model": f"{engine}-model", "version": "1",
+                          "license": "CC0", "threshold": 0.6}
+    thr = eng["threshold"]
     n = len(identity)
     vals = [v for v in identity if v is not None]
     hm_h, hm_w = -(-take.height // 8), -(-take.width // 8)
     heat = np.zeros((n, hm_h, hm_w), np.uint8)
     heat[:, : hm_h // 2, : hm_w // 2] = 200
     worst = sorted(range(n), key=lambda i: identity[i] if identity[i] is not None else 2.0)[:3]
-    doc = {
-        "format": 1,
-        "engine": {"name": engine, "model": f"{engine}-model", "version": "1", "license": "CC0",
-                   "threshold": 0.6},
+    ids: dict[str, Any] = {}
+    if project is not None:
+        shot = next(s for s in project.shots if s.take(take.id) is not None)
+        char = project.character(shot.character_id) if shot.character_id else None
+        ids = {"shot_id": shot.id, "character_id": char.id if char else None,
+               "references_fingerprint": references_fingerprint(project, char) if char else None}
+    result = {
+        "format": 1, "analysis_version": 1, "engine": eng,
+        "engine_key": f"{eng['name']}/{eng['model']}/{eng['version']}", "references": [],
         "take": {"video": take.video, "sha256": "0" * 64, "frames": n, "fps": take.fps,
                  "width": take.width, "height": take.height},
         "summary": {"identity_mean": float(np.mean(vals)) if vals else None,
                     "identity_min": float(np.min(vals)) if vals else None,
-                    "flagged_fraction": sum(1 for v in vals if v < 0.6) / n,
+                    "flagged_fraction": sum(1 for v in vals if v < thr) / n,
                     "worst_frames": worst, "drift_ranges": drift_ranges or [], "motion": 0.1,
-                    "embedding": embedding or []},
-        "frames": [{"index": i, "time": i / take.fps, "face_found": v is not None, "faces": 1,
-                    "identity": v, "identity_source": "embedded" if v is not None else None,
+                    "embedding": [float(v) for v in embedding] if embedding else None,
+                    "face_frames": len(vals), "embedded_frames": len(vals)},
+        "frames": [{"index": i, "time": i / take.fps, "face_found": v is not None,
+                    "faces": int(v is not None), "identity": v,
+                    "identity_source": "embedded" if v is not None else None,
                     "proportions": v, "eye_shape": v, "skin_tone": v, "stability": v,
-                    "matched_reference": None, "flagged": v is not None and v < 0.6,
-                    "reasons": ["identity"] if v is not None and v < 0.6 else []}
+                    "matched_reference": None, "flagged": v is not None and v < thr,
+                    "reasons": ["identity"] if v is not None and v < thr else [],
+                    "blink": False, "pose": None if v is None else [0.0, 0.0]}
                    for i, v in enumerate(identity)],
+        "seconds": 0.1,
     }
-    path = folder / "analysis" / f"{take.id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc))
+    record = AnalysisRecord.from_result(result, take_id=take.id, **ids)
     boxes = np.tile(np.array([[10, 10, 50, 50]], np.float32), (n, 1))
-    np.savez(folder / "analysis" / f"{take.id}.npz", heatmaps=heat,
-             landmarks=np.full((n, 68, 2), np.nan, np.float32), boxes=boxes)
-    return path
+    jpath, _ = write_record(folder, record, {
+        "heatmaps": heat, "landmarks": np.full((n, 68, 2), np.nan, np.float32), "boxes": boxes})
+    return jpath

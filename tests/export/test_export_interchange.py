@@ -10,7 +10,8 @@ import pytest
 from export_testkit import OUT_H, OUT_W, make_project, write_analysis
 
 from studio.core.errors import StudioError
-from studio.export.film import ExportOptions, export_film, plan_export
+from studio.export.film import export_film
+from studio.export.plan import ExportOptions, plan_export
 from studio.export.interchange import edl_available, write_edl, write_otio
 from studio.media.video import probe
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from studio.core.model import Character
 from studio.core.persistence import save_project
-from studio.export.film import ExportOptions, plan_export
+from studio.export.plan import ExportOptions, plan_export
 from studio.export.report import build_report, overlay_heatmap, write_report
 
 
@@ -70,8 +70,10 @@ def _project(tmp_path: Path):
     emb_b = list(np.ones(8) / np.sqrt(8))
     write_analysis(tmp_path, project.shots[0].active_take,
                    identity=[0.9] * 5 + [0.3, 0.2, None, 0.4, 0.9],
-                   drift_ranges=[{"start": 5, "end": 8, "reasons": ["identity"]}], embedding=emb_a)
-    write_analysis(tmp_path, project.shots[1].active_take, identity=[0.8] * 8, embedding=emb_b)
+                   drift_ranges=[{"start": 5, "end": 8, "reasons": ["identity"]}], embedding=emb_a,
+                   project=project)
+    write_analysis(tmp_path, project.shots[1].active_take, identity=[0.8] * 8, embedding=emb_b,
+                   project=project)
     return project
 
 
@@ -126,27 +128,73 @@ def test_heatmap_overlay_marks_the_hot_region() -> None:
 
 
 def test_matrix_uses_the_identity_engines_calibrated_similarity(tmp_path: Path) -> None:
-    import json
+    from studio.identity.engines import get_engine
 
-    import pytest
-
-    engines = pytest.importorskip("studio.identity.engines")
-    engine = engines.get_engine("dlib")
+    engine = get_engine("dlib")
     project = _project(tmp_path)
     a = np.zeros(128, np.float32)
     a[0] = 1.0
     b = np.zeros(128, np.float32)
     b[0], b[1] = 0.8, 0.6  # Euclidean distance 0.632 from a
     for shot, emb in ((project.shots[0], a), (project.shots[1], b)):
-        path = write_analysis(tmp_path, shot.active_take, identity=[0.8] * shot.active_take.frames,
-                              engine="dlib", embedding=emb.tolist())
-        doc = json.loads(path.read_text())
-        doc["engine_key"] = engine.key  # what studio.identity writes
-        path.write_text(json.dumps(doc))
+        write_analysis(tmp_path, shot.active_take, identity=[0.8] * shot.active_take.frames,
+                       engine_info=engine.info(), embedding=emb.tolist(), project=project)
     html = build_report(project, tmp_path, plan_export(project, tmp_path))
     expected = engine.similarity(a, b)
     assert 0.0 < expected < 1.0
     assert f"{expected:.3f}" in html and "dlib similarity" in html
+
+
+def test_an_unreadable_analysis_is_named_not_fatal(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    jpath = tmp_path / "analysis" / f"{project.shots[1].active_take.id}.json"
+    jpath.write_text('{"format": 2, "engine": "dlib"}')
+    html = build_report(project, tmp_path, plan_export(project, tmp_path))
+    assert f"not analysed: {jpath}" in html and "invalid analysis" in html
+    assert "(unreadable)" in html  # the matrix says so too
+
+
+class _Bands(HTMLParser):
+    """The score band (name and colour) of each shot section's identity mean."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.section = ""
+        self.bands: dict[str, tuple[str, str]] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "section":
+            self.section = a.get("id", "")
+        elif tag == "span" and a.get("class") == "band" and self.section:
+            self.bands.setdefault(self.section, (a["data-band"],
+                                                 a["style"].split("background:")[1]))
+
+
+def test_report_and_app_badges_use_the_same_colours(tmp_path: Path) -> None:
+    """Match, close and drift: the HTML report's colour for a take is the app's badge colour.
+    The wrong person (identity 0.43 under the threshold 0.5, every frame flagged) is red in
+    both, never amber or green."""
+    from studio.core.document import ProjectDocument
+    from studio.identity import colours
+    from studio.ui.viewer.badges import take_badge
+
+    project = make_project(tmp_path, [(6, 160, 96, 16)] * 4)
+    engine = {"name": "dlib", "model": "m", "version": "1", "license": "CC0", "threshold": 0.5}
+    cases = {"s0": ([0.9] * 6, "match"), "s1": ([0.55] * 6, "close"),
+             "s2": ([0.43] * 6, "drift"),  # the wrong person
+             "s3": ([0.9, 0.9, 0.45, 0.45, 0.45, 0.45], "drift")}  # passing mean, most flagged
+    for shot in project.shots:
+        write_analysis(tmp_path, shot.active_take, identity=cases[shot.id][0],
+                       engine_info=engine)
+    parser = _Bands()
+    parser.feed(build_report(project, tmp_path, plan_export(project, tmp_path)))
+    doc = ProjectDocument(project, tmp_path)
+    for shot in project.shots:
+        badge = take_badge(doc, shot.active_take)
+        level, colour = parser.bands[f"shot-{shot.id}"]
+        assert level == badge.level == cases[shot.id][1], shot.id
+        assert colour == badge.color.name() == colours.BAND_COLOURS[level], shot.id
 
 
 def test_report_shows_a_held_start_image(tmp_path: Path, photo_png: Path) -> None:

@@ -19,6 +19,7 @@ from studio.core.model import Character, Reference, Shot, Take
 from studio.core.persistence import ensure_layout, save_project
 from studio.identity import api
 from studio.identity.engines import get_engine
+from studio.identity.record import analysis_paths, parse_record, read_record
 from studio.media.images import import_image
 from studio.media.video import write_video
 
@@ -56,11 +57,12 @@ def test_analyze_take_writes_shared_format_and_caches(tmp_path: Path) -> None:
     summary = api.analyze_take(tmp_path, project, shot, take, lambda p: calls.append((p.step, p.total)),
                                lambda: False, engine=ENGINE)
     assert summary["cached"] is False and calls[-1] == (12, 12)
-    jp, npz = api.analysis_paths(tmp_path, take.id)
+    jp, npz = analysis_paths(tmp_path, take.id)
     data = json.loads(jp.read_text())
     assert summary["identity_mean"] > 0.8
     assert summary["flagged_fraction"] == 0.0, [f for f in data["frames"] if f["flagged"]]
-    assert data["format"] == 1
+    assert data["format"] == 2 and data["created_at"] > 0
+    assert data["take_id"] == take.id and data["shot_id"] == shot.id
     assert set(data["engine"]) == {"name", "model", "version", "license", "threshold"}
     assert data["take"]["frames"] == 12 and len(data["take"]["sha256"]) == 64
     assert data["take"]["width"] == 832 and data["take"]["height"] == 480
@@ -78,8 +80,10 @@ def test_analyze_take_writes_shared_format_and_caches(tmp_path: Path) -> None:
         assert z["heatmaps"].dtype == np.uint8 and z["heatmaps"].shape == (12, 60, 104)
         assert z["landmarks"].dtype == np.float32 and z["landmarks"].shape == (12, 68, 2)
         assert z["boxes"].shape == (12, 4)
-    loaded = api.load_analysis(tmp_path, take.id, arrays=True)
-    assert loaded is not None and loaded["arrays"]["heatmaps"].shape[0] == 12
+    loaded = read_record(tmp_path, take.id, arrays=True)
+    assert loaded is not None and loaded.arrays.heatmaps.shape[0] == 12
+    assert loaded.identity_mean == summary["identity_mean"]
+    assert not loaded.stale_reasons(project, shot, ENGINE.key)
     # Reopening: same take hash + engine -> no recomputation (the files are not rewritten).
     mtime = jp.stat().st_mtime_ns
     t0 = time.perf_counter()
@@ -101,7 +105,7 @@ def test_cancel_and_missing_character(tmp_path: Path) -> None:
     with pytest.raises(Cancelled):
         api.analyze_take(tmp_path, doc.project, shot, shot.active_take, None, lambda: True,
                          engine=ENGINE, force=True)
-    assert api.load_analysis(tmp_path, shot.active_take.id) is None  # nothing half-written
+    assert read_record(tmp_path, shot.active_take.id) is None  # nothing half-written
     doc.update_shot(shot.id, character_id=None)
     with pytest.raises(StudioError, match="no character"):
         api.analyze_take(tmp_path, doc.project, shot, shot.active_take, engine=ENGINE)
@@ -119,11 +123,17 @@ def test_character_matrix(tmp_path: Path) -> None:
     assert mat[0][1] > m["threshold"] + 0.2  # same person in both cuts
     assert mat[0][2] < m["threshold"] and mat[2][1] < m["threshold"]  # shot C recast
     # An analysis from another engine is not mixed in.
-    data = json.loads(api.analysis_paths(tmp_path, "take2")[0].read_text())
+    path = analysis_paths(tmp_path, "take2")[0]
+    data = json.loads(path.read_text())
+    data["engine"].update(name="arcface", model="x", version="y")
     data["engine_key"] = "arcface/x/y"
-    api.analysis_paths(tmp_path, "take2")[0].write_text(json.dumps(data))
+    path.write_text(json.dumps(data))
     m2 = api.character_matrix(tmp_path, p, p.characters[0].id, engine=ENGINE)
     assert m2["matrix"][2][0] is None and m2["takes"][2]["analysed"] is False
+    assert m2["takes"][2]["status"] == "other engine"
+    # Without an engine, the one that analysed most of the takes is used (dlib, calibrated).
+    m3 = api.character_matrix(tmp_path, p, p.characters[0].id)
+    assert m3["engine_key"] == ENGINE.key and m3["matrix"][0][1] == mat[0][1]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -143,6 +153,8 @@ def test_analyze_cli_json_and_heatmaps(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())
     assert {"engine", "summary", "frames"} <= set(data)
+    assert data["format"] == 2 and data["take_id"] is None  # the record, without a take
+    assert parse_record(out.read_bytes()).frame_count == 12
     assert len(data["frames"]) == 12
     for f in data["frames"]:
         assert {"index", "time", "face_found", "identity", "identity_source", "flagged",
@@ -156,6 +168,6 @@ def test_analyze_cli_json_and_heatmaps(tmp_path: Path) -> None:
     r2 = _cli("analyze", str(clip), "--project", str(tmp_path / "proj"), "--character", "Eileen",
               "--json", "-", "--engine", "dlib")
     assert r2.returncode == 0, r2.stderr
-    assert json.loads(r2.stdout)["summary"]["drift_ranges"][0]["start"] == 6
+    assert parse_record(r2.stdout).summary.drift_ranges[0].start == 6
     r3 = _cli("analyze", str(clip), "--project", str(tmp_path / "proj"), "--character", "Nobody")
     assert r3.returncode == 1 and "no character named 'Nobody'" in r3.stderr

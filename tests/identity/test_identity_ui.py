@@ -13,6 +13,7 @@ from studio.core.persistence import ensure_layout
 from studio.identity.engines import get_engine
 from studio.media.images import import_image
 from studio.media.video import write_video
+from studio.session.session import Session
 from studio.ui.identity_widgets import (AnalysisController, PromptLintList,
                                         ReferenceQualityBadge)
 
@@ -38,7 +39,7 @@ def _doc(folder: Path) -> tuple[ProjectDocument, str, str]:
 
 def test_controller_analyses_in_background_and_updates_take(qtbot, tmp_path: Path) -> None:
     doc, shot_id, take_id = _doc(tmp_path)
-    ctl = AnalysisController(doc, engine=get_engine("dlib"))
+    ctl = AnalysisController(Session(doc, engine=get_engine("dlib")))
     try:
         progress: list[int] = []
         ctl.progress.connect(lambda t, d, n: progress.append(d))
@@ -73,17 +74,3 @@ def test_badge_and_lint(qtbot, tmp_path: Path) -> None:
     assert not lint.isHidden()
     lint.set_shot(Shot(prompt="she turns her head"))
     assert lint.count() == 0 and lint.isHidden()
-
-
-def test_heatmap_image(qtbot) -> None:
-    import numpy as np
-
-    from studio.ui.identity_widgets import heatmap_image
-
-    heat = np.zeros((60, 104), np.uint8)
-    heat[10:20, 30:40] = 255
-    img = heatmap_image(heat)
-    assert (img.width(), img.height()) == (104, 60)
-    assert img.pixelColor(0, 0).alpha() == 0  # no deviation: transparent
-    hot = img.pixelColor(35, 15)
-    assert hot.alpha() > 180 and hot.red() > 200 and hot.blue() < 30

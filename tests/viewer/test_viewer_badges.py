@@ -13,10 +13,13 @@ from viewer_media import decode_number, make_project
 
 
 def test_levels_against_the_threshold() -> None:
-    assert identity_level(0.80, 0.7) == "good"
-    assert identity_level(0.70, 0.7) == "good"
-    assert identity_level(0.65, 0.7) == "close"
-    assert identity_level(0.55, 0.7) == "drift"
+    assert identity_level(0.80, 0.7) == "match"
+    assert identity_level(0.75, 0.7) == "close"  # passes, but only just
+    assert identity_level(0.70, 0.7) == "close"
+    assert identity_level(0.69, 0.7) == "drift"  # below the threshold is never amber
+    assert identity_level(0.43, 0.5, 1.0) == "drift"  # the wrong person
+    assert identity_level(0.90, 0.7, 0.2) == "close"  # a drift episode
+    assert identity_level(0.90, 0.7, 0.6) == "drift"  # most frames flagged
     assert identity_level(None, 0.7) == "none"
     assert identity_level(float("nan"), 0.7) == "none"
 
@@ -78,19 +81,25 @@ def test_thumbnails_are_the_middle_frame_and_cached(qtbot, tmp_path: Path) -> No
 
 
 def test_a_passing_take_with_a_drift_episode_is_amber(qtbot, tmp_path: Path) -> None:
-    import json
+    from viewer_media import write_analysis
 
     doc = make_project(tmp_path / "p", takes=1)
     take = doc.project.shot("shot1").takes[0]
-    jpath = doc.folder / "analysis" / "take0.json"
-    data = json.loads(jpath.read_text())
-    assert data["summary"]["flagged_fraction"] > 0.1  # frames 10-14 of 40
     badge = take_badge(doc, take)
+    assert badge.flagged > 0.1  # frames 10-14 of 40
     assert badge.value > badge.threshold and badge.level == "close"
     assert "12% of frames flagged" in badge.tooltip  # 0.125, banker-rounded by format
-    data["summary"]["flagged_fraction"] = 0.05
-    jpath.write_text(json.dumps(data))
+    # Rewritten without the drift episode (a new file, a new mtime): the badge follows.
+    write_analysis(doc.folder, "take0", take.video, 40, 160, 96, 16.0, drift=None)
     import os
 
+    jpath = doc.folder / "analysis" / "take0.json"
     os.utime(jpath, ns=(1, 1))  # a different mtime: the cached summary is re-read
-    assert take_badge(doc, take).level == "good"
+    assert take_badge(doc, take).level == "match"
+
+
+def test_an_unreadable_analysis_reads_as_not_analysed(qtbot, tmp_path: Path) -> None:
+    doc = make_project(tmp_path / "p", takes=1)
+    take = doc.project.shot("shot1").takes[0]
+    (doc.folder / "analysis" / "take0.json").write_text('{"format": 2, "frames": "x"}')
+    assert take_badge(doc, take).level == "none"

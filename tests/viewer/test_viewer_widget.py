@@ -11,6 +11,7 @@ import pytest
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QImage, QUndoStack
 
+from studio.session import events as ev
 from studio.core.model import Take
 from studio.ui.viewer import ViewerWidget
 from viewer_media import decode_number, make_project, make_take, write_analysis
@@ -144,9 +145,11 @@ def test_reference_panel_follows_the_matched_reference(qtbot, viewer: ViewerWidg
 
 
 def test_engine_and_licence_of_the_scores_are_shown(viewer: ViewerWidget) -> None:
-    assert "test / synthetic" in viewer.engine_label.text()
+    # The kit's records name the default engine, as a real analysis does.
+    assert "dlib / dlib_face_recognition_resnet_model_v1" in viewer.engine_label.text()
     assert "threshold" in viewer.engine_label.text()
-    assert "Licence: CC0" in viewer.engine_label.toolTip()
+    assert "Licence: " in viewer.engine_label.toolTip()
+    assert "non-commercial" in viewer.engine_label.toolTip()  # the 68-point model's terms
 
 
 def test_ab_comparison_stays_in_sync(qtbot, viewer: ViewerWidget) -> None:
@@ -259,11 +262,13 @@ def test_new_takes_analysis_appears_and_best_is_highlighted(qtbot, viewer: Viewe
     assert "take2" in viewer.strip.cards
     assert viewer.strip.cards["take2"].badge.level == "none"
     viewer.auto_pick.setChecked(True)
-    # its analysis lands later (the identity worker): no drift at all -> the best take
+    # its analysis lands later (the identity worker), and the session says so: no drift at
+    # all -> the best take
     write_analysis(folder, "take2", rel, 40, 160, 96, 16.0, drift=None)
+    viewer.on_session_event(ev.AnalysisReady("shot1", "take2", {}))
     qtbot.waitUntil(lambda: viewer.best_take == "take2", timeout=5000)
     assert viewer.strip.cards["take2"].best
-    assert viewer.strip.cards["take2"].badge.level == "good"
+    assert viewer.strip.cards["take2"].badge.level == "match"
     assert doc.project.shot("shot1").active_take_id == "take2"  # auto-pick was on
     viewer.auto_pick.setChecked(False)
 
@@ -276,6 +281,7 @@ def test_best_is_not_picked_unless_asked(qtbot, viewer: ViewerWidget) -> None:
     doc.insert_take("shot1", Take(id="take3", video=rel, seed=78, backend="preview", width=160,
                                   height=96, frames=40, fps=16.0))
     write_analysis(doc.folder, "take3", rel, 40, 160, 96, 16.0, drift=None)
+    viewer.on_session_event(ev.AnalysisReady("shot1", "take3", {}))
     qtbot.waitUntil(lambda: viewer.best_take == "take3", timeout=5000)
     assert doc.project.shot("shot1").active_take_id == "take0"
 

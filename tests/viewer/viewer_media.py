@@ -1,9 +1,9 @@
 """Test media for the viewer: takes whose pixels encode their frame number, plus analysis files
-in the shared format (docs/IDENTITY.md). Imported by the viewer tests (not a test module)."""
+written by the real record writer (docs/IDENTITY.md). Imported by the viewer tests (not a test
+module)."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -49,10 +49,18 @@ def make_take(path: Path, frames: int = 40, width: int = 160, height: int = 96,
 def write_analysis(folder: Path, take_id: str, video_rel: str, frames: int, width: int,
                    height: int, fps: float, *, threshold: float = 0.7,
                    ref_ids: list[str | None] | None = None,
-                   drift: tuple[int, int] | None = (10, 14)) -> None:
-    """analysis/<take_id>.json + .npz in the shared format; identity dips inside ``drift``."""
-    folder = Path(folder) / "analysis"
-    folder.mkdir(parents=True, exist_ok=True)
+                   drift: tuple[int, int] | None = (10, 14), project: object = None,
+                   shot_id: str | None = None) -> None:
+    """analysis/<take_id>.json + .npz through the real writer (studio.identity.record); identity
+    dips inside ``drift``. With ``project`` and ``shot_id`` the record says what a real analysis
+    says — the default engine, the shot's character and its references' fingerprint — so the
+    session judges it fresh; without, it is a record of an unknown test engine."""
+    from studio.identity.record import AnalysisRecord, references_fingerprint, write_record
+
+    if drift is not None and drift[0] >= frames:
+        drift = None
+    elif drift is not None:  # a range inside the take
+        drift = (drift[0], min(drift[1], frames - 1))
     hh, ww = math.ceil(height / 8), math.ceil(width / 8)
     heat = np.zeros((frames, hh, ww), np.uint8)
     boxes = np.full((frames, 4), np.nan, np.float32)
@@ -70,23 +78,41 @@ def write_analysis(folder: Path, take_id: str, video_rel: str, frames: int, widt
                      "proportions": 0.8, "eye_shape": 0.85, "skin_tone": 0.9,
                      "stability": 0.95,
                      "matched_reference": (ref_ids[i % len(ref_ids)] if ref_ids else None),
-                     "flagged": inside, "reasons": ["identity"] if inside else []})
+                     "flagged": inside, "reasons": ["different person"] if inside else [],
+                     "blink": False, "pose": [0.0, 0.0]})
     idents = [r["identity"] for r in recs]
-    doc = {"format": 1,
-           "engine": {"name": "test", "model": "synthetic", "version": "1", "license": "CC0",
-                      "threshold": threshold},
-           "take": {"video": video_rel, "sha256": "0" * 64, "frames": frames, "fps": fps,
-                    "width": width, "height": height},
-           "summary": {"identity_mean": float(np.mean(idents)),
-                       "identity_min": float(np.min(idents)),
-                       "flagged_fraction": float(np.mean([r["flagged"] for r in recs])),
-                       "worst_frames": [int(np.argmin(idents))],
-                       "drift_ranges": ([{"start": drift[0], "end": drift[1],
-                                          "reasons": ["identity"]}] if drift else []),
-                       "motion": 0.1, "embedding": [0.0] * 8},
-           "frames": recs}
-    (folder / f"{take_id}.json").write_text(json.dumps(doc))
-    np.savez_compressed(folder / f"{take_id}.npz", heatmaps=heat, landmarks=marks, boxes=boxes)
+    engine = {"name": "test", "model": "synthetic", "version": "1", "license": "CC0",
+              "threshold": threshold}
+    ids: dict[str, object] = {}
+    if project is not None and shot_id is not None:
+        from studio.identity.analysis import ANALYSIS_VERSION
+        from studio.identity.engines import get_engine
+
+        engine = {**get_engine("dlib").info(), "threshold": threshold}
+        shot = project.shot(shot_id)  # type: ignore[attr-defined]
+        char = project.character(shot.character_id)  # type: ignore[attr-defined]
+        ids = {"shot_id": shot_id, "character_id": char.id,
+               "references_fingerprint": references_fingerprint(project, char)}
+    refs = sorted({r for r in ref_ids or [] if r})
+    result = {"format": 1, "analysis_version": 1, "engine": engine,
+              "engine_key": f"{engine['name']}/{engine['model']}/{engine['version']}",
+              "references": [{"id": r, "angle": "front", "source": f"{r}.png",
+                              "pose": [0.0, 0.0]} for r in refs],
+              "take": {"video": video_rel, "sha256": "0" * 64, "frames": frames, "fps": fps,
+                       "width": width, "height": height},
+              "summary": {"identity_mean": float(np.mean(idents)),
+                          "identity_min": float(np.min(idents)),
+                          "flagged_fraction": float(np.mean([r["flagged"] for r in recs])),
+                          "worst_frames": [int(np.argmin(idents))],
+                          "drift_ranges": ([{"start": drift[0], "end": drift[1],
+                                             "reasons": ["different person"]}] if drift else []),
+                          "motion": 0.1, "embedding": [0.0] * 8, "face_frames": frames,
+                          "embedded_frames": frames},
+              "frames": recs, "seconds": 0.1}
+    if ids:
+        result["analysis_version"] = ANALYSIS_VERSION
+    record = AnalysisRecord.from_result(result, take_id=take_id, **ids)
+    write_record(folder, record, {"heatmaps": heat, "landmarks": marks, "boxes": boxes})
 
 
 def make_project(folder: Path, takes: int = 2, frames: int = 40, width: int = 160,
@@ -121,6 +147,7 @@ def make_project(folder: Path, takes: int = 2, frames: int = 40, width: int = 16
                                       width=width, height=height, frames=frames, fps=fps))
         if k < analysed:
             write_analysis(folder, tid, rel, frames, width, height, fps,
-                           ref_ids=["ref0", "ref0", "ref1"], drift=(10 + 2 * k, 14 + 2 * k))
+                           ref_ids=["ref0", "ref0", "ref1"], drift=(10 + 2 * k, 14 + 2 * k),
+                           project=doc.project, shot_id="shot1")
     doc.save()
     return doc

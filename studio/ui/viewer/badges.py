@@ -1,47 +1,39 @@
 """Identity badges and take thumbnails, shared by the viewer's take strip and the storyboard.
 
-Badge levels against the analysis threshold (the engine's own decision boundary):
-green = mean identity at or above the threshold, amber = within ``AMBER_MARGIN`` below it,
-red = further below, grey = not analysed yet.
+Badge levels are the one score scale of :mod:`studio.identity.colours` (the same colours as the
+HTML drift report): "match" (green), "close" (amber: passes, but only just or with drift
+episodes), "drift" (red: the mean is below the engine's threshold or most frames are flagged),
+and "none" (grey: not analysed yet).
 """
 
 from __future__ import annotations
 
 import atexit
-import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, QRectF, QRunnable, Qt, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
 
-from studio.ui.viewer.analysis import DEFAULT_THRESHOLD, analysis_paths
+from studio.core.errors import AssetError
+from studio.identity import colours
+from studio.identity.record import read_record, record_mtime_ns
 
 if TYPE_CHECKING:
     from studio.core.document import ProjectDocument
     from studio.core.model import Shot, Take
 
-AMBER_MARGIN = 0.1
-FLAGGED_AMBER = 0.1  # more flagged frames than this turns a passing take amber
-LEVEL_COLORS = {
-    "good": QColor(70, 190, 90),
-    "close": QColor(235, 170, 40),
-    "drift": QColor(220, 60, 50),
-    "none": QColor(120, 120, 125),
-}
-LEVEL_WORDS = {"good": "matches the character", "close": "close to the threshold",
-               "drift": "identity drifted", "none": "not analysed yet"}
+DEFAULT_THRESHOLD = 0.6  # shown for takes without an analysis (no engine has spoken yet)
+LEVEL_COLORS = {**{b: QColor(c) for b, c in colours.BAND_COLOURS.items()},
+                "none": QColor(colours.NONE_COLOUR)}
+LEVEL_WORDS = {**colours.BAND_WORDS, "none": "not analysed yet"}
 
 
-def identity_level(value: float | None, threshold: float) -> str:
-    if value is None or value != value:
-        return "none"
-    if value >= threshold:
-        return "good"
-    if value >= threshold - AMBER_MARGIN:
-        return "close"
-    return "drift"
+def identity_level(value: float | None, threshold: float, flagged: float = 0.0) -> str:
+    """"match" | "close" | "drift" (:func:`studio.identity.colours.take_band`), or "none"."""
+    return colours.take_band(value, threshold, flagged) or "none"
 
 
 @dataclass(frozen=True)
@@ -50,10 +42,13 @@ class Badge:
     value: float | None
     threshold: float
     flagged: float = 0.0  # fraction of frames flagged by the analysis
+    # Why the analysis no longer holds (the session's analysis index); a stale score is shown
+    # grey, never in a colour that claims a verdict.
+    stale: tuple[str, ...] = ()
 
     @property
     def color(self) -> QColor:
-        return LEVEL_COLORS[self.level]
+        return LEVEL_COLORS["none" if self.stale else self.level]
 
     @property
     def text(self) -> str:
@@ -64,61 +59,59 @@ class Badge:
         if self.value is None:
             return f"Identity: {LEVEL_WORDS['none']} (threshold {self.threshold:.2f})"
         words = LEVEL_WORDS[self.level]
-        if self.level == "close" and self.value >= self.threshold:
+        if self.level == "close" and self.value >= self.threshold + colours.CLOSE_MARGIN:
             words = "passes on average but drifts in places"
+        elif self.level == "drift" and self.value >= self.threshold:
+            words = "most frames drift from the character"
         text = (f"Identity {self.value:.2f}, threshold {self.threshold:.2f}: {words} "
-                f"(amber = up to {AMBER_MARGIN:.2f} below, or over {FLAGGED_AMBER:.0%} of "
-                "frames flagged)")
+                f"(amber = less than {colours.CLOSE_MARGIN:.2f} above the threshold or over "
+                f"{colours.FLAGGED_CLOSE:.0%} of frames flagged; red = below the threshold or "
+                f"over {colours.FLAGGED_DRIFT:.0%} flagged)")
         if self.flagged:
             text += f"; {self.flagged:.0%} of frames flagged"
+        if self.stale:
+            text = ("Stale — re-analyse this take: " + "; ".join(self.stale)
+                    + f".\nWhen it was analysed: {text}")
         return text
 
 
-# (threshold, mean identity, flagged fraction) per analysis file, cached by mtime so storyboard
-# repaints stay cheap.
-_SUMMARIES: dict[Path, tuple[int, float, float | None, float]] = {}
+# (mtime, threshold, mean identity, flagged fraction) per analysis file, cached by mtime so
+# storyboard repaints stay cheap.
+_SUMMARIES: dict[tuple[Path, str], tuple[int, float, float | None, float]] = {}
 
 
 def _analysis_summary(folder: Path | None, take_id: str) -> tuple[float, float | None, float]:
     if folder is None:
         return DEFAULT_THRESHOLD, None, 0.0
-    jpath, _ = analysis_paths(folder, take_id)
-    try:
-        mtime = jpath.stat().st_mtime_ns
-    except OSError:
+    key = (Path(folder), take_id)
+    mtime = record_mtime_ns(folder, take_id)
+    hit = _SUMMARIES.get(key)
+    if mtime is None:
+        _SUMMARIES.pop(key, None)
         return DEFAULT_THRESHOLD, None, 0.0
-    hit = _SUMMARIES.get(jpath)
     if hit and hit[0] == mtime:
         return hit[1], hit[2], hit[3]
-    threshold, mean, flagged = DEFAULT_THRESHOLD, None, 0.0
     try:
-        doc = json.loads(jpath.read_text(encoding="utf-8"))
-        t = (doc.get("engine") or {}).get("threshold")
-        if isinstance(t, (int, float)):
-            threshold = float(t)
-        summary = doc.get("summary") or {}
-        m = summary.get("identity_mean")
-        if isinstance(m, (int, float)):
-            mean = float(m)
-        f = summary.get("flagged_fraction")
-        if isinstance(f, (int, float)):
-            flagged = float(f)
-    except (OSError, ValueError, AttributeError):
-        pass
-    _SUMMARIES[jpath] = (mtime, threshold, mean, flagged)
-    return threshold, mean, flagged
+        rec = read_record(folder, take_id)
+    except AssetError:  # unreadable: shown as not analysed (the viewer says why)
+        rec = None
+    if rec is None:
+        entry = (mtime, DEFAULT_THRESHOLD, None, 0.0)
+    else:
+        entry = (rec.mtime_ns, rec.threshold, rec.identity_mean, rec.flagged_fraction)
+    _SUMMARIES[key] = entry
+    return entry[1], entry[2], entry[3]
 
 
-def take_badge(document: "ProjectDocument", take: "Take") -> Badge:
-    """The take's identity badge: the project's recorded mean (else the analysis file's) against
-    the engine's threshold. A take whose mean passes but with more than ``FLAGGED_AMBER`` of its
-    frames flagged (a drift episode) is amber, not green."""
+def take_badge(document: "ProjectDocument", take: "Take", stale: tuple[str, ...] = ()) -> Badge:
+    """The take's identity badge: the project's recorded mean (else the analysis file's) and
+    the analysis's flagged fraction against the engine's threshold, banded by
+    :func:`studio.identity.colours.take_band`; ``stale`` is why the analysis no longer holds
+    (from the session's analysis index)."""
     threshold, mean, flagged = _analysis_summary(document.folder, take.id)
     value = take.identity_mean if take.identity_mean is not None else mean
-    level = identity_level(value, threshold)
-    if level == "good" and flagged > FLAGGED_AMBER:
-        level = "close"
-    return Badge(level, value, threshold, flagged)
+    return Badge(identity_level(value, threshold, flagged), value, threshold, flagged,
+                 stale if value is not None else ())
 
 
 def best_take_id(document: "ProjectDocument", shot: "Shot") -> str | None:
@@ -141,7 +134,9 @@ class ShotBadge:
     badge: Badge
 
 
-def shot_badge(document: "ProjectDocument", shot: "Shot") -> ShotBadge:
+def shot_badge(document: "ProjectDocument", shot: "Shot",
+               stale: Callable[[str, str], tuple[str, ...]] | None = None) -> ShotBadge:
+    """``stale(shot_id, take_id)`` says why a take's analysis no longer holds."""
     take = shot.active_take
     if take is None:
         return ShotBadge(len(shot.takes), None, None, Badge("none", None, DEFAULT_THRESHOLD))
@@ -151,7 +146,8 @@ def shot_badge(document: "ProjectDocument", shot: "Shot") -> ShotBadge:
             video = document.path_of(take.video)
         except Exception:  # a path escaping the project: no thumbnail
             video = None
-    return ShotBadge(len(shot.takes), take.id, video, take_badge(document, take))
+    reasons = stale(shot.id, take.id) if stale is not None else ()
+    return ShotBadge(len(shot.takes), take.id, video, take_badge(document, take, reasons))
 
 
 def paint_badge(p: QPainter, rect: QRectF, badge: Badge, take_count: int | None = None) -> None:
@@ -173,90 +169,87 @@ def paint_badge(p: QPainter, rect: QRectF, badge: Badge, take_count: int | None 
 
 
 # -- thumbnails ------------------------------------------------------------------------------
-class _ThumbJob(QRunnable):
-    def __init__(self, owner: "ThumbnailCache", key: tuple[str, int, int], path: Path) -> None:
-        super().__init__()
-        self.owner, self.key, self.path = owner, key, path
+def _video_thumbnail(path: Path, side: int, proxy_dir: Path | None) -> QImage:
+    """A take's middle frame (decoder thread). Disk cache: decoded once, ever (the file name is
+    keyed by path, size and mtime)."""
+    from studio.core.errors import StudioError
+    from studio.core.userdirs import cache_dir
+    from studio.media.frames import read_thumbnail, source_key
 
-    def run(self) -> None:
-        from studio.core.errors import StudioError
-        from studio.core.userdirs import cache_dir
-        from studio.media.frames import read_thumbnail, source_key
+    try:
+        disk = cache_dir("thumbs") / f"{source_key(path)}-{side}.png"
+        img = QImage(str(disk)) if disk.is_file() else QImage()
+        if img.isNull():
+            rgb = read_thumbnail(path, 0.5, side, proxy_dir)
+            img = QImage(rgb.data, rgb.shape[1], rgb.shape[0], rgb.strides[0],
+                         QImage.Format.Format_RGB888).copy()
+            tmp = disk.with_suffix(".tmp.png")
+            if img.save(str(tmp)):
+                tmp.replace(disk)
+    except (OSError, ValueError) as exc:
+        raise StudioError(f"no thumbnail: {exc}", path) from exc
+    return img
 
-        img = QImage()
-        try:
-            # Disk cache: a take's thumbnail is decoded once, ever (keyed by path+size+mtime).
-            disk = cache_dir("thumbs") / f"{source_key(self.path)}-{self.owner.max_side}.png"
-            if disk.is_file():
-                img = QImage(str(disk))
-            if img.isNull():
-                rgb = read_thumbnail(self.path, 0.5, self.owner.max_side, self.owner.proxy_dir)
-                img = QImage(rgb.data, rgb.shape[1], rgb.shape[0], rgb.strides[0],
-                             QImage.Format.Format_RGB888).copy()
-                tmp = disk.with_suffix(".tmp.png")
-                if img.save(str(tmp)):
-                    tmp.replace(disk)
-        except (StudioError, OSError, ValueError):
-            img = QImage()
-        try:
-            self.owner._done.emit(self.key, str(self.path), img)
-        except RuntimeError:  # the cache was deleted meanwhile
-            pass
+
+class _ProxyDir:
+    """Where viewer proxies live; read by the decoder thread (cheap thumbnails from them)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
 
 
 class ThumbnailCache(QObject):
-    """Middle-frame thumbnails of videos, decoded in a thread pool, kept in memory by
-    (path, size, mtime). ``ready(path)`` fires when one arrives."""
+    """Middle-frame thumbnails of videos, on the app's one thumbnail cache
+    (:class:`~studio.ui.workers.ThumbnailService`, keeping ``QImage``s, with one decoder thread:
+    thumbnails must not starve playback); made again when a file changes (size or mtime).
+    ``ready(path)`` fires when one arrives."""
 
     ready = Signal(str)
-    _done = Signal(object, str, QImage)
 
     def __init__(self, max_side: int = 240, parent: QObject | None = None,
                  proxy_dir: Path | None = None) -> None:
+        from studio.ui.workers import ThumbnailService
+
         super().__init__(parent)
         self.max_side = max_side
-        self.proxy_dir = proxy_dir  # where viewer proxies live (cheap thumbnails from them)
-        self._images: dict[tuple[str, int, int], QImage] = {}
-        self._pending: set[tuple[str, int, int]] = set()
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)  # one decoder: thumbnails must not starve playback
-        self._done.connect(self._on_done)
+        self._where = where = _ProxyDir(proxy_dir)
+        self._stamps: dict[str, tuple[int, int]] = {}
+        self._service = ThumbnailService(
+            self, max_threads=1, max_bytes=64 * 1024 * 1024, pixmaps=False,
+            make=lambda path, side: _video_thumbnail(path, side, where.path))
+        self._service.ready.connect(self._on_ready)
 
-    def _key(self, path: Path) -> tuple[str, int, int] | None:
-        try:
-            st = Path(path).stat()
-        except OSError:
-            return None
-        return (str(path), st.st_size, st.st_mtime_ns)
+    @property
+    def proxy_dir(self) -> Path | None:
+        return self._where.path
+
+    @proxy_dir.setter
+    def proxy_dir(self, path: Path | None) -> None:
+        self._where.path = path
 
     def get(self, path: Path | None) -> QImage | None:
         """The thumbnail if ready; otherwise schedules it and returns None."""
         if path is None:
             return None
-        key = self._key(path)
-        if key is None:
+        try:
+            st = Path(path).stat()
+        except OSError:
             return None
-        img = self._images.get(key)
-        if img is not None:
-            return None if img.isNull() else img
-        if key not in self._pending:
-            self._pending.add(key)
-            self._pool.start(_ThumbJob(self, key, Path(path)))
-        return None
+        key, stamp = str(path), (st.st_size, st.st_mtime_ns)
+        if self._stamps.get(key, stamp) != stamp:  # the file changed: make it again
+            self._service.discard(key, self.max_side)
+        self._stamps[key] = stamp
+        return self._service.get(key, self.max_side)
 
     def wait(self, msecs: int = 10000) -> bool:
-        return self._pool.waitForDone(msecs)
+        return self._service.wait(msecs)
 
     def drain(self) -> None:
-        """Drop queued jobs and wait for the running one (before the process exits)."""
-        self._pool.clear()
-        self._pool.waitForDone(5000)
+        """Drop queued thumbnails and wait for the running one (before the process exits)."""
+        self._service.cancel_pending()
+        self._service.wait(5000)
 
-    def _on_done(self, key: Any, path: str, img: QImage) -> None:
-        self._pending.discard(key)
-        self._images[key] = img
-        if len(self._images) > 512:
-            self._images.pop(next(iter(self._images)))
+    def _on_ready(self, path: str, _side: int) -> None:
         self.ready.emit(path)
 
 

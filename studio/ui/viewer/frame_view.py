@@ -2,9 +2,9 @@
 
 Frames arrive display-ready (B, G, R, 255 bytes = ``QImage.Format_RGB32``), so a frame is wrapped
 in a QImage without copying and drawn with one ``drawImage``. The low-resolution heatmap
-(``ceil(H/8) x ceil(W/8)``) goes through a 256-entry uint32 colour table into a small ARGB image
-that QPainter upscales bilinearly while blending: ≈ 1 ms in all, where numpy/cv2 blending of a
-full-size overlay costs 4-10 ms.
+(``ceil(H/8) x ceil(W/8)``) goes through a 256-entry uint32 colour table (the one colour map of
+:mod:`studio.identity.colours`) into a small ARGB image that QPainter upscales bilinearly while
+blending: ≈ 1 ms in all, where numpy/cv2 blending of a full-size overlay costs 4-10 ms.
 """
 
 from __future__ import annotations
@@ -19,25 +19,20 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 if TYPE_CHECKING:
     import numpy as np
 
-# Heatmap colour map: deviation 0 is transparent, then blue -> green -> yellow -> red with rising
-# opacity, so small deviations tint and big ones stand out. (value, r, g, b, alpha)
-_STOPS = [(0, 0, 0, 0, 0), (24, 30, 60, 200, 60), (96, 30, 190, 140, 150),
-          (170, 250, 215, 40, 200), (255, 235, 30, 30, 235)]
 _LUT: "np.ndarray | None" = None
 _PREMUL: dict[int, "np.ndarray"] = {}
 
 
 def heat_lut() -> "np.ndarray":
-    """256 uint32 ARGB colours (``QImage.Format_ARGB32``) for deviation values 0..255."""
+    """256 uint32 ARGB colours (``QImage.Format_ARGB32``) for deviation values 0..255: the one
+    heatmap colour map of :func:`studio.identity.colours.heat_lut`, packed for Qt."""
     global _LUT
     if _LUT is None:
         import numpy as np
 
-        xs = np.arange(256)
-        stops = np.array(_STOPS, float)
-        chans = [np.interp(xs, stops[:, 0], stops[:, c]).round().astype(np.uint32)
-                 for c in range(1, 5)]
-        r, g, b, a = chans
+        from studio.identity.colours import heat_lut as rgba_lut
+
+        r, g, b, a = (rgba_lut()[:, c].astype(np.uint32) for c in range(4))
         _LUT = (a << 24) | (r << 16) | (g << 8) | b
     return _LUT
 

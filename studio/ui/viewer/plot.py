@@ -11,6 +11,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from studio.identity.colours import BAND_COLOURS
 from studio.ui.viewer.ruler import MARGIN
 
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ METRIC_COLORS = {
     "skin_tone": QColor(255, 140, 110),
     "stability": QColor(120, 220, 140),
 }
+# Flagged ranges and the threshold line in the "drift" colour of the one score scale.
+DRIFT_COLOR = QColor(BAND_COLOURS["drift"])
 
 
 class MetricPlot(QWidget):
@@ -77,8 +80,10 @@ class MetricPlot(QWidget):
         area = self._area()
         cell = self.cell()
         for s, e in self.ranges:
+            shade = QColor(DRIFT_COLOR)
+            shade.setAlpha(70)
             p.fillRect(QRectF(MARGIN + s * cell, area.top(), (e - s + 1) * cell, area.height()),
-                       QColor(220, 60, 50, 70))
+                       shade)
         p.setPen(QPen(QColor(60, 62, 68), 1))
         for v in (0.25, 0.5, 0.75):
             p.drawLine(QPointF(area.left(), self.y_of(v)), QPointF(area.right(), self.y_of(v)))
@@ -109,7 +114,7 @@ class MetricPlot(QWidget):
             p.drawPath(path)
         if self.threshold is not None:
             y = self.y_of(self.threshold)
-            p.setPen(QPen(QColor(240, 90, 80), 1, Qt.PenStyle.DashLine))
+            p.setPen(QPen(DRIFT_COLOR, 1, Qt.PenStyle.DashLine))
             p.drawLine(QPointF(area.left(), y), QPointF(area.right(), y))
             p.drawText(QPointF(area.left() + 3, y - 3), f"threshold {self.threshold:.2f}")
         x = MARGIN + (self.current + 0.5) * cell
