@@ -24,3 +24,25 @@ class ProjectError(StudioError):
 
 class AssetError(StudioError):
     """An asset (image, video) that cannot be imported or read."""
+
+
+def error_text(exc_or_text: BaseException | str) -> str:
+    """The one readable line (or paragraph) for an error shown to the user: a StudioError's own
+    message, words for a missing library, memory or key, the message of a ValueError (validation
+    names the field), otherwise the exception's type and message."""
+    if isinstance(exc_or_text, str):
+        return exc_or_text
+    exc = exc_or_text
+    if isinstance(exc, StudioError):
+        return str(exc)
+    if isinstance(exc, KeyError):
+        return f"not found: {exc.args[0] if exc.args else ''}"
+    if isinstance(exc, ImportError):
+        return f"a library it needs is not installed or broken: {exc}"
+    if isinstance(exc, MemoryError):
+        return "out of memory: try a draft (smaller size, fewer frames)"
+    text = str(exc)
+    if isinstance(exc, ValueError) and text:
+        return text
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name

@@ -1,18 +1,17 @@
 """File ▸ Export: output path, formats, crossfade, burn-in, missing-take policy, a live preview of
 what each shot will be (copied, conformed, re-encoded, held as a still, skipped), and the export
-itself in a background thread with progress, ETA and a cancel that leaves no partial file.
+itself in the background (:func:`studio.ui.tasks.run_task`) with progress, ETA and a cancel that
+leaves no partial file.
 
 Entry point for the main window: :func:`open_export_dialog`.
 """
 
 from __future__ import annotations
 
-import threading
-import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QColor, QKeySequence
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog,
                                QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
@@ -21,27 +20,11 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
 
 from studio.core.document import ProjectDocument
 from studio.core.errors import StudioError
+from studio.export.names import default_film_path
+from studio.ui.tasks import TaskHandle, eta_text, run_task
 
-
-class _Relay(QObject):
-    """Created in the UI thread; signals emitted from the export thread arrive queued."""
-
-    progress = Signal(object)  # studio.core.tasks.Progress
-    finished = Signal(object)  # dict of what was written
-    failed = Signal(str)
-    cancelled = Signal()
-
-
-def _safe_name(name: str) -> str:
-    keep = " ".join("".join(c for c in name if c.isalnum() or c in " ._-").split()).strip(" .")
-    return keep or "film"
-
-
-def _fmt_eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "estimating…"
-    seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d} left"
+if TYPE_CHECKING:
+    from studio.ui.main_window import MainWindow
 
 
 class ExportDialog(QDialog):
@@ -55,18 +38,12 @@ class ExportDialog(QDialog):
         self.resize(760, 560)
         self.document = document
         self._plan: Any = None
-        self._thread: threading.Thread | None = None
-        self._cancel = threading.Event()
-        self._relay = _Relay(self)
-        self._relay.progress.connect(self._on_progress)
-        self._relay.finished.connect(self._on_finished)
-        self._relay.failed.connect(self._on_failed)
-        self._relay.cancelled.connect(self._on_cancelled)
+        self._task: TaskHandle | None = None
         self.last_result: dict[str, Any] | None = None
         self.last_error: str | None = None
 
         folder = document.folder
-        default = (folder / "exports" / f"{_safe_name(document.project.name)}.mp4"
+        default = (default_film_path(folder, document.project.name)
                    if folder is not None else Path.home() / "film.mp4")
         self.out_edit = QLineEdit(str(default))
         browse = QPushButton("Browse…")
@@ -157,12 +134,12 @@ class ExportDialog(QDialog):
         self.refresh_preview()
 
     def _on_document_changed(self, *_args: Any) -> None:
-        if self._thread is None:
+        if not self.running:
             self._replan_timer.start()
 
     # -- options and plan ---------------------------------------------------------------------
     def options(self) -> Any:
-        from studio.export.film import ExportOptions
+        from studio.export.plan import ExportOptions
 
         return ExportOptions(crossfade=self.crossfade_spin.value(),
                              burn_in=self.burn_check.isChecked(),
@@ -170,7 +147,7 @@ class ExportDialog(QDialog):
                              force_reencode=self.reencode_check.isChecked())
 
     def refresh_preview(self) -> None:
-        from studio.export.film import plan_export
+        from studio.export.plan import plan_export
         from studio.export.interchange import check_edl
 
         self.preview.clear()
@@ -217,7 +194,7 @@ class ExportDialog(QDialog):
         self.summary_label.setText("\n".join(lines))
         self.summary_label.setStyleSheet("color: #b04040;" if edl_problem else "")
         self.export_button.setEnabled(bool(plan.included) and not edl_problem
-                                      and self._thread is None)
+                                      and not self.running)
         if not plan.included:
             self.summary_label.setText(self.summary_label.text()
                                        + "\nNothing to export: no shot has a usable take.")
@@ -246,10 +223,10 @@ class ExportDialog(QDialog):
     # -- running ------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self._thread is not None
+        return self._task is not None and self._task.running
 
     def start_export(self) -> None:
-        if self._thread is not None:
+        if self.running:
             return
         self.refresh_preview()
         if self._plan is None or not self.export_button.isEnabled():
@@ -264,59 +241,45 @@ class ExportDialog(QDialog):
         project = self.document.project.model_copy(deep=True)
         folder = self.document.folder
         try:  # plan the snapshot itself, so nothing the worker reads is shared with the UI
-            from studio.export.film import plan_export
+            from studio.export.plan import plan_export
 
             plan = plan_export(project, folder, self.options())
         except StudioError as exc:
             self._on_failed(str(exc))
             return
-        want = {"otio": self.otio_check.isChecked(), "edl": self.edl_check.isChecked(),
-                "report": self.report_check.isChecked(),
-                "relative": self.relative_check.isChecked()}
-        self._cancel.clear()
+        from studio.session.export import ExportTargets
+
+        targets = ExportTargets.beside(out, otio=self.otio_check.isChecked(),
+                                       edl=self.edl_check.isChecked(),
+                                       report=self.report_check.isChecked(),
+                                       relative_media=self.relative_check.isChecked())
         self.last_result, self.last_error = None, None
         self.progress.setRange(0, max(1, plan.total_frames))
         self.progress.setValue(0)
         self.status_label.setText("Starting…")
         self.status_label.setStyleSheet("")
         self._set_running(True)
-        relay, cancel = self._relay, self._cancel
 
-        def work() -> None:
-            from studio.core.tasks import Cancelled
-            from studio.export.film import export_film
-            from studio.export.interchange import write_edl, write_otio
-            from studio.export.report import write_report
+        def work(progress: Any, cancelled: Any) -> dict[str, Any]:
+            from studio.session.export import export_project
 
-            try:
-                result = export_film(project, folder, out, plan=plan,
-                                     on_progress=relay.progress.emit, cancelled=cancel.is_set)
-                written = {"film": result.path, "mode": result.mode, "frames": result.frames,
-                           "seconds": result.seconds, "notes": list(result.notes)}
-                if want["otio"]:
-                    written["otio"] = write_otio(project, folder, plan, out.with_suffix(".otio"),
-                                                 relative=want["relative"])
-                if want["edl"]:
-                    written["edl"] = write_edl(project, folder, plan, out.with_suffix(".edl"))
-                if want["report"]:
-                    written["report"] = write_report(project, folder, plan,
-                                                     out.with_name(out.stem + "-report.html"),
-                                                     film_name=out.name)
-                relay.finished.emit(written)
-            except Cancelled:
-                relay.cancelled.emit()
-            except StudioError as exc:
-                relay.failed.emit(str(exc))
-            except Exception as exc:  # a bug must reach the user, not die silently in a thread
-                traceback.print_exc()
-                relay.failed.emit(f"unexpected error: {exc!r}")
+            outputs = export_project(project, folder, out, plan, targets, on_progress=progress,
+                                     cancelled=cancelled)
+            film = outputs.film
+            written: dict[str, Any] = {"film": film.path, "mode": film.mode, "frames": film.frames,
+                                       "seconds": film.seconds, "notes": list(outputs.notes)}
+            for kind in ("otio", "edl", "report"):
+                if getattr(outputs, kind) is not None:
+                    written[kind] = getattr(outputs, kind)
+            return written
 
-        self._thread = threading.Thread(target=work, name="export", daemon=True)
-        self._thread.start()
+        self._task = run_task(work, parent=self, name="export", on_done=self._on_finished,
+                              on_error=self._on_failed, on_progress=self._on_progress,
+                              on_cancelled=self._on_cancelled)
 
     def cancel_export(self) -> None:
-        if self._thread is not None:
-            self._cancel.set()
+        if self._task is not None and self._task.running:
+            self._task.cancel()
             self.status_label.setText("Cancelling…")
 
     def _set_running(self, running: bool) -> None:
@@ -327,10 +290,8 @@ class ExportDialog(QDialog):
         self.export_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
 
-    def _finish_thread(self) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._thread = None
+    def _finish_task(self) -> None:
+        self._task = None
         self._set_running(False)
         self.refresh_preview()  # files may have changed meanwhile; also re-checks Export
 
@@ -340,10 +301,11 @@ class ExportDialog(QDialog):
         verb = {"copying": "Copying", "encoding": "Encoding", "finishing": "Finishing"}.get(
             p.stage, p.stage)
         shot = f" – {p.message}" if p.message else ""
-        self.status_label.setText(f"{verb} frame {p.step} of {p.total}{shot} · {_fmt_eta(p.eta_s)}")
+        eta = eta_text(p.eta_s) or "estimating…"
+        self.status_label.setText(f"{verb} frame {p.step} of {p.total}{shot} · {eta}")
 
     def _on_finished(self, written: dict[str, Any]) -> None:
-        self._finish_thread()
+        self._finish_task()
         self.last_result = written
         self.progress.setValue(self.progress.maximum())
         how = "copied without re-encoding" if written.get("mode") == "copy" else "re-encoded"
@@ -354,14 +316,14 @@ class ExportDialog(QDialog):
         self.export_ended.emit("done", written)
 
     def _on_failed(self, message: str) -> None:
-        self._finish_thread()
+        self._finish_task()
         self.last_error = message
         self.status_label.setText(f"Export failed: {message}")
         self.status_label.setStyleSheet("color: #b04040;")
         self.export_ended.emit("failed", message)
 
     def _on_cancelled(self) -> None:
-        self._finish_thread()
+        self._finish_task()
         self.progress.setValue(0)
         self.status_label.setText("Cancelled; no file was written.")
         self.export_ended.emit("cancelled", None)
@@ -372,16 +334,15 @@ class ExportDialog(QDialog):
                 doc_sig.disconnect(self._on_document_changed)
             except ValueError:
                 pass
-        if self._thread is not None:  # never leave an orphan encode running behind the window
-            self._cancel.set()
-            self._thread.join(timeout=10)
-            self._thread = None
+        if self._task is not None and self._task.running:  # no orphan encode behind the window
+            self._task.cancel()
+            self._task.wait(10_000)
         super().closeEvent(event)
 
 
-def open_export_dialog(main_window: Any) -> ExportDialog:
+def open_export_dialog(main_window: "MainWindow") -> ExportDialog:
     """Show the Export dialog for the main window's project (non-modal; one at a time)."""
-    existing = getattr(main_window, "_export_dialog", None)
+    existing = main_window.export_dialog
     if isinstance(existing, ExportDialog) and existing.isVisible() and (
             existing.document is main_window.document):
         existing.raise_()
@@ -389,14 +350,13 @@ def open_export_dialog(main_window: Any) -> ExportDialog:
         return existing
     dialog = ExportDialog(main_window.document, main_window)
     dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
-    main_window._export_dialog = dialog
+    main_window.export_dialog = dialog
     dialog.show()
     return dialog
 
 
-def install_export(main_window: Any) -> QAction:
-    """Add File ▸ Export… (Ctrl+E) to ``main_window`` (uses its ``menu("File")``, ``document``
-    and, when present, ``quit_action`` to sit above Quit)."""
+def install_export(main_window: "MainWindow") -> QAction:
+    """Add File ▸ Export… (Ctrl+E) to ``main_window``, above Quit."""
     action = QAction("&Export…", main_window)
     action.setShortcut(QKeySequence("Ctrl+E"))
     action.setStatusTip("Assemble the film as MP4, with OTIO/EDL and a drift report")
@@ -406,16 +366,12 @@ def install_export(main_window: Any) -> QAction:
         try:
             open_export_dialog(main_window)
         except StudioError as exc:
-            shower = getattr(main_window, "show_error", None)
-            if callable(shower):
-                shower(exc)
-            else:
-                raise
+            main_window.show_error(exc)
 
     action.triggered.connect(trigger)
     menu = main_window.menu("File")
-    quit_action = getattr(main_window, "quit_action", None)
-    if quit_action is not None and quit_action in menu.actions():
+    quit_action = main_window.quit_action
+    if quit_action in menu.actions():
         menu.insertAction(quit_action, action)
         menu.insertSeparator(quit_action)
     else:

@@ -3,28 +3,32 @@
 Lists every registered model (name, family, size, memory mode, weight fingerprint, validity,
 folder) and offers Add folder…, Add from HF cache…, Download…, Validate, Remove and a per-model
 memory mode. Validation reads safetensors headers and hashes a few MB per weight file, and
-downloads take minutes, so every registry operation runs in a background thread; the dialog
-stays responsive and shows progress, and only one operation runs at a time.
+downloads take minutes, so every registry operation runs in the background
+(:func:`studio.ui.tasks.run_task`); the dialog stays responsive and shows progress, and only one
+operation runs at a time.
 
 Entry point for the main window: :func:`open_models_dialog`.
 """
 
 from __future__ import annotations
 
-import threading
-import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QFileDialog, QHBoxLayout,
                                QHeaderView, QInputDialog, QLabel, QProgressBar, QPushButton,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from studio.core.errors import StudioError
+from studio.core.tasks import CancelledFn, Progress, ProgressFn
 from studio.engine.memory import MODE_LABELS
 from studio.engine.model_library import FAMILIES, MEMORY_MODES, ModelInfo, ModelRegistry
+from studio.ui.tasks import TaskHandle, run_task
+
+if TYPE_CHECKING:
+    from studio.ui.main_window import MainWindow
 
 COLUMNS = ("Name", "Family", "Size", "Memory", "Fingerprint", "Status", "Folder")
 
@@ -35,13 +39,6 @@ def _size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return f"{n} B"
-
-
-class _Relay(QObject):
-    """Created on the UI thread: signals emitted by the worker thread arrive queued."""
-
-    progress = Signal(object, object, str)  # (done, total): byte counts overflow a Qt int
-    done = Signal(str, object)  # (operation, ModelInfo | StudioError | None)
 
 
 class ModelsDialog(QDialog):
@@ -57,11 +54,7 @@ class ModelsDialog(QDialog):
         self.resize(980, 420)
         self.registry = registry if registry is not None else ModelRegistry()
         self.hf_cache_dir = hf_cache_dir
-        self._thread: threading.Thread | None = None
-        self._cancel = threading.Event()
-        self._relay = _Relay(self)
-        self._relay.progress.connect(self._on_progress)
-        self._relay.done.connect(self._on_done)
+        self._task: TaskHandle | None = None
 
         self.table = QTableWidget(0, len(COLUMNS), self)
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -104,7 +97,7 @@ class ModelsDialog(QDialog):
         self.progress.setVisible(False)
         self.cancel_button = QPushButton("Cancel download")
         self.cancel_button.setVisible(False)
-        self.cancel_button.clicked.connect(self._cancel.set)
+        self.cancel_button.clicked.connect(self.cancel)
         close = QPushButton("Close")
         close.clicked.connect(self.close)
         bottom = QHBoxLayout()
@@ -158,7 +151,12 @@ class ModelsDialog(QDialog):
 
     @property
     def busy(self) -> bool:
-        return self._thread is not None
+        return self._task is not None and self._task.running
+
+    def cancel(self) -> None:
+        """Stop the running download (the other operations finish: they take seconds)."""
+        if self._task is not None:
+            self._task.cancel()
 
     def _sync_buttons(self) -> None:
         selected = self.registry.get(self.selected_id() or "")
@@ -176,19 +174,22 @@ class ModelsDialog(QDialog):
     # -- operations (public: the buttons ask for input and call these) ---------------------------
 
     def add_folder(self, folder: str | Path) -> None:
-        self._start("add", f"Checking {folder}…", lambda: self.registry.add_folder(folder))
+        registry = self.registry
+        self._start("add", f"Checking {folder}…", lambda _p, _c: registry.add_folder(folder))
 
     def add_from_hf_cache(self, repo_id: str) -> None:
+        registry, cache = self.registry, self.hf_cache_dir
         self._start("add", f"Looking for {repo_id} in the Hugging Face cache…",
-                    lambda: self.registry.add_hf_cache(repo_id, cache_dir=self.hf_cache_dir))
+                    lambda _p, _c: registry.add_hf_cache(repo_id, cache_dir=cache))
 
     def download(self, repo_id: str) -> None:
-        self._cancel.clear()
+        registry, cache = self.registry, self.hf_cache_dir
 
-        def run() -> ModelInfo:
-            return self.registry.add_download(
-                repo_id, on_progress=lambda d, t, msg: self._relay.progress.emit(d, t, msg),
-                cancelled=self._cancel.is_set, cache_dir=self.hf_cache_dir)
+        def run(progress: ProgressFn, cancelled: CancelledFn) -> ModelInfo:
+            # byte counts: Progress carries Python ints (a Qt int signal would overflow)
+            return registry.add_download(
+                repo_id, on_progress=lambda d, t, msg: progress(Progress(d, t, "downloading", msg)),
+                cancelled=cancelled, cache_dir=cache)
 
         self._start("download", f"Downloading {repo_id}…", run, cancellable=True)
 
@@ -196,7 +197,8 @@ class ModelsDialog(QDialog):
         model_id = self.selected_id()
         if model_id is None:
             return
-        self._start("validate", "Validating…", lambda: self.registry.revalidate(model_id))
+        registry = self.registry
+        self._start("validate", "Validating…", lambda _p, _c: registry.revalidate(model_id))
 
     def remove_selected(self) -> None:
         model_id = self.selected_id()
@@ -243,7 +245,8 @@ class ModelsDialog(QDialog):
 
     # -- background plumbing ------------------------------------------------------------------
 
-    def _start(self, op: str, message: str, fn: Callable[[], Any], cancellable: bool = False) -> None:
+    def _start(self, op: str, message: str, fn: Callable[[ProgressFn, CancelledFn], Any],
+               cancellable: bool = False) -> None:
         if self.busy:
             self._show("Another model operation is still running.", error=True)
             return
@@ -251,34 +254,21 @@ class ModelsDialog(QDialog):
         self.progress.setRange(0, 0)  # busy until the first progress report
         self.progress.setVisible(True)
         self.cancel_button.setVisible(cancellable)
-
-        def run() -> None:
-            try:
-                result: Any = fn()
-            except StudioError as exc:
-                result = exc
-            except Exception as exc:  # a bug must reach the user, not kill the thread silently
-                traceback.print_exc()
-                result = StudioError(f"unexpected error: {exc!r}")
-            try:
-                self._relay.done.emit(op, result)
-            except RuntimeError:  # the dialog was destroyed meanwhile (its parent closed)
-                pass
-
-        self._thread = threading.Thread(target=run, name=f"models-{op}", daemon=True)
+        self._task = run_task(
+            fn, parent=self, name=f"models-{op}", on_progress=self._on_progress,
+            on_done=lambda result: self._on_done(op, result),
+            on_error=lambda message: self._on_done(op, StudioError(message)),
+            on_cancelled=lambda: self._on_done(op, StudioError(f"{op} cancelled")))
         self._sync_buttons()
-        self._thread.start()
 
-    def _on_progress(self, done: int, total: int, message: str) -> None:
-        if total > 0:  # per mille: byte counts overflow QProgressBar's int range
+    def _on_progress(self, p: Progress) -> None:
+        if p.total > 0:  # per mille: byte counts overflow QProgressBar's int range
             self.progress.setRange(0, 1000)
-            self.progress.setValue(min(1000, done * 1000 // total))
-        self._show(message)
+            self.progress.setValue(min(1000, p.step * 1000 // p.total))
+        self._show(p.message)
 
     def _on_done(self, op: str, result: Any) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._thread = None
+        self._task = None
         self.progress.setVisible(False)
         self.cancel_button.setVisible(False)
         if isinstance(result, StudioError):
@@ -297,12 +287,9 @@ class ModelsDialog(QDialog):
         self.operation_finished.emit(op, result)
 
     def wait(self, timeout: float = 30.0) -> bool:
-        """Tests: block until the running operation's thread ends (signals still need the loop)."""
-        t = self._thread
-        if t is not None:
-            t.join(timeout)
-            return not t.is_alive()
-        return True
+        """Tests: block until the running operation's function returns (its outcome still needs
+        the event loop)."""
+        return self._task is None or self._task.wait(int(timeout * 1000))
 
 
 
@@ -329,7 +316,7 @@ def open_models_dialog(parent: QWidget | None = None, registry: ModelRegistry | 
     return dialog
 
 
-def install_models(main_window: Any) -> None:
+def install_models(main_window: "MainWindow") -> None:
     """Settings ▸ Models…: the model manager for the diffusers backend."""
     from PySide6.QtGui import QAction
 

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QApplication, QHBoxLayout, QHe
 
 from studio.core.errors import StudioError
 from studio.engine.queue import Job, JobState
+from studio.ui.tasks import eta_text
 
 if TYPE_CHECKING:
     from studio.ui.generation import GenerationController
@@ -26,13 +27,6 @@ STATE_COLORS = {JobState.RUNNING: "#6aa8ff", JobState.DONE: "#7cc47c",
                 JobState.FAILED: "#e07070", JobState.CANCELLED: "#a0a0a0",
                 JobState.PENDING: "#d0d0d0"}
 ProgressRole = Qt.UserRole + 1
-
-
-def _fmt_eta(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    s = int(round(seconds))
-    return f"ETA {s // 60}:{s % 60:02d}"
 
 
 class QueueModel(QAbstractTableModel):
@@ -95,7 +89,7 @@ class QueueModel(QAbstractTableModel):
                 return "100%" if job.state is JobState.DONE else ""
             if col == 6:
                 if job.state is JobState.RUNNING:
-                    return _fmt_eta(job.eta_s) or job.stage
+                    return eta_text(job.eta_s) or job.stage
                 if job.state is JobState.FAILED:
                     return job.error
                 if job.state is JobState.DONE and job.timings.get("total_s"):

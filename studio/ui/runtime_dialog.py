@@ -2,21 +2,20 @@
 torch + diffusers environment, with a progress bar and the installer's log.
 
 Every operation (detection included: nvidia-smi can take a second, the deep status check starts
-the runtime's Python) runs in a background thread; lines reach the log view through a queued
-signal, and Cancel stops pip at once (the process group is killed). One operation at a time.
+the runtime's Python) runs in the background (:func:`studio.ui.tasks.run_task`); each log line
+comes back as a progress report (``Progress(0, 0, "log", line)``) and is appended to the log
+view, and Cancel stops pip at once (the process group is killed). One operation at a time.
 
 Entry point for the main window: :func:`install_runtime`.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -34,18 +33,18 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.errors import StudioError
-from studio.core.tasks import Cancelled
+from studio.core.tasks import CancelledFn, Progress, ProgressFn
+from studio.ui.tasks import TaskHandle, run_task
+
+if TYPE_CHECKING:
+    from studio.ui.main_window import MainWindow
 
 BUILDS = ("Automatic", "cpu", "cu126", "cu128", "cu130", "rocm6.4", "default")
 
 
-class _Relay(QObject):
-    line = Signal(str)
-    done = Signal(str, object)  # (operation, result | StudioError)
-
-
 class RuntimeDialog(QDialog):
-    operation_finished = Signal(str, object)
+    operation_finished = Signal(str, object)  # (operation, result | StudioError)
+    log_line = Signal(str)  # every line appended to the log view, as it is appended
 
     def __init__(self, manager: Any = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -57,12 +56,8 @@ class RuntimeDialog(QDialog):
         self.manager = manager if manager is not None else RuntimeManager()
         self.system_site_packages = False  # developers/tests: reuse this Python's packages
         self.confirm_remove: Callable[[], bool] = self._ask_remove
-        self._thread: threading.Thread | None = None
-        self._cancel = threading.Event()
+        self._task: TaskHandle | None = None
         self._op = ""
-        self._relay = _Relay()
-        self._relay.line.connect(self._append)
-        self._relay.done.connect(self._finished)
 
         self.gpu_label = QLabel("detecting…")
         self.build_combo = QComboBox()
@@ -128,7 +123,7 @@ class RuntimeDialog(QDialog):
 
     @property
     def busy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._task is not None and self._task.running
 
     def refresh_status(self, status: dict[str, Any] | None = None) -> None:
         st = status if status is not None else self.manager.status(deep=False)
@@ -164,41 +159,33 @@ class RuntimeDialog(QDialog):
 
     def _append(self, line: str) -> None:
         self.log_view.appendPlainText(line)
+        self.log_line.emit(line)
 
     # -- operations --
 
-    def _start(self, op: str, fn: Callable[[Callable[[str], None], Callable[[], bool]], Any]) -> bool:
+    def _start(self, op: str, fn: Callable[[Callable[[str], None], CancelledFn], Any]) -> bool:
+        """Run ``fn(log, cancelled)`` in the background; ``log(line)`` lines reach the log view."""
         if self.busy:
             return False
-        self._cancel.clear()
         self._op = op
-        relay = self._relay
 
-        def work() -> None:
-            try:
-                result: Any = fn(relay.line.emit, self._cancel.is_set)
-            except Cancelled:
-                result = StudioError("cancelled")
-            except StudioError as exc:
-                result = exc
-            except Exception as exc:  # a bug must reach the user, not kill the thread silently
-                traceback.print_exc()
-                result = StudioError(f"unexpected error: {exc!r}")
-            relay.done.emit(op, result)
+        def work(progress: ProgressFn, cancelled: CancelledFn) -> Any:
+            return fn(lambda line: progress(Progress(0, 0, "log", line)), cancelled)
 
-        self._thread = threading.Thread(target=work, name=f"runtime-{op}", daemon=True)
+        self._task = run_task(work, parent=self, name=f"runtime-{op}",
+                              on_progress=lambda p: self._append(p.message),
+                              on_done=lambda result: self._finished(op, result),
+                              on_error=lambda message: self._finished(op, StudioError(message)),
+                              on_cancelled=lambda: self._finished(op, StudioError("cancelled")))
         if op != "detect":
             self.progress.setVisible(True)
             self.progress.setFormat(f"{op}…")
             self.cancel_button.setVisible(op in ("install", "repair", "verify"))
-        self._thread.start()
         self._sync_buttons()
         return True
 
     def _finished(self, op: str, result: Any) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._thread = None
+        self._task = None
         self.progress.setVisible(False)
         self.cancel_button.setVisible(False)
         if op == "detect":
@@ -249,7 +236,8 @@ class RuntimeDialog(QDialog):
         return self._start("remove", lambda log, c: self.manager.remove(log=log))
 
     def cancel(self) -> None:
-        self._cancel.set()
+        if self._task is not None:
+            self._task.cancel()
         self._append("cancelling…")
 
     def _ask_remove(self) -> bool:
@@ -264,12 +252,9 @@ class RuntimeDialog(QDialog):
             self.wheelhouse_edit.setText(folder)
 
     def wait(self, timeout: float = 60.0) -> bool:
-        """Tests: block until the running operation's thread ends (signals still need the loop)."""
-        t = self._thread
-        if t is not None:
-            t.join(timeout)
-            return not t.is_alive()
-        return True
+        """Tests: block until the running operation's function returns (its outcome still needs
+        the event loop)."""
+        return self._task is None or self._task.wait(int(timeout * 1000))
 
 
 def open_runtime_dialog(parent: QWidget | None = None, manager: Any = None) -> RuntimeDialog:
@@ -281,7 +266,7 @@ def open_runtime_dialog(parent: QWidget | None = None, manager: Any = None) -> R
     return dialog
 
 
-def install_runtime(main_window: Any) -> None:
+def install_runtime(main_window: "MainWindow") -> None:
     """Settings ▸ Install GPU runtime…"""
     from PySide6.QtGui import QAction
 

@@ -1,5 +1,5 @@
 """Background work for the UI: image import and thumbnails run in thread pools, never on the
-UI thread. Results come back through queued Qt signals.
+UI thread, through :func:`studio.ui.tasks.run_task`.
 
 Heavy libraries (Pillow, numpy) are imported inside the worker functions so they never slow down
 start-up.
@@ -9,40 +9,15 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage, QPixmap
 
 from studio.core.errors import StudioError
-
-
-class _Relay(QObject):
-    """Lives in the UI thread; emitting from a worker thread queues the call to the UI thread."""
-
-    done = Signal(object, object)  # (ticket, result)
-
-
-class _Task(QRunnable):
-    def __init__(self, relay: _Relay, ticket: Any, fn: Callable[[], Any]) -> None:
-        super().__init__()
-        self.setAutoDelete(True)
-        self._relay = relay
-        self._ticket = ticket
-        self._fn = fn
-
-    def run(self) -> None:
-        try:
-            result: Any = self._fn()
-        except StudioError as exc:
-            result = exc
-        except Exception as exc:  # a bug in a worker must reach the user, not kill the thread
-            traceback.print_exc()
-            result = StudioError(f"unexpected error: {exc!r}")
-        self._relay.done.emit(self._ticket, result)
+from studio.ui.tasks import TaskHandle, run_task, task_pool
 
 
 # -- thumbnails -------------------------------------------------------------------------------
@@ -58,67 +33,90 @@ def _make_thumbnail(path: Path, side: int) -> QImage:
     return img
 
 
-def _cost(pix: QPixmap) -> int:
-    return pix.width() * pix.height() * 4
+def _cost(pic: QPixmap | QImage) -> int:
+    return pic.width() * pic.height() * 4
 
 
 class ThumbnailService(QObject):
-    """Thumbnails of image files, made in a worker pool and cached in memory.
+    """Thumbnails, made in a worker pool and cached in memory: the app's one thumbnail cache.
 
-    ``get()`` returns the pixmap when it is ready, otherwise ``None`` after queueing the work;
+    ``get()`` returns the picture when it is ready, otherwise ``None`` after queueing the work;
     ``ready(path, side)`` tells views to repaint. Failures are remembered (``error()``) so a bad
-    file is not decoded again and again.
+    file is not decoded again and again. By default it makes thumbnails of image files and keeps
+    ``QPixmap``s; ``make(path, side) -> QImage`` (run in the pool) and ``pixmaps=False`` (keep
+    the ``QImage``s, e.g. for a cache shared by several windows) serve other kinds of file.
     """
 
     ready = Signal(str, int)
     failed = Signal(str, int, str)
 
     def __init__(self, parent: QObject | None = None, max_threads: int = 2,
-                 max_bytes: int = 256 * 1024 * 1024) -> None:
+                 max_bytes: int = 256 * 1024 * 1024,
+                 make: Callable[[Path, int], QImage] | None = None, pixmaps: bool = True) -> None:
         super().__init__(parent)
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(max_threads)
-        self._relay = _Relay(self)
-        self._relay.done.connect(self._on_done)
+        self.pool = task_pool(self, max_threads)
+        self._make = make
+        self._pixmaps = pixmaps
         # least recently used first; bounded so a big project's viewer-size previews cannot
         # grow without limit (an evicted one comes back quickly from the disk cache)
-        self._cache: OrderedDict[tuple[str, int], QPixmap] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int], Any] = OrderedDict()
         self._bytes = 0
         self.max_bytes = max_bytes
         self._errors: dict[tuple[str, int], str] = {}
-        self._pending: set[tuple[str, int]] = set()
+        self._tasks: dict[tuple[str, int], TaskHandle] = {}
 
-    def get(self, path: Path | str, side: int) -> QPixmap | None:
+    def get(self, path: Path | str, side: int) -> QPixmap | QImage | None:
         key = (str(path), int(side))
-        pix = self._cache.get(key)
-        if pix is not None:
+        pic = self._cache.get(key)
+        if pic is not None:
             self._cache.move_to_end(key)
-            return pix
-        if key in self._errors or key in self._pending:
+            return pic
+        if key in self._errors or key in self._tasks:
             return None
-        self._pending.add(key)
-        self.pool.start(_Task(self._relay, key, lambda: _make_thumbnail(Path(key[0]), key[1])))
+        make = self._make
+
+        def work(_progress: Any, _cancelled: Any, file: Path = Path(key[0]), side: int = key[1]
+                 ) -> QImage:
+            return (make or _make_thumbnail)(file, side)
+
+        self._tasks[key] = run_task(
+            work, parent=self, pool=self.pool, name="thumbnail",
+            on_done=lambda img, key=key: self._on_done(key, img),
+            on_error=lambda message, key=key: self._on_failed(key, message),
+            on_cancelled=lambda key=key: self._tasks.pop(key, None))
         return None
 
     def error(self, path: Path | str, side: int) -> str | None:
         return self._errors.get((str(path), int(side)))
 
     def pending(self) -> int:
-        return len(self._pending)
+        return len(self._tasks)
 
-    def _on_done(self, key: tuple[str, int], result: Any) -> None:
-        self._pending.discard(key)
-        if isinstance(result, QImage):
-            pix = QPixmap.fromImage(result)
-            self._cache[key] = pix
-            self._bytes += _cost(pix)
-            while self._bytes > self.max_bytes and len(self._cache) > 1:
-                _old_key, old = self._cache.popitem(last=False)
-                self._bytes -= _cost(old)
-            self.ready.emit(key[0], key[1])
-        else:
-            self._errors[key] = str(result)
-            self.failed.emit(key[0], key[1], str(result))
+    def discard(self, path: Path | str, side: int) -> None:
+        """Forget one thumbnail (and its error): the next ``get`` makes it again."""
+        key = (str(path), int(side))
+        pic = self._cache.pop(key, None)
+        if pic is not None:
+            self._bytes -= _cost(pic)
+        self._errors.pop(key, None)
+
+    def _on_done(self, key: tuple[str, int], img: QImage) -> None:
+        self._tasks.pop(key, None)
+        pic = QPixmap.fromImage(img) if self._pixmaps else img
+        old = self._cache.pop(key, None)
+        if old is not None:
+            self._bytes -= _cost(old)
+        self._cache[key] = pic
+        self._bytes += _cost(pic)
+        while self._bytes > self.max_bytes and len(self._cache) > 1:
+            _old_key, old = self._cache.popitem(last=False)
+            self._bytes -= _cost(old)
+        self.ready.emit(key[0], key[1])
+
+    def _on_failed(self, key: tuple[str, int], message: str) -> None:
+        self._tasks.pop(key, None)
+        self._errors[key] = message
+        self.failed.emit(key[0], key[1], message)
 
     def clear(self) -> None:
         self._cache.clear()
@@ -128,6 +126,11 @@ class ThumbnailService(QObject):
     @property
     def cached_bytes(self) -> int:
         return self._bytes
+
+    def cancel_pending(self) -> None:
+        """Drop the thumbnails not started yet (the running ones finish)."""
+        for handle in list(self._tasks.values()):
+            handle.cancel()
 
     def wait(self, msecs: int = 10_000) -> bool:
         return self.pool.waitForDone(msecs)
@@ -174,10 +177,7 @@ class ImportService(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(1)  # imports hash and decode whole files: one at a time
-        self._relay = _Relay(self)
-        self._relay.done.connect(self._on_done)
+        self.pool = task_pool(self, 1)  # imports hash and decode whole files: one at a time
         self._callbacks: dict[int, Callable[[ImportResult], None]] = {}
         self._tickets = itertools.count(1)
 
@@ -189,17 +189,20 @@ class ImportService(QObject):
             self.busy_changed.emit(True)
         folder = Path(folder)
         files = [Path(p) for p in paths]
-        self.pool.start(_Task(self._relay, ticket, lambda: _import_files(folder, files)))
+        run_task(lambda _progress, _cancelled: _import_files(folder, files), parent=self,
+                 pool=self.pool, name="import",
+                 on_done=lambda result, t=ticket: self._on_done(t, result),
+                 # the whole task failed: one message, nothing imported
+                 on_error=lambda message, t=ticket: self._on_done(
+                     t, ImportResult([], [message], [])))
         return ticket
 
     @property
     def busy(self) -> bool:
         return bool(self._callbacks)
 
-    def _on_done(self, ticket: int, result: Any) -> None:
+    def _on_done(self, ticket: int, result: ImportResult) -> None:
         cb = self._callbacks.pop(ticket, None)
-        if not isinstance(result, ImportResult):  # the whole task failed
-            result = ImportResult([], [str(result)], [])
         try:
             if cb is not None:
                 cb(result)

@@ -129,6 +129,11 @@ def test_progress_of_large_downloads(qtbot, tmp_path: Path) -> None:  # type: ig
     dialog = ModelsDialog(registry=ModelRegistry(tmp_path / "models.json"))
     qtbot.addWidget(dialog)
     total = 60 * 10**9
-    dialog._relay.progress.emit(total // 4, total, "downloading a/b: 15.00 of 60.00 GB")
+    from studio.core.tasks import Progress
+    from studio.ui.tasks import run_task
+
+    report = Progress(total // 4, total, "downloading", "downloading a/b: 15.00 of 60.00 GB")
+    run_task(lambda progress, _cancelled: progress(report), parent=dialog,
+             on_progress=dialog._on_progress)  # what a download posts, through a real thread
     qtbot.waitUntil(lambda: dialog.progress.value() == 250, timeout=5000)
     assert dialog.progress.maximum() == 1000 and "15.00 of 60.00 GB" in dialog.status.text()

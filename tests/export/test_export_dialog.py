@@ -80,6 +80,7 @@ def test_open_export_dialog_reuses_the_open_dialog(qtbot, tmp_path: Path) -> Non
     project = make_project(tmp_path, [(4, 160, 96, 16)])
     window = QWidget()  # stands in for the main window: the dialog needs only ``document``
     window.document = ProjectDocument(project, tmp_path)
+    window.export_dialog = None  # MainWindow's typed slot for the open dialog
     qtbot.addWidget(window)
     dialog = open_export_dialog(window)
     assert isinstance(dialog, ExportDialog) and dialog.isVisible()
@@ -99,7 +100,7 @@ def test_install_export_adds_file_menu_action_to_the_main_window(qtbot, tmp_path
     actions = window.menu("File").actions()
     assert action in actions and actions.index(action) < actions.index(window.quit_action)
     action.trigger()
-    dialog = window._export_dialog
+    dialog = window.export_dialog
     assert isinstance(dialog, ExportDialog) and dialog.isVisible()
     assert [r[1] for r in dialog.preview_rows()] == ["conform"]
     dialog.close()

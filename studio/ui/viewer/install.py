@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtCore import QEvent, Qt, QTimer
 from PySide6.QtGui import QKeyEvent, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import QApplication, QStackedWidget
 
-from studio.core.errors import StudioError
 from studio.ui.viewer.badges import shared_thumbnails, shot_badge
 from studio.ui.viewer.viewer import ViewerWidget
 
 if TYPE_CHECKING:
+    from studio.ui.main_window import MainWindow
+    from studio.ui.storyboard import Storyboard
     from studio.core.document import ProjectDocument
     from studio.core.model import Shot
 
@@ -46,7 +47,7 @@ def _install_transport_shortcuts(win: Any, viewer: ViewerWidget, stack: QStacked
         shortcut.activated.connect(lambda k=key: forward(k))
 
 
-def install_viewer(win: Any) -> ViewerWidget:
+def install_viewer(win: "MainWindow") -> ViewerWidget:
     viewer = ViewerWidget(win.document, win.undo_stack, win.events, win)
     start_view = win.takeCentralWidget()  # the start-image view; take it, do not delete it
     stack = QStackedWidget(win)
@@ -70,23 +71,21 @@ def install_viewer(win: Any) -> ViewerWidget:
     def on_shot_changed(shot_id: str) -> None:
         if shot_id == viewer.shot_id:
             show_page()
-        storyboard = getattr(win, "storyboard", None)
-        if storyboard is not None:
-            storyboard.refresh()
+        win.storyboard.refresh()
 
     def on_project(document: "ProjectDocument") -> None:
         viewer.set_document(document)
         on_selected(win.selected_shot_id() or "")
 
     def reroll(shot_id: str, count: int) -> None:
-        ctl = getattr(win, "generation", None)
-        if ctl is None:
-            raise StudioError("generation is not available in this window")
-        ctl.reroll(shot_id, count)
+        win.generation.reroll(shot_id, count)
 
     viewer.reroll_handler = reroll
     win.shot_selected.connect(on_selected)
     win.project_opened.connect(on_project)
+    viewer.set_session(win.session)
+    win.session_bridge.attached.connect(viewer.set_session)
+    win.session_bridge.event.connect(viewer.on_session_event)
     win.events.shot_changed.connect(on_shot_changed)
     app = QApplication.instance()
     if app is not None:
@@ -94,24 +93,26 @@ def install_viewer(win: Any) -> ViewerWidget:
 
     _install_transport_shortcuts(win, viewer, stack)
 
-    storyboard = getattr(win, "storyboard", None)
-    if storyboard is not None:
-        install_storyboard_badges(win, storyboard)
+    install_storyboard_badges(win, win.storyboard)
     # Open the selected shot's take after the window is up: decoding libraries (PyAV, OpenCV)
     # stay off the start-up path.
     QTimer.singleShot(0, viewer, lambda: on_selected(win.selected_shot_id() or ""))
     return viewer
 
 
-def install_storyboard_badges(win: Any, storyboard: Any) -> None:
+def install_storyboard_badges(win: "MainWindow", storyboard: "Storyboard") -> None:
     """Fill the storyboard cards' badge and picture slots from the active take."""
     from studio.ui.storyboard import Badge as CardBadge
 
     thumbs = shared_thumbnails()
     pixmaps: dict[tuple[str, int], QPixmap] = {}  # stable pixmaps: the card caches by cacheKey
 
+    def stale(shot_id: str, take_id: str) -> tuple[str, ...]:
+        status = win.session.analyses.status(shot_id, take_id)
+        return status.reasons if status.state == "stale" else ()
+
     def badge(shot: "Shot") -> CardBadge | None:
-        info = shot_badge(win.document, shot)
+        info = shot_badge(win.document, shot, stale)
         if info.take_count == 0:
             return None
         b = info.badge
@@ -132,19 +133,11 @@ def install_storyboard_badges(win: Any, storyboard: Any) -> None:
             pix = pixmaps[key] = QPixmap.fromImage(img)
         return pix
 
+    win.session_bridge.analysis_stale.connect(lambda _r: storyboard.refresh())
+    win.session_bridge.analysis_ready.connect(lambda *_a: storyboard.refresh())
     storyboard.set_badge_provider(badge)
     storyboard.set_thumbnail_provider(picture)
-    # A child of the storyboard as receiver: Qt drops the connection when the storyboard goes
+    # The storyboard's own method as receiver: Qt drops the connection when the storyboard goes
     # (the thumbnail cache is process-wide and outlives windows).
-    relay = _Relay(storyboard)
-    thumbs.ready.connect(relay.on_thumbnail)
-
-
-class _Relay(QObject):
-    def __init__(self, storyboard: Any) -> None:
-        super().__init__(storyboard)
-        self.storyboard = storyboard
-
-    def on_thumbnail(self, _path: str) -> None:
-        self.storyboard.refresh()
+    thumbs.ready.connect(storyboard.refresh)
 
