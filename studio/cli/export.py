@@ -44,18 +44,13 @@ _PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "s
             "veryslow", "placebo")
 
 
-def _safe_name(name: str) -> str:
-    keep = " ".join("".join(c for c in name if c.isalnum() or c in " ._-").split()).strip(" .")
-    return keep or "film"
-
-
 def run(args: argparse.Namespace) -> int:
     from studio.core.errors import StudioError
     from studio.core.persistence import load_project, project_file
     from studio.core.tasks import Cancelled, Progress
-    from studio.export.film import ExportOptions, export_film, plan_export
-    from studio.export.interchange import check_edl, write_edl, write_otio
-    from studio.export.report import write_report
+    from studio.export.plan import ExportOptions, plan_export
+    from studio.export.names import default_film_path
+    from studio.session.export import ExportTargets, check_targets, export_project
 
     if args.crossfade < 0:
         raise StudioError("--crossfade must be 0 or more frames")
@@ -66,15 +61,14 @@ def run(args: argparse.Namespace) -> int:
     pfile = project_file(args.project)
     project = load_project(pfile)
     folder = pfile.parent
-    out = args.out or folder / "exports" / f"{_safe_name(project.name)}.mp4"
+    out = args.out or default_film_path(folder, project.name)
     options = ExportOptions(crossfade=args.crossfade, burn_in=args.burn_in, missing=args.missing,
                             force_reencode=args.reencode, preset=args.preset, crf=args.crf)
     plan = plan_export(project, folder, options)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     for line in plan.summary_lines():
         say(line)
-    if args.edl:
-        check_edl(plan)  # fail before spending minutes on the MP4
+    check_targets(plan, ExportTargets(edl=args.edl))  # fail before minutes of encoding
     if args.dry_run:
         return 0
 
@@ -89,19 +83,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"{p.stage} {p.step}/{p.total} frames ({100 * p.fraction:.0f}%){eta}",
               file=sys.stderr)
 
+    targets = ExportTargets(otio=args.otio, edl=args.edl, report=args.report,
+                            relative_media=args.relative_media)
     try:
-        result = export_film(project, folder, out, plan=plan, on_progress=progress)
+        outputs = export_project(project, folder, out, plan, targets, on_progress=progress)
     except Cancelled:
         print("cancelled; no file written", file=sys.stderr)
         return 130
-    for note in result.notes:
+    result = outputs.film
+    for note in outputs.notes:
         say(f"note: {note}")
     print(f"wrote {result.path} ({result.frames} frames, {result.duration_s:.2f} s, "
           f"{'copied' if result.mode == 'copy' else 're-encoded'} in {result.seconds:.1f} s)")
-    if args.otio:
-        print(f"wrote {write_otio(project, folder, plan, args.otio, relative=args.relative_media)}")
-    if args.edl:
-        print(f"wrote {write_edl(project, folder, plan, args.edl)}")
-    if args.report:
-        print(f"wrote {write_report(project, folder, plan, args.report, film_name=result.path.name)}")
+    for path in (outputs.otio, outputs.edl, outputs.report):
+        if path is not None:
+            print(f"wrote {path}")
     return 0

@@ -109,13 +109,11 @@ class ProgressBar:
 
 
 def run(args: argparse.Namespace) -> int:
-    from studio.core.document import ProjectDocument
     from studio.core.errors import StudioError
-    from studio.core.persistence import load_project, project_file
-    from studio.engine.queue import DraftOverrides, JobQueue, JobState, make_jobs
+    from studio.engine.queue import DraftOverrides, make_jobs
     from studio.engine.registry import backend_names
-    from studio.engine.runner import QueueRunner
-    from studio.engine.takes import recover_takes
+    from studio.session import events as ev
+    from studio.session.session import Session
 
     if args.takes is not None and args.takes < 1:
         raise StudioError("--takes must be at least 1")
@@ -129,18 +127,18 @@ def run(args: argparse.Namespace) -> int:
     draft = DraftOverrides(width=size[0] if size else None, height=size[1] if size else None,
                            frames=args.frames, steps=args.steps)
 
-    path = project_file(args.project)
-    folder = path.parent
-    document = ProjectDocument(load_project(path), folder)
+    # The project is saved after every take (and every score), so a kill loses at most the job
+    # that was running.
+    session = Session.open(args.project, analyze_new_takes=args.analyze, save_after_take=True)
+    document, queue = session.document, session.queue
     out = sys.stderr
     bar = ProgressBar(out)
 
-    recovered = recover_takes(document)
+    recovered = session.recover_takes()
     if recovered:
         document.save()
         bar.job_line(f"recovered {len(recovered)} finished take(s) the project did not list yet")
 
-    queue = JobQueue.for_project(folder)
     for note in queue.restore_notes:
         bar.job_line(f"note: {note}")
     if args.no_resume and queue.pending():
@@ -174,73 +172,47 @@ def run(args: argparse.Namespace) -> int:
         return 0
     bar.job_line(f"rendering {total} job(s) in {document.project.name!r}")
     counter = {"n": 0}
+    labels: dict[str, str] = {}
 
-    def on_event(kind: str, job: "object") -> None:
-        j = job  # a studio.engine.queue.Job
-        if kind == "start":
+    def on_event(e: ev.SessionEvent) -> None:
+        if isinstance(e, ev.JobStarted):
             counter["n"] += 1
-            bar.job_line(f"[{counter['n']}/{total}] {j.describe()} (take {j.take_id})")  # type: ignore[attr-defined]
-        elif kind == "done":
-            t = j.timings.get("total_s")  # type: ignore[attr-defined]
+            labels[e.job_id] = e.label
+            bar.job_line(f"[{counter['n']}/{total}] {e.label} (take {e.take_id})")
+        elif isinstance(e, ev.JobProgress):
+            p = e.progress
+            bar.update(labels.get(e.job_id, ""), p.step, p.total, p.stage, p.eta_s)
+        elif isinstance(e, ev.TakeReady):
+            t = e.timings.get("total_s")
             extra = f" in {t:.1f}s" if t else ""
-            bar.job_line(f"    done{extra}: takes/{j.shot_id}/{j.take_id}.mp4")  # type: ignore[attr-defined]
-            for note in j.notes:  # type: ignore[attr-defined]
+            bar.job_line(f"    done{extra}: takes/{e.shot_id}/{e.take_id}.mp4")
+            job = queue.get(e.job_id)
+            for note in (job.notes if job is not None else e.notes):
                 if "\n" not in note:
                     bar.job_line(f"    note: {note}")
-        elif kind == "failed":
-            bar.job_line(f"    FAILED: {j.error}")  # type: ignore[attr-defined]
-        elif kind == "cancelled":
+        elif isinstance(e, ev.JobFailed):
+            bar.job_line(f"    FAILED: {e.message}")
+        elif isinstance(e, ev.JobCancelled):
             bar.job_line("    cancelled")
+        elif isinstance(e, ev.AnalysisProgress):
+            p = e.progress
+            bar.update("analysing identity", p.step, p.total, "analysing", p.eta_s)
+        elif isinstance(e, ev.AnalysisReady):
+            mean = e.summary.get("identity_mean")
+            flagged = e.summary.get("flagged_fraction") or 0.0
+            bar.job_line(f"    identity {mean:.2f}, {flagged:.0%} of frames flagged"
+                         if mean is not None else "    identity: no face found in the take")
+        elif isinstance(e, ev.AnalysisFailed):
+            bar.job_line(f"    analysis FAILED: {e.message}")
+        elif isinstance(e, ev.Note):
+            bar.job_line(f"note: {e.text}")
 
-    def on_progress(job_id: str) -> None:
-        j = queue.get(job_id)
-        if j is not None and j.state is JobState.RUNNING:
-            bar.update(j.describe(), j.step, j.total, j.stage, j.eta_s)
-
-    analysis_failures: list[str] = []
-
-    def after_take(result: "object") -> None:
-        document.save()  # the take is safe before anything else happens
-        if args.analyze:
-            _analyze(document, result.shot_id, result.take.id, bar,  # type: ignore[attr-defined]
-                     analysis_failures)
-
-    queue.progressed.connect(on_progress)
-    runner = QueueRunner(document, queue, after_take=after_take, on_event=on_event)
-    summary = runner.run()
+    session.events.subscribe(on_event)
+    summary = session.run_jobs()
     if document.dirty:
         document.save()
+    failures = summary.analysis_failed
     bar.job_line(f"finished: {len(summary.done)} done, {len(summary.failed)} failed, "
                  f"{len(summary.cancelled)} cancelled"
-                 + (f", {len(analysis_failures)} analysis failed" if analysis_failures else ""))
-    return 1 if summary.failed or analysis_failures else 0
-
-
-def _analyze(document: "object", shot_id: str, take_id: str, bar: ProgressBar,
-             failures: list[str]) -> None:
-    """Identity analysis of one new take; its mean score is stored on the take."""
-    from studio.core.errors import StudioError
-    from studio.identity.api import analyze_take
-
-    doc = document  # a ProjectDocument
-    shot = doc.project.shot(shot_id)  # type: ignore[attr-defined]
-    take = shot.take(take_id) if shot is not None else None
-    if take is None:
-        return
-    try:
-        summary = analyze_take(doc.folder, doc.project, shot, take,  # type: ignore[attr-defined]
-                               on_progress=lambda p: bar.update(
-                                   "analysing identity", p.step, p.total, "analysing", p.eta_s))
-    except StudioError as exc:
-        failures.append(take_id)
-        bar.job_line(f"    analysis FAILED: {exc}")
-        return
-    mean = summary.get("identity_mean")
-    eng = summary.get("engine", {})
-    if mean is not None:
-        doc.update_take(shot_id, take_id, identity_mean=float(mean),  # type: ignore[attr-defined]
-                        analysis_engine=f"{eng.get('name')}/{eng.get('model')}")
-        doc.save()  # type: ignore[attr-defined]
-    flagged = summary.get("flagged_fraction") or 0.0
-    bar.job_line(f"    identity {mean:.2f}, {flagged:.0%} of frames flagged" if mean is not None
-                 else "    identity: no face found in the take")
+                 + (f", {len(failures)} analysis failed" if failures else ""))
+    return 1 if summary.failed or failures else 0

@@ -102,11 +102,6 @@ class ModelInfo:
     problem: str | None = None
 
     @property
-    def family_label(self) -> str:
-        fam = FAMILIES.get(self.family)
-        return fam.label if fam else self.family
-
-    @property
     def params(self) -> int:
         return sum(c.params for c in self.components.values())
 

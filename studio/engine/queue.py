@@ -271,9 +271,6 @@ class JobQueue:
                 return i + 1
         return None
 
-    def has_work(self) -> bool:
-        return bool(self.pending())
-
     def __len__(self) -> int:
         return len(self._active)
 

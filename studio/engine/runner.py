@@ -8,23 +8,25 @@ The three steps are separate so each runs on the right thread, as napari does it
   thread; it never touches the document;
 * :func:`commit_take` inserts the finished take into the document (UI thread again).
 
-:class:`QueueRunner` chains them synchronously for the CLI (and tests).
+The session (``studio.session``) chains them: synchronously in the CLI, across threads in the app.
 """
 
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.core.document import ProjectDocument
 from studio.core.errors import StudioError
 from studio.core.model import Take
 from studio.engine.base import Cancelled, GenerationRequest, Progress, ProgressFn
-from studio.engine.queue import Job, JobQueue, JobState
+from studio.engine.queue import Job
+
+if TYPE_CHECKING:
+    from studio.engine.takes import TakeFile
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ def execute_job(spec: JobSpec, on_progress: ProgressFn, cancelled: Callable[[], 
     """Generate and write one take (worker thread). Raises Cancelled, StudioError or anything
     the backend raises; leaves no partial take behind."""
     from studio.engine.registry import get_backend
+    from studio.engine.takes import take_paths
 
     t_start = time.perf_counter()
     backend = get_backend(spec.backend)
@@ -133,13 +136,14 @@ def execute_job(spec: JobSpec, on_progress: ProgressFn, cancelled: Callable[[], 
     if cancelled():
         raise Cancelled()
     req, notes = backend.snap(spec.request)
-    frames = backend.generate(req, on_progress, cancelled)
-    t_generated = time.perf_counter()
-    if cancelled():
-        raise Cancelled()
-    n = int(frames.shape[0]) if getattr(frames, "ndim", 0) == 4 else 0
-    if n and (frames.shape[1], frames.shape[2]) != (req.height, req.width):
-        notes.append(f"the backend returned {frames.shape[2]}x{frames.shape[1]} instead of "
+    fps = float(req.fps or backend.capabilities(spec.model).default_fps)
+    video_rel, _ = take_paths(spec.shot_id, spec.take_id)
+    # Through generate_take, always: a backend whose frames live in another process (the GPU
+    # runtime's worker) encodes the MP4 there, and only the file's description comes back.
+    made = backend.generate_take(req, spec.folder / video_rel, fps, on_progress, cancelled, root=spec.folder)
+    t_made = time.perf_counter()
+    if made.frames and (made.frame_height, made.frame_width) != (req.height, req.width):
+        notes.append(f"the backend returned {made.frame_width}x{made.frame_height} instead of "
                      f"{req.width}x{req.height}")
     try:
         fingerprint = backend.model_fingerprint(spec.model)
@@ -147,8 +151,9 @@ def execute_job(spec: JobSpec, on_progress: ProgressFn, cancelled: Callable[[], 
         fingerprint = None
         notes.append(f"weights fingerprint unavailable: {exc}")
     plan = getattr(backend, "last_plan", None)
-    timings = {"load_s": round(t_loaded - t_start, 4),
-               "generate_s": round(t_generated - t_loaded, 4)}
+    encode_s = made.encode_s if made.encode_s is not None else 0.0
+    generate_s = made.generate_s if made.generate_s is not None else max(0.0, t_made - t_loaded - encode_s)
+    timings = {"load_s": round(t_loaded - t_start, 4), "generate_s": round(generate_s, 4)}
     sidecar = {
         "job_id": spec.job_id, "shot_id": spec.shot_id, "shot_title": spec.shot_title,
         "backend": {"name": backend.name, "label": backend.label, "model": spec.model,
@@ -165,26 +170,19 @@ def execute_job(spec: JobSpec, on_progress: ProgressFn, cancelled: Callable[[], 
         "backend_notes": [str(n) for n in (getattr(backend, "last_notes", None) or [])],
         "timings": dict(timings),
     }
-
-    def on_frame(i: int, total: int) -> None:
-        if i == total or i % 8 == 0:
-            on_progress(Progress(i, total, "encoding"))
-
-    fps = float(req.fps or backend.capabilities(spec.model).default_fps)
-    take = _write(spec, frames, fps, req.seed, backend.name, sidecar, on_frame, cancelled)
-    timings["encode_s"] = round(time.perf_counter() - t_generated, 4)
+    take = _write(spec, made, req.seed, backend.name, sidecar)
+    timings["encode_s"] = round(encode_s, 4)
     timings["total_s"] = round(time.perf_counter() - t_start, 4)
     return JobResult(job_id=spec.job_id, shot_id=spec.shot_id, take=take, timings=timings,
                      notes=list(notes))
 
 
-def _write(spec: JobSpec, frames: Any, fps: float, seed: int, backend: str,
-           sidecar: dict[str, Any], on_frame: Any, cancelled: Any) -> Take:
-    from studio.engine.takes import write_take
+def _write(spec: JobSpec, made: TakeFile, seed: int, backend: str, sidecar: dict[str, Any]) -> Take:
+    """The take's record and sidecar, written here by the app whichever process encoded the video."""
+    from studio.engine.takes import finish_take
 
-    return write_take(spec.folder, shot_id=spec.shot_id, take_id=spec.take_id, frames=frames,
-                      fps=fps, seed=seed, backend=backend, model=spec.model, draft=spec.draft,
-                      sidecar=sidecar, on_frame=on_frame, cancelled=cancelled)
+    return finish_take(spec.folder, shot_id=spec.shot_id, take_id=spec.take_id, made=made, seed=seed,
+                       backend=backend, model=spec.model, draft=spec.draft, sidecar=sidecar)
 
 
 def commit_take(document: ProjectDocument, result: JobResult) -> bool:
@@ -208,76 +206,3 @@ def finished_take(document: ProjectDocument, job: Job) -> Take | None:
     before the queue recorded it): re-running it would only repeat the work."""
     shot = document.project.shot(job.shot_id)
     return shot.take(job.take_id) if shot is not None else None
-
-
-def error_text(exc: BaseException) -> str:
-    """A readable one-line message for a failed job."""
-    if isinstance(exc, StudioError):
-        return str(exc)
-    if isinstance(exc, ImportError):
-        return f"a library this backend needs is not installed or broken: {exc}"
-    if isinstance(exc, MemoryError):
-        return "out of memory: try a draft (smaller size, fewer frames)"
-    name = type(exc).__name__
-    return f"{name}: {exc}" if str(exc) else name
-
-
-@dataclass
-class RunSummary:
-    done: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (job id, error)
-    cancelled: list[str] = field(default_factory=list)
-
-
-class QueueRunner:
-    """Runs the queue synchronously until it is empty or paused (the CLI, tests)."""
-
-    def __init__(self, document: ProjectDocument, queue: JobQueue, *,
-                 after_take: Callable[[JobResult], None] | None = None,
-                 on_event: Callable[[str, Job], None] | None = None) -> None:
-        self.document = document
-        self.queue = queue
-        self.after_take = after_take  # e.g. save the project
-        self.on_event = on_event or (lambda kind, job: None)  # "start", "done", "failed", ...
-
-    def run_one(self, job: Job, summary: RunSummary) -> None:
-        q = self.queue
-        self.on_event("start", job)
-        if finished_take(self.document, job) is not None:
-            q.finish(job.id, notes=["its take was already saved before an interruption"])
-            summary.done.append(job.id)
-            self.on_event("done", job)
-            return
-        try:
-            spec = prepare_job(self.document, job)
-            result = execute_job(spec, lambda p: q.report(job.id, p),
-                                 lambda: q.cancel_requested(job.id))
-        except Cancelled:
-            q.mark_cancelled(job.id)
-            summary.cancelled.append(job.id)
-            self.on_event("cancelled", job)
-            return
-        except Exception as exc:  # any failure is recorded on the job; the queue goes on
-            msg = error_text(exc)
-            if not isinstance(exc, StudioError):
-                job.notes.append(traceback.format_exc(limit=6)[-2000:])
-            q.fail(job.id, msg)
-            summary.failed.append((job.id, msg))
-            self.on_event("failed", job)
-            return
-        commit_take(self.document, result)
-        if self.after_take is not None:
-            self.after_take(result)
-        q.finish(job.id, result.timings, result.notes)
-        summary.done.append(job.id)
-        self.on_event("done", job)
-
-    def run(self) -> RunSummary:
-        summary = RunSummary()
-        while True:
-            job = self.queue.start_next()
-            if job is None:
-                return summary
-            self.run_one(job, summary)
-            if job.state is JobState.RUNNING:  # defensive: never loop on the same job
-                self.queue.fail(job.id, "the job ended without a result")

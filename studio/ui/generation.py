@@ -1,67 +1,58 @@
-"""Generation in the app: a controller that owns the job queue and a QThread worker, the Generate
-menu and toolbar, and the queue and takes docks.
+"""Generation in the app: a controller that drives the session's job queue from a worker thread,
+the Generate menu and toolbar, and the queue and takes docks.
 
-Threading (napari's pattern): the UI thread picks the next job and builds its request from the
-shot (:func:`studio.engine.runner.prepare_job`, pure Python), the worker thread runs the backend
+Threading (napari's pattern): the session (UI thread) picks the next job and builds its request
+from the shot (:meth:`studio.session.session.Session.next_job`), the worker thread runs the backend
 and writes the take files (:func:`~studio.engine.runner.execute_job`: all heavy imports happen
 there), and the result comes back through a queued signal so the take is inserted into the
-document on the UI thread. The window stays responsive throughout.
-
-Other features find the controller as ``main_window.generation`` and listen to its
-``take_added(shot_id, take_id)`` signal (identity analysis runs after each take).
+document by the session (:meth:`~studio.session.session.Session.job_done`) on the UI thread.
+The window stays responsive throughout. Identity analysis of each new take is queued by the
+session itself; other views listen to ``main_window.session_bridge``.
 """
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QApplication, QLabel, QToolBar
 
 from studio.core.document import ProjectDocument
 from studio.core.errors import StudioError
-from studio.engine.queue import (QUEUE_FILE, DraftOverrides, Job, JobQueue, default_draft,
-                                 make_jobs)
+from studio.core.tasks import Cancelled, CancelledFn, Progress, ProgressFn
+from studio.engine.queue import DraftOverrides, Job, JobQueue, default_draft
+from studio.session import events as ev
+from studio.session.session import Session
+from studio.ui.tasks import TaskHandle, run_task, task_pool
 
 if TYPE_CHECKING:
+    from studio.ui.main_window import MainWindow
     from studio.engine.runner import JobResult, JobSpec
 
 
-class _Worker(QObject):
-    """Runs one job at a time in the generation thread."""
+def _run_job(spec: "JobSpec", progress: ProgressFn, cancelled: CancelledFn) -> "JobResult":
+    """The worker side of one job (runs in the generation pool): every failure becomes a
+    StudioError whose message says what to do (out of memory, a missing library), with the
+    traceback on stderr for anything unexpected; a cancel stays a Cancelled."""
+    from studio.core.errors import error_text
+    from studio.engine.runner import execute_job
 
-    progress = Signal(str, int, int, str)  # job id, step, total, stage
-    finished = Signal(str, object)  # job id, JobResult
-    failed = Signal(str, str)  # job id, message
-    cancelled = Signal(str)  # job id
+    try:
+        return execute_job(spec, progress, cancelled)
+    except (Cancelled, StudioError):
+        raise
+    except Exception as exc:  # every failure reaches the user as a message
+        import traceback
 
-    @Slot(object, object)
-    def run(self, spec: "JobSpec", cancel_check: Any) -> None:
-        from studio.engine.base import Cancelled
-        from studio.engine.runner import error_text, execute_job
-
-        job_id = spec.job_id
-        try:
-            result = execute_job(spec, lambda p: self.progress.emit(job_id, p.step, p.total,
-                                                                    p.stage),
-                                 cancel_check)
-        except Cancelled:
-            self.cancelled.emit(job_id)
-            return
-        except BaseException as exc:  # every failure reaches the user as a message
-            import traceback
-
-            traceback.print_exc()
-            self.failed.emit(job_id, error_text(exc))
-            return
-        self.finished.emit(job_id, result)
+        traceback.print_exc()
+        raise StudioError(error_text(exc)) from exc
 
 
 class GenerationController(QObject):
-    """Owns the queue of the open project and drives the worker thread."""
+    """Drives the session's job queue from a worker thread: the session decides what runs and
+    records every outcome; this controller only moves the work between threads."""
 
     queue_changed = Signal()
     job_progress = Signal(str)  # job id
@@ -70,34 +61,34 @@ class GenerationController(QObject):
     note = Signal(str)  # something the user should see (restored queue, recovered takes)
     busy_changed = Signal(bool)
     draft_changed = Signal(bool)
-    _start = Signal(object, object)  # to the worker: (spec, cancel check)
 
-    def __init__(self, document: ProjectDocument, parent: QObject | None = None) -> None:
+    def __init__(self, session: Session, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._thread = QThread(self)
-        self._thread.setObjectName("generation")
-        self._worker = _Worker()
-        self._worker.moveToThread(self._thread)
-        self._start.connect(self._worker.run, Qt.QueuedConnection)
-        self._worker.progress.connect(self._on_progress, Qt.QueuedConnection)
-        self._worker.finished.connect(self._on_finished, Qt.QueuedConnection)
-        self._worker.failed.connect(self._on_failed, Qt.QueuedConnection)
-        self._worker.cancelled.connect(self._on_cancelled, Qt.QueuedConnection)
-        # The thread runs only while there is work: an idle window owns no running thread, so
-        # closing it can never destroy a running QThread.
+        # One job at a time, through the UI's one task helper; the pool's thread ends when
+        # idle, so a closing window never owns a running thread.
+        self._pool = task_pool(self, 1)
+        self._task: TaskHandle | None = None
         self._closed = False
-        self._running: tuple[JobQueue, ProjectDocument, str] | None = None
+        self._running: tuple[Session, str] | None = None  # (session, job id)
         self._stop = threading.Event()  # set on shutdown: the running job stops within a step
         self._draft = False
         self.notes: list[str] = []
-        self.document = document
-        self.queue = JobQueue()
-        self.set_document(document)
+        self.session = session
+        self._unsubscribe: Any = None
+        self.set_session(session)
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
 
     # -- state ----------------------------------------------------------------------------
+    @property
+    def document(self) -> ProjectDocument:
+        return self.session.document
+
+    @property
+    def queue(self) -> JobQueue:
+        return self.session.queue
+
     @property
     def busy(self) -> bool:
         return self._running is not None
@@ -116,47 +107,50 @@ class GenerationController(QObject):
         self.note.emit(text)
 
     # -- project switching and restore ------------------------------------------------------
-    def set_document(self, document: ProjectDocument) -> None:
-        """Show ``document``'s queue (restored from its queue.json) and recover finished takes
-        the project does not list yet (the app stopped before saving)."""
+    def set_session(self, session: Session) -> None:
+        """Follow ``session`` (another project, or the same one after Save As): a job running
+        for the previous one goes back to the head of its queue, finished takes the project
+        does not list yet are recovered, the restored queue resumes."""
         if self._running is not None:
             self._interrupt_running()
         try:
-            self.queue.changed.disconnect(self._on_queue_changed)
+            self.session.queue.changed.disconnect(self._on_queue_changed)
         except ValueError:
             pass
-        for doc in {id(self.document): self.document, id(document): document}.values():
-            try:
-                doc.saved.disconnect(self._on_saved)
-            except ValueError:
-                pass
-        document.saved.connect(self._on_saved)
-        self.document = document
-        if document.folder is not None:
-            from studio.engine.takes import recover_takes
-
-            try:
-                found = recover_takes(document)
-            except StudioError as exc:
-                found = []
-                self._note(f"could not check for unsaved takes: {exc}")
-            if found:
-                self._note(f"Recovered {len(found)} finished take(s) that were not saved in the "
-                           "project yet.")
-            self.queue = JobQueue.for_project(document.folder)
-        else:
-            self.queue = JobQueue()
-        self.queue.changed.connect(self._on_queue_changed)
-        for text in self.queue.restore_notes:
-            self._note(text[0].upper() + text[1:] + ".")
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        self.session = session
+        self._unsubscribe = session.events.subscribe(self._on_event)
+        found = session.recover_takes()
+        if found:
+            self._note(f"Recovered {len(found)} finished take(s) that were not saved in the "
+                       "project yet.")
+        session.queue.changed.connect(self._on_queue_changed)
+        for text in session.restore_notes:
+            self._note(text)
         self.queue_changed.emit()
         self._pump()
 
-    def _on_saved(self, _path: object = None) -> None:
-        """Save As moves the project (and its copied queue.json) to another folder: follow it."""
-        folder = self.document.folder
-        if folder is not None and self.queue.path != Path(folder) / QUEUE_FILE:
-            self.set_document(self.document)
+    def _on_event(self, e: ev.SessionEvent) -> None:
+        if isinstance(e, ev.Note):
+            self._note(e.text[0].upper() + e.text[1:] if e.text else e.text)
+        elif isinstance(e, ev.JobFailed):
+            self.job_failed.emit(e.job_id, e.message)
+        elif isinstance(e, ev.QueueMoved):
+            self._follow_queue(e.old)
+
+    def _follow_queue(self, old: JobQueue) -> None:
+        """Save As: the running job goes back to the head of the old queue (its copy in the new
+        folder is re-queued there already), and the new queue runs."""
+        if self._running is not None:
+            self._interrupt_running(old)
+        try:
+            old.changed.disconnect(self._on_queue_changed)
+        except ValueError:
+            pass
+        self.queue.changed.connect(self._on_queue_changed)
+        self.queue_changed.emit()
+        self._pump()
 
     def _on_queue_changed(self, _job_id: object = None) -> None:
         self.queue_changed.emit()
@@ -165,20 +159,14 @@ class GenerationController(QObject):
     def generate(self, shot_ids: list[str], count: int = 1, reroll: bool = False,
                  front: bool = False) -> list[Job]:
         """Queue ``count`` takes for each shot (re-rolls get new random seeds)."""
+        jobs: list[Job] = []
         if not shot_ids:
             raise StudioError("select a shot first")
-        if self.document.folder is None:
-            raise StudioError("save the project before generating (takes are stored in its "
-                              "folder)")
-        jobs: list[Job] = []
         for sid in shot_ids:
             shot = self.document.project.shot(sid)
-            if shot is None:
-                raise StudioError(f"no shot with id {sid!r}")
-            draft = default_draft(shot) if self._draft else None
-            jobs += make_jobs(self.document.project, [sid], count=count, reroll=reroll,
-                              draft=draft, queue=self.queue)
-        self.queue.add(jobs, front=front)
+            draft = default_draft(shot) if self._draft and shot is not None else None
+            jobs += self.session.queue_takes([sid], count=count, reroll=reroll, draft=draft,
+                                             front=front)
         self._pump()
         return jobs
 
@@ -188,9 +176,7 @@ class GenerationController(QObject):
     def generate_with(self, shot_id: str, draft: DraftOverrides | None = None, *,
                       backend: str | None = None, model: str | None = None) -> list[Job]:
         """One job with explicit overrides (API for other panels)."""
-        jobs = make_jobs(self.document.project, [shot_id], draft=draft, backend=backend,
-                         model=model, queue=self.queue)
-        self.queue.add(jobs)
+        jobs = self.session.queue_takes([shot_id], draft=draft, backend=backend, model=model)
         self._pump()
         return jobs
 
@@ -225,131 +211,96 @@ class GenerationController(QObject):
     # -- running ----------------------------------------------------------------------------
     def _pump(self) -> None:
         """Start the next job if the worker is idle (UI thread)."""
-        from studio.engine.runner import finished_take, prepare_job
-
         while self._running is None and not self._stop.is_set() and not self._closed:
-            job = self.queue.start_next()
-            if job is None:
+            spec = self.session.next_job()  # a job that cannot start fails with JobFailed
+            if spec is None:
                 return
-            if finished_take(self.document, job) is not None:
-                self.queue.finish(job.id, notes=["its take was already saved before an "
-                                                 "interruption"])
-                continue
-            try:
-                spec = prepare_job(self.document, job)
-            except StudioError as exc:
-                self.queue.fail(job.id, str(exc))
-                self.job_failed.emit(job.id, str(exc))
-                continue
-            queue = self.queue
-            self._running = (queue, self.document, job.id)
+            session, job_id = self.session, spec.job_id
+            queue = session.queue
+            self._running = (session, job_id)
             stop = self._stop
-            job_id = job.id
             self.busy_changed.emit(True)
-            if not self._thread.isRunning():
-                self._thread.start()
-            self._start.emit(spec, lambda: stop.is_set() or queue.cancel_requested(job_id))
 
-    def _context(self, job_id: str) -> tuple[JobQueue, ProjectDocument] | None:
-        if self._running is None or self._running[2] != job_id:
+            def work(progress: ProgressFn, cancelled: CancelledFn, spec: "JobSpec" = spec,
+                     job_id: str = job_id) -> "JobResult":
+                # Stops within a step on: the job's cancel (queue panel), shutdown or a
+                # project switch (stop), or the task being cancelled (window destroyed).
+                return _run_job(spec, progress, lambda: cancelled() or stop.is_set()
+                                or queue.cancel_requested(job_id))
+
+            self._task = run_task(
+                work, parent=self, pool=self._pool, name=f"generation-{job_id}",
+                on_progress=lambda p, j=job_id: self._on_progress(j, p),
+                on_done=lambda result, j=job_id: self._on_finished(j, result),
+                on_error=lambda msg, j=job_id: self._on_failed(j, msg),
+                on_cancelled=lambda j=job_id: self._on_cancelled(j))
+
+    def _context(self, job_id: str) -> Session | None:
+        """The session of ``job_id`` while it is this controller's running job."""
+        if self._running is None or self._running[1] != job_id:
             return None
-        return self._running[0], self._running[1]
+        return self._running[0]
 
     def _done(self) -> None:
         self._running = None
+        self._task = None
         self.busy_changed.emit(False)
         self._pump()
-        if self._running is None:
-            self._stop_thread()
 
-    def _stop_thread(self) -> None:
-        """Let the idle worker thread end (it restarts with the next job)."""
-        if self._thread is not None and self._thread.isRunning():
-            self._thread.quit()
-            self._thread.wait(10_000)
-
-    @Slot(str, int, int, str)
-    def _on_progress(self, job_id: str, step: int, total: int, stage: str) -> None:
-        from studio.engine.base import Progress
-
-        ctx = self._context(job_id)
-        if ctx is None:
+    def _on_progress(self, job_id: str, progress: Progress) -> None:
+        session = self._context(job_id)
+        if session is None:
             return
-        ctx[0].report(job_id, Progress(step, total, stage))
+        session.job_progress(job_id, progress)
         self.job_progress.emit(job_id)
 
-    @Slot(str, object)
     def _on_finished(self, job_id: str, result: "JobResult") -> None:
-        from studio.engine.runner import commit_take
-
-        ctx = self._context(job_id)
-        if ctx is None:
+        session = self._context(job_id)
+        if session is None:
             return
-        queue, document = ctx
-        added = False
-        if document is self.document:
-            added = commit_take(document, result)
-        try:
-            queue.finish(job_id, result.timings, result.notes)
-        except StudioError as exc:  # the queue file cannot be written
-            self._note(str(exc))
+        added = session.job_done(result)
         if added:
             self.take_added.emit(result.shot_id, result.take.id)
         self._done()
 
-    @Slot(str, str)
     def _on_failed(self, job_id: str, message: str) -> None:
-        ctx = self._context(job_id)
-        if ctx is None:
+        session = self._context(job_id)
+        if session is None:
             return
-        try:
-            ctx[0].fail(job_id, message)
-        except StudioError as exc:  # the queue file cannot be written
-            self._note(str(exc))
-        self.job_failed.emit(job_id, message)
+        session.job_failed(job_id, message)  # job_failed is emitted from its JobFailed event
         self._done()
 
-    @Slot(str)
     def _on_cancelled(self, job_id: str) -> None:
-        ctx = self._context(job_id)
-        if ctx is None:
+        session = self._context(job_id)
+        if session is None:
             return
-        try:
-            ctx[0].mark_cancelled(job_id)
-        except StudioError as exc:  # the queue file cannot be written
-            self._note(str(exc))
+        session.job_cancelled(job_id)
         self._done()
 
-    def _interrupt_running(self) -> None:
+    def _interrupt_running(self, queue: JobQueue | None = None) -> None:
         """Stop the running job and put it back at the head of its queue (project switch,
         shutdown): it resumes the next time that project is open."""
         assert self._running is not None
-        queue, _doc, job_id = self._running
+        session, job_id = self._running
         self._stop.set()
         self._running = None
         self._drain()
-        try:
-            queue.interrupt(job_id)
-        except StudioError as exc:  # e.g. the untitled scratch folder was just removed
-            self._note(f"the interrupted job could not be re-queued: {exc}")
+        if queue is not None:
+            try:
+                queue.interrupt(job_id)
+            except StudioError as exc:
+                self._note(f"the interrupted job could not be re-queued: {exc}")
+        else:
+            session.job_interrupted(job_id)
         self._stop.clear()
         self.busy_changed.emit(False)
 
     def _drain(self, timeout_ms: int = 60_000) -> None:
-        """Wait until the worker has returned from its current job."""
-        import time
-
-        if not self._thread.isRunning():
-            return
-        done = threading.Event()
-        # A queued call to the worker runs only after its current job: a clean barrier.
-        QApplication.processEvents()
-        self._barrier = _Barrier(done)
-        self._barrier.moveToThread(self._thread)
-        self._barrier.hit.emit()
-        end = time.monotonic() + timeout_ms / 1000
-        while not done.is_set() and time.monotonic() < end:
-            done.wait(0.02)
+        """Wait until the worker has returned from its current job (its outcome, delivered
+        later, is ignored: the job is no longer this controller's running one)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.wait(timeout_ms)
 
     def wait_idle(self, timeout_ms: int = 60_000) -> bool:
         """Process events until no job is running and none is startable (tests, shutdown)."""
@@ -371,25 +322,14 @@ class GenerationController(QObject):
         if self._running is not None:
             self._interrupt_running()
         self._stop.set()
-        self._stop_thread()
-
-
-class _Barrier(QObject):
-    hit = Signal()
-
-    def __init__(self, done: threading.Event) -> None:
-        super().__init__()
-        self._done = done
-        self.hit.connect(self._set, Qt.QueuedConnection)
-
-    @Slot()
-    def _set(self) -> None:
-        self._done.set()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
 
 
 # -- menu, toolbar and docks ----------------------------------------------------------------------
 
-def install_generation(main_window: Any) -> GenerationController:
+def install_generation(main_window: "MainWindow") -> GenerationController:
     """Add generation to ``main_window``: Generate menu + toolbar, queue and takes docks.
 
     Uses only MainWindow's integration points: ``document``, ``undo_stack``, ``menu()``,
@@ -399,8 +339,8 @@ def install_generation(main_window: Any) -> GenerationController:
     from studio.ui.queue_panel import QueuePanel
     from studio.ui.takes_panel import TakesPanel
 
-    ctl = GenerationController(main_window.document, main_window)
-    main_window.generation = ctl
+    ctl = GenerationController(main_window.session, main_window)
+    main_window.session_bridge.attached.connect(ctl.set_session)
     # A window destroyed while a job runs: stop the worker first (the job is re-queued).
     main_window.destroyed.connect(lambda *_a, c=ctl: c.shutdown())
     menu = main_window.menu("Generate")
@@ -429,9 +369,7 @@ def install_generation(main_window: Any) -> GenerationController:
         return ids
 
     def missing() -> list[str]:
-        queued = {j.shot_id for j in ctl.queue.pending()}
-        ids = [s.id for s in main_window.document.project.shots
-               if not s.takes and s.id not in queued]
+        ids = ctl.session.shots_without_takes()
         if not ids:
             raise StudioError("every shot has a take (or one is queued): use Re-roll for more")
         return ids
@@ -518,7 +456,6 @@ def install_generation(main_window: Any) -> GenerationController:
         refresh_actions()
 
     def on_project(document: ProjectDocument) -> None:
-        ctl.set_document(document)
         takes_panel.set_document(document)
         takes_panel.set_shot(main_window.selected_shot_id())
         refresh_actions()
@@ -537,8 +474,7 @@ def install_generation(main_window: Any) -> GenerationController:
     ctl.note.connect(on_note)
     ctl.take_added.connect(on_take)
     ctl.job_failed.connect(lambda _jid, msg: main_window.show_error(f"Generation failed: {msg}"))
-    if hasattr(main_window, "events"):
-        main_window.events.shot_changed.connect(refresh_actions)
+    main_window.events.shot_changed.connect(refresh_actions)
     for text in ctl.notes:
         on_note(text)
     on_selected(main_window.selected_shot_id() or "")

@@ -3,157 +3,129 @@ and a prompt-lint list. Standalone; the main window wires them in through
 :func:`install_identity`.
 
 Analysis runs on one dedicated worker thread (one job at a time: it is CPU-bound, and the
-machine's other core stays with the UI and the generator). Results come back as queued signals;
-the controller writes ``identity_mean`` / ``analysis_engine`` through
-``ProjectDocument.update_take`` on the UI thread.
+machine's other core stays with the UI and the generator) through the UI's one task helper
+(:mod:`studio.ui.tasks`). What to analyse and what to do with a result belong to the session
+(:class:`studio.session.session.Session`: it queues every new take and stores the score on it);
+views hear about results from ``main_window.session_bridge``.
 """
 
 from __future__ import annotations
 
 import threading
-import traceback
-from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
-from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QWidget
 
 from studio.core.document import ProjectDocument
 from studio.core.errors import StudioError
 from studio.core.model import Shot
+from studio.core.tasks import CancelledFn, ProgressFn
+from studio.session import events as ev
+from studio.session.session import Session, run_analysis
+from studio.ui.tasks import run_task, task_pool
 
-
-class _Worker(QObject):
-    progress = Signal(str, int, int)  # take_id, done, total
-    finished = Signal(str, str, object)  # shot_id, take_id, summary dict
-    failed = Signal(str, str, str)  # shot_id, take_id, message
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.cancel_flag = threading.Event()
-
-    @Slot(object)
-    def run_job(self, job: dict[str, Any]) -> None:
-        from studio.core.tasks import Cancelled
-        from studio.identity.api import analyze_take
-
-        shot, take = job["shot"], job["take"]
-        self.cancel_flag.clear()
-        try:
-            summary = analyze_take(job["folder"], job["project"], shot, take,
-                                   lambda p: self.progress.emit(take.id, p.step, p.total),
-                                   self.cancel_flag.is_set, engine=job.get("engine"),
-                                   force=job.get("force", False))
-        except Cancelled:
-            self.failed.emit(shot.id, take.id, "analysis cancelled")
-        except StudioError as exc:
-            self.failed.emit(shot.id, take.id, str(exc))
-        except Exception as exc:  # a bug must not kill the worker thread; report it readably
-            traceback.print_exc()
-            self.failed.emit(shot.id, take.id, f"analysis failed: {exc}")
-        else:
-            self.finished.emit(shot.id, take.id, summary)
+if TYPE_CHECKING:
+    from studio.ui.main_window import MainWindow
 
 
 class AnalysisController(QObject):
-    """Queue of take analyses for one document. ``analyze(shot_id, take_id)`` on demand;
-    connect ``take_added`` (e.g. from the generation queue) to analyse new takes automatically."""
+    """Runs the session's queued take analyses, one at a time, on a dedicated worker thread
+    (it is CPU-bound; the machine's other core stays with the UI and the generator). The
+    session decides what to analyse (every new take, or on demand) and records each result;
+    this controller only moves the work off the UI thread and re-emits the outcome."""
 
     started = Signal(str)  # take_id
-    progress = Signal(str, int, int)
+    progress = Signal(str, int, int)  # take_id, done, total
     finished = Signal(str, object)  # take_id, summary
     failed = Signal(str, str)  # take_id, message
-    _submit = Signal(object)
 
-    def __init__(self, document: ProjectDocument, engine: Any = None,
-                 parent: QObject | None = None) -> None:
+    def __init__(self, session: Session, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.document = document
-        self.engine = engine
-        self._queue: deque[tuple[str, str, bool]] = deque()
-        self._busy: str | None = None
-        self._thread = QThread(self)
-        self._thread.setObjectName("identity-analysis")
-        self._worker = _Worker()
-        self._worker.moveToThread(self._thread)
-        self._submit.connect(self._worker.run_job)
-        self._worker.progress.connect(self.progress)
-        self._worker.finished.connect(self._on_finished)
-        self._worker.failed.connect(self._on_failed)
-        self._thread.start()
+        self.pool = task_pool(self, 1)  # one analysis at a time, in order
+        self._cancel = threading.Event()
+        self._task: Any = None
+        self._closed = False
+        self.session = session
+        self._unsubscribe = session.events.subscribe(self._on_event)
+
+    @property
+    def document(self) -> ProjectDocument:
+        return self.session.document
 
     @property
     def busy(self) -> bool:
-        return self._busy is not None
+        return self.session.analysing is not None
 
     def pending(self) -> list[str]:
-        return [t for _, t, _ in self._queue]
+        return self.session.pending_analyses()
 
     def analyze(self, shot_id: str, take_id: str, force: bool = False) -> None:
-        if take_id == self._busy or any(t == take_id for _, t, _ in self._queue):
-            return
-        self._queue.append((shot_id, take_id, force))
+        self.session.request_analysis(shot_id, take_id, force)
         self._next()
-
-    @Slot(str, str)
-    def take_added(self, shot_id: str, take_id: str) -> None:
-        self.analyze(shot_id, take_id)
 
     def cancel_current(self) -> None:
-        self._worker.cancel_flag.set()
+        self._cancel.set()
+
+    def set_session(self, session: Session) -> None:
+        """Follow the window to another project: the running analysis is cancelled and what
+        was queued for the old one stays with it."""
+        self.cancel_current()
+        self._unsubscribe()
+        self.session = session
+        self._unsubscribe = session.events.subscribe(self._on_event)
+        self._next()
+
+    def _on_event(self, e: ev.SessionEvent) -> None:
+        # The session speaks for every outcome, also those it decides alone (a take deleted
+        # before its turn): re-emit them as this controller's signals.
+        if isinstance(e, ev.AnalysisStarted):
+            self.started.emit(e.take_id)
+        elif isinstance(e, ev.AnalysisProgress):
+            self.progress.emit(e.take_id, e.progress.step, e.progress.total)
+        elif isinstance(e, ev.AnalysisReady):
+            self.finished.emit(e.take_id, e.summary)
+        elif isinstance(e, ev.AnalysisFailed):
+            self.failed.emit(e.take_id, e.message)
+        elif isinstance(e, ev.AnalysisCancelled):
+            self.failed.emit(e.take_id, "analysis cancelled")
+        elif isinstance(e, ev.TakeReady) and e.added:
+            QTimer.singleShot(0, self, self._next)  # the session queued its analysis
 
     def _next(self) -> None:
-        if self._busy is not None or not self._queue:
+        if self._closed or self._task is not None:
             return
-        if self.document.folder is None:
-            self.failed.emit(self._queue.popleft()[1], "save the project before analysing takes")
-            return self._next()
-        shot_id, take_id, force = self._queue.popleft()
-        project = self.document.project
-        shot = project.shot(shot_id)
-        take = shot.take(take_id) if shot else None
-        if shot is None or take is None:
-            self.failed.emit(take_id, "the take no longer exists")
-            return self._next()
-        self._busy = take_id
-        self.started.emit(take_id)
-        # The worker gets deep copies: the document may change while it runs.
-        self._submit.emit({"folder": Path(self.document.folder), "shot": shot.model_copy(deep=True),
-                           "take": take.model_copy(deep=True),
-                           "project": project.model_copy(deep=True), "engine": self.engine,
-                           "force": force})
+        session = self.session
+        job = session.next_analysis()
+        if job is None:
+            return
+        self._cancel.clear()
+        cancel = self._cancel
 
-    @Slot(str, str, object)
-    def _on_finished(self, shot_id: str, take_id: str, summary: dict[str, Any]) -> None:
-        self._busy = None
-        shot = self.document.project.shot(shot_id)
-        if shot is not None and shot.take(take_id) is not None and \
-                summary.get("identity_mean") is not None:
-            eng = summary.get("engine", {})
-            self.document.update_take(shot_id, take_id,
-                                      identity_mean=float(summary["identity_mean"]),
-                                      analysis_engine=f"{eng.get('name')}/{eng.get('model')}")
-        self.finished.emit(take_id, summary)
-        self._next()
+        def work(progress: ProgressFn, cancelled: CancelledFn) -> dict[str, Any]:
+            return run_analysis(job, progress, lambda: cancel.is_set() or cancelled())
 
-    @Slot(str, str, str)
-    def _on_failed(self, shot_id: str, take_id: str, message: str) -> None:
-        self._busy = None
-        self.failed.emit(take_id, message)
-        self._next()
+        def finish(outcome: Any) -> None:
+            self._task = None
+            outcome()
+            self._next()
 
-    def set_document(self, document: ProjectDocument) -> None:
-        """Follow the window to another project: what was queued for the old one is dropped."""
-        self.cancel_current()
-        self._queue.clear()
-        self.document = document
+        self._task = run_task(
+            work, parent=self, pool=self.pool, name=f"analysis-{job.take.id}",
+            on_progress=lambda p: session.analysis_progress(job.take.id, p),
+            on_done=lambda summary: finish(lambda: session.analysis_done(job, summary)),
+            on_error=lambda msg: finish(lambda: session.analysis_failed(job, msg)),
+            on_cancelled=lambda: finish(lambda: session.analysis_cancelled(job)))
 
     def shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self.cancel_current()
-        self._queue.clear()
-        self._thread.quit()
-        self._thread.wait(10_000)
+        self.session.cancel_analyses()
+        self.pool.waitForDone(10_000)
+        self._unsubscribe()
 
 
 _BADGE_STYLE = {"good": ("✓ Good reference", "#3c8d40"),
@@ -224,56 +196,6 @@ class PromptLintList(QListWidget):
         return [self.item(i).data(256) for i in range(self.count())]
 
 
-_LUT: Any = None
-
-
-def heatmap_image(heat: Any) -> Any:
-    """A low-resolution drift heatmap (uint8 (h, w), from the analysis npz) as a QImage
-    (ARGB32 premultiplied, warm colours, transparent where 0). Paint it scaled over the frame
-    with smooth transformation: Qt does the upscaling and blending, nothing full-size is built
-    in numpy."""
-    import numpy as np
-    from PySide6.QtGui import QImage
-
-    global _LUT
-    if _LUT is None:  # value -> premultiplied BGRA (little-endian ARGB32), yellow→red
-        v = np.arange(256, dtype=np.float32) / 255
-        a = np.clip(v * 1.6, 0, 0.85)
-        r, g, b = np.ones_like(v), np.clip(1 - v, 0, 1) * 0.9, np.zeros_like(v)
-        _LUT = (np.stack([b * a, g * a, r * a, a], axis=1) * 255).round().astype(np.uint8)
-    heat = np.ascontiguousarray(heat, dtype=np.uint8)
-    h, w = heat.shape
-    bgra = np.ascontiguousarray(_LUT[heat])
-    img = QImage(bgra.data, w, h, w * 4, QImage.Format.Format_ARGB32_Premultiplied)
-    return img.copy()  # own the pixels (bgra is freed on return)
-
-
-class _QualityJob(QRunnable):
-    """Reference-quality check off the UI thread (face detection takes ~0.1–1 s per image)."""
-
-    class _Signals(QObject):
-        done = Signal(str, object)  # cache key, QualityReport or error text
-
-    def __init__(self, key: str, path: Path, angle: str) -> None:
-        super().__init__()
-        self.key, self.path, self.angle = key, path, angle
-        self.signals = self._Signals()
-
-    def run(self) -> None:
-        from studio.identity.checks import reference_quality
-
-        try:
-            result: Any = reference_quality(self.path, self.angle)
-        except StudioError as exc:
-            result = str(exc)
-        except Exception as exc:  # never lose the worker to an unexpected error
-            result = f"{self.path}: quality check failed: {exc}"
-        try:
-            self.signals.done.emit(self.key, result)
-        except RuntimeError:
-            pass  # the window closed while the check ran: nobody is waiting for the result
-
-
 class _ReferenceQualityBinder(QObject):
     """Keeps a badge in the bible panel showing the quality of the selected reference."""
 
@@ -282,9 +204,9 @@ class _ReferenceQualityBinder(QObject):
         self.win = main_window
         self.badge = ReferenceQualityBadge()
         self.badge.setVisible(False)
-        self._cache: dict[str, Any] = {}
+        self._cache: dict[str, Any] = {}  # "path|angle" -> QualityReport or error text
         self._current = ""
-        self._jobs: set[_QualityJob] = set()
+        self._checking: set[str] = set()
         # Debounced: arrowing through references starts one check, for the one the user stops
         # on, and opening a project does not load dlib while the window is first painted.
         self._timer = QTimer(self)
@@ -298,6 +220,8 @@ class _ReferenceQualityBinder(QObject):
         self._timer.start()  # the window selected a reference before this binder existed
 
     def refresh(self, *_: Any) -> None:
+        from studio.ui.tasks import run_task
+
         bible = self.win.bible
         path = bible.current_reference_path()
         char = self.win.document.project.character(bible.current_character_id())
@@ -313,15 +237,22 @@ class _ReferenceQualityBinder(QObject):
             self._show(self._cache[key])
             return
         self.badge.set_report({"level": "pending", "reasons": []})
-        job = _QualityJob(key, path, ref.angle.value)
-        job.signals.done.connect(self._done)
-        self._jobs.add(job)
-        job.setAutoDelete(False)
-        QThreadPool.globalInstance().start(job)
+        if key in self._checking:
+            return
+        self._checking.add(key)
+        angle = ref.angle.value
 
-    @Slot(str, object)
+        def check(_progress: ProgressFn, _cancelled: CancelledFn) -> Any:
+            from studio.identity.checks import reference_quality
+
+            return reference_quality(path, angle)  # face detection: ~0.1–1 s per image
+
+        run_task(check, parent=self, name="reference-quality",
+                 on_done=lambda report: self._done(key, report),
+                 on_error=lambda message: self._done(key, message))
+
     def _done(self, key: str, result: Any) -> None:
-        self._jobs = {j for j in self._jobs if j.key != key}
+        self._checking.discard(key)
         self._cache[key] = result
         if key == self._current:
             self._show(result)
@@ -333,11 +264,11 @@ class _ReferenceQualityBinder(QObject):
             self.badge.set_report(result)
 
 
-def install_identity(main_window: Any) -> AnalysisController:
+def install_identity(main_window: "MainWindow") -> AnalysisController:
     """Wire identity analysis into the main window:
 
-    - ``main_window.identity``: an :class:`AnalysisController` following the open project;
-      every take the generation queue finishes is analysed automatically;
+    - an :class:`AnalysisController` (``main_window.identity``) running the open session's
+      analyses; the session queues every take the generation queue finishes;
     - Generate ▸ Analyze Active Take (on demand, recomputes);
     - a quality badge for the selected bible reference, checked off the UI thread;
     - prompt-lint warnings under the negative prompt in the inspector.
@@ -345,18 +276,14 @@ def install_identity(main_window: Any) -> AnalysisController:
     from PySide6.QtCore import QCoreApplication
     from PySide6.QtGui import QAction
 
-    controller = AnalysisController(main_window.document, parent=main_window)
-    main_window.identity = controller
+    controller = AnalysisController(main_window.session, parent=main_window)
+    main_window.session_bridge.attached.connect(controller.set_session)
     app = QCoreApplication.instance()
     if app is not None:  # stop the worker thread before Qt tears objects down
         app.aboutToQuit.connect(controller.shutdown)
     # A window destroyed before the app quits (a second window, tests): stop the worker thread
     # first — Qt aborts the process when a running QThread is deleted.
     main_window.destroyed.connect(lambda *_a, c=controller: c.shutdown())
-    main_window.project_opened.connect(controller.set_document)
-    generation = getattr(main_window, "generation", None)
-    if generation is not None:
-        generation.take_added.connect(controller.take_added)
 
     def status(text: str, ms: int = 6000) -> None:
         main_window.statusBar().showMessage(text, ms)

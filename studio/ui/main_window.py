@@ -13,6 +13,7 @@ import re
 import shutil
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QUndoStack
@@ -21,19 +22,32 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QM
 
 from studio import __version__
 from studio.core.document import ProjectDocument
-from studio.core.errors import ProjectError, StudioError
+from studio.core.errors import ProjectError, StudioError, error_text
 from studio.core.model import Project, new_id
 from studio.core.persistence import (AUTOSAVE_FILE, PROJECT_FILE, discard_recovery, ensure_layout,
                                      load_project, load_recovery, project_file, recovery_available)
 from studio.core.userdirs import data_dir
+from studio.session.session import Session
 from studio.ui import dialogs
 from studio.ui.bible_panel import BiblePanel
 from studio.ui.events import DocumentEvents
+from studio.ui.session_bridge import SessionBridge
 from studio.ui.inspector import Inspector
 from studio.ui.settings import add_recent, app_settings, recent_projects, remove_recent
 from studio.ui.storyboard import Storyboard
 from studio.ui.start_image_view import StartImageView
 from studio.ui.workers import ImportService, ThumbnailService
+
+if TYPE_CHECKING:
+    from PySide6.QtCore import QObject
+    from PySide6.QtWidgets import QStackedWidget
+
+    from studio.ui.export_dialog import ExportDialog
+    from studio.ui.generation import GenerationController
+    from studio.ui.identity_widgets import AnalysisController, PromptLintList
+    from studio.ui.queue_panel import QueuePanel
+    from studio.ui.takes_panel import TakesPanel
+    from studio.ui.viewer.viewer import ViewerWidget
 
 APP_NAME = "Continuity Studio"
 AUTOSAVE_MS = 60_000
@@ -59,19 +73,26 @@ def _is_inside(child: Path, parent: Path) -> bool:
         return False
 
 
-def error_text(exc_or_text: BaseException | str) -> str:
-    if isinstance(exc_or_text, str):
-        return exc_or_text
-    if isinstance(exc_or_text, KeyError):
-        return f"not found: {exc_or_text.args[0] if exc_or_text.args else ''}"
-    text = str(exc_or_text)
-    return text or type(exc_or_text).__name__
-
-
 class MainWindow(QMainWindow):
     shot_selected = Signal(str)
     character_selected = Signal(str)
     project_opened = Signal(object)  # the new ProjectDocument (after set_project)
+
+    # What the features installed by _install_extensions() add: typed, so a feature reaches
+    # another through an attribute the type checker knows, never through getattr strings.
+    generation: "GenerationController"
+    queue_panel: "QueuePanel"
+    takes_panel: "TakesPanel"
+    take_viewer: "ViewerWidget"
+    centre_stack: "QStackedWidget"
+    identity: "AnalysisController"
+    analyze_action: QAction
+    reference_quality: "QObject"
+    prompt_lint: "PromptLintList"
+    export_action: QAction
+    export_dialog: "ExportDialog | None" = None
+    models_action: QAction
+    runtime_action: QAction
 
     def __init__(self, document: ProjectDocument | None = None,
                  settings: QSettings | None = None) -> None:
@@ -90,6 +111,11 @@ class MainWindow(QMainWindow):
         self._error_box: QMessageBox | None = None
         self._menus: dict[str, QMenu] = {}
         self.events.attach(self.document)
+        # The project at work (Qt-free): queue, analyses, one event stream; views listen to it
+        # through the bridge, which outlives the session when another project opens.
+        self.session_bridge = SessionBridge(self)
+        self.session = Session(self.document)
+        self.session_bridge.attach(self.session)
 
         self.setWindowTitle(APP_NAME)
         self.setDockNestingEnabled(True)
@@ -145,10 +171,10 @@ class MainWindow(QMainWindow):
         from studio.ui.runtime_dialog import install_runtime
         from studio.ui.viewer.install import install_viewer
 
-        install_generation(self)  # first: the viewer and identity follow its take_added
-        install_viewer(self)
+        self.generation = install_generation(self)  # first: the viewer's re-roll uses it
+        self.take_viewer = install_viewer(self)
         install_export(self)
-        install_identity(self)
+        self.identity = install_identity(self)
         install_models(self)
         install_runtime(self)
 
@@ -349,6 +375,7 @@ class MainWindow(QMainWindow):
         self._untitled = untitled
         self.undo_stack.clear()
         self.events.attach(document)
+        self._open_session(document)
         self._external_dirty = False
         self._stack_rev = document.revision
         self.bible.reload()
@@ -360,6 +387,16 @@ class MainWindow(QMainWindow):
         if old_untitled is not None and old_untitled != document.folder:
             self._remove_scratch(old_untitled)
         self.project_opened.emit(document)
+
+    def _open_session(self, document: ProjectDocument) -> None:
+        """A new session for ``document`` (its saved queue restored); the old one is closed.
+        A job still running in the old session is put back in its queue by the generation
+        controller, which hears ``session_bridge.attached``. (Save As keeps the session: it
+        follows the project to its new folder by itself.)"""
+        old = self.session
+        self.session = Session(document)
+        self.session_bridge.attach(self.session)
+        old.close()
 
     def _remove_scratch(self, folder: Path | None) -> None:
         if folder is not None and _is_inside(folder, untitled_root()):

@@ -17,6 +17,7 @@ from studio.core.persistence import load_project
 from studio.engine.queue import Job, JobQueue, JobState
 from studio.ui.generation import GenerationController
 from studio.ui.queue_panel import JOB_MIME, QueuePanel
+from studio.session.session import Session
 from studio.ui.takes_panel import TakesPanel
 
 
@@ -29,7 +30,7 @@ def controllers():
 
 
 def _controller(doc: ProjectDocument, made: list) -> GenerationController:
-    ctl = GenerationController(doc)
+    ctl = GenerationController(Session(doc, analyze_new_takes=False))
     made.append(ctl)
     return ctl
 
@@ -186,7 +187,6 @@ def test_generate_menu_in_main_window(qtbot, tmp_path: Path, photo_png: Path,
     # Closing the window with the new (unsaved) take asks Save/Discard: answer Discard.
     monkeypatch.setattr(dialogs, "ask", lambda *a, **k: QMessageBox.Discard)
 
-    from studio.ui.generation import install_generation
     from studio.ui.main_window import MainWindow
 
     folder = tmp_path / "p"
@@ -194,7 +194,7 @@ def test_generate_menu_in_main_window(qtbot, tmp_path: Path, photo_png: Path,
     doc = ProjectDocument(load_project(folder), folder)
     win = MainWindow(doc, settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
     qtbot.addWidget(win)
-    ctl = getattr(win, "generation", None) or install_generation(win)
+    ctl = win.generation
     try:
         texts = [a.text() for a in win.menu("Generate").actions()]
         for wanted in ("&Generate Shot", "&Re-roll", "Re-roll ×&4", "&Draft", "&Pause Queue",
@@ -223,7 +223,7 @@ def test_generate_menu_in_main_window(qtbot, tmp_path: Path, photo_png: Path,
 def test_shutdown_requeues_the_running_job(qtbot, tmp_path: Path, photo_png: Path) -> None:
     folder = tmp_path / "p"
     doc = make_project(folder, photo_png, shots=1, duration_s=30.0)
-    ctl = GenerationController(doc)
+    ctl = GenerationController(Session(doc, analyze_new_takes=False))
     with qtbot.waitSignal(ctl.job_progress, timeout=30_000):
         (job,) = ctl.generate([doc.project.shots[0].id])
     t0 = time.monotonic()

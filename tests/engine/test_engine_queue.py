@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from engine_fixtures import make_project
@@ -15,7 +16,9 @@ from studio.core.persistence import load_project
 from studio.engine.base import Progress
 from studio.engine.queue import (DraftOverrides, Job, JobQueue, JobState, default_draft,
                                  make_jobs)
-from studio.engine.runner import QueueRunner, prepare_job
+from studio.engine.runner import prepare_job
+from studio.session import events as ev
+from studio.session.session import Session
 from studio.engine.takes import read_sidecar, recover_takes
 
 
@@ -167,8 +170,9 @@ def test_runner_makes_takes_and_a_failed_job_does_not_block(tmp_path: Path, phot
     draft = DraftOverrides(width=160, height=96, frames=5)
     q.add(make_jobs(doc2.project, [s2.id, s1.id, s3.id], draft=draft))
     saves: list[str] = []
-    runner = QueueRunner(doc2, q, after_take=lambda r: (doc2.save(), saves.append(r.take.id)))
-    summary = runner.run()
+    session = Session(doc2, queue=q, analyze_new_takes=False, save_after_take=True)
+    session.events.subscribe(lambda e: saves.append(e.take_id) if isinstance(e, ev.TakeReady) else None)
+    summary = session.run_jobs()
     # The missing image is reported, and the jobs behind it ran.
     assert len(summary.done) == 2 and len(summary.failed) == 1
     failed = q.get(summary.failed[0][0])
@@ -192,7 +196,7 @@ def test_sidecar_has_everything_to_reproduce(tmp_path: Path, photo_png: Path) ->
     shot = doc.project.shots[0]
     q = JobQueue()
     q.add(make_jobs(doc.project, [shot.id], draft=DraftOverrides(width=256, height=160, frames=3)))
-    QueueRunner(doc, q).run()
+    Session(doc, queue=q, analyze_new_takes=False).run_jobs()
     take = doc.project.shots[0].takes[0]
     side = read_sidecar(folder / take.sidecar)
     asset = doc.project.asset_by_path(shot.start_asset)
@@ -215,9 +219,9 @@ def test_sidecar_has_everything_to_reproduce(tmp_path: Path, photo_png: Path) ->
         start_image=folder / r["start_image"], prompt=r["prompt"], width=r["width"],
         height=r["height"], num_frames=r["num_frames"], fps=r["fps"], seed=r["seed"],
         extra=r["extra"]))
-    from studio.media.video import read_frames
+    from studio.media.video import iter_frames
 
-    decoded = read_frames(folder / take.video)
+    decoded = np.stack(list(iter_frames(folder / take.video)))
     assert again.shape == decoded.shape
     err = abs(again.astype(int) - decoded.astype(int)).mean()
     other = PreviewBackend().render(GenerationRequest(
@@ -248,7 +252,7 @@ def test_cancel_running_job_within_one_step_leaves_nothing(tmp_path: Path, photo
                 q.cancel(j.id)
 
     q.progressed.connect(on_progress)
-    summary = QueueRunner(doc, q).run()
+    summary = Session(doc, queue=q, analyze_new_takes=False).run_jobs()
     assert summary.cancelled == [jobs[0].id] and summary.done == [jobs[1].id]
     assert max(steps) == 4  # stopped before the next frame
     assert not (folder / "takes" / s1.id).exists() or not any((folder / "takes" / s1.id).iterdir())
@@ -278,7 +282,7 @@ def test_recover_takes_after_crash_but_not_deleted_ones(tmp_path: Path, photo_pn
     q = JobQueue()
     q.add(make_jobs(doc.project, [sid], count=2, draft=DraftOverrides(width=64, height=64,
                                                                       frames=2)))
-    QueueRunner(doc, q).run()  # takes written, project never saved: a crash right now
+    Session(doc, queue=q, analyze_new_takes=False).run_jobs()  # takes written, project never saved: a crash right now
     assert len(doc.project.shots[0].takes) == 2
     reopened = ProjectDocument(load_project(folder), folder)
     assert not reopened.project.shots[0].takes

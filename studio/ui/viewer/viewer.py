@@ -13,13 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from PySide6.QtCore import QFileSystemWatcher, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QUndoStack
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QMenu, QPushButton,
                                QSlider, QSplitter, QToolButton, QVBoxLayout, QWidget)
 
 from studio.core.errors import StudioError
+from studio.identity.record import record_mtime_ns
 from studio.media.frames import DEFAULT_CACHE_BYTES, FrameCache
+from studio.media.video import timecode
 from studio.ui.undo import push
 from studio.ui.events import DocumentEvents
 from studio.ui.settings import app_settings
@@ -36,19 +38,12 @@ from studio.ui.viewer.source import QtFrameSource
 if TYPE_CHECKING:
     from studio.core.document import ProjectDocument
     from studio.core.model import Shot, Take
+    from studio.session.session import Session
 
 COMPARE_MODES = [("Single", "off"), ("Side by side", "side"), ("A/B wipe", "wipe")]
 SETTING_AUTO_PICK = "viewer/auto_pick_best"
 SETTING_CACHE_MB = "viewer/cache_mb"
 PREFETCH = 12  # frames decoded ahead of the playhead
-
-
-def timecode(index: int, fps: float) -> str:
-    """HH:MM:SS:FF at the take's (rounded) frame rate."""
-    base = max(1, round(fps))
-    ff = index % base
-    s = index // base
-    return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}:{ff:02d}"
 
 
 def _button(text: str, tip: str, checkable: bool = False) -> QToolButton:
@@ -128,13 +123,9 @@ class ViewerWidget(QWidget):
         self.events.shot_changed.connect(self._on_shot_changed)
         self.events.structure_changed.connect(self._on_structure_changed)
         self.events.character_changed.connect(self._on_character_changed)
-        self._watcher = QFileSystemWatcher(self)
-        self._watcher.directoryChanged.connect(self._on_analysis_dir_changed)
-        self._analysis_timer = QTimer(self)  # coalesce bursts of file events
-        self._analysis_timer.setSingleShot(True)
-        self._analysis_timer.setInterval(150)
-        self._analysis_timer.timeout.connect(self.refresh_analysis)
-        self._watch_analysis_dir()
+        # The open session, when the viewer lives in the main window: analyses arrive as its
+        # events (on_session_event) and it says whether a shown score is stale.
+        self.session: "Session | None" = None
         self._show_empty("Select a shot in the storyboard")
 
     # -- layout --------------------------------------------------------------------------
@@ -256,21 +247,39 @@ class ViewerWidget(QWidget):
         if self._own_events:
             self.events.attach(document)
         self._analysed.clear()
-        self._watch_analysis_dir()
         self.set_shot(None)
 
-    def _watch_analysis_dir(self) -> None:
-        dirs = self._watcher.directories()
-        if dirs:
-            self._watcher.removePaths(dirs)
-        if self.document.folder is not None:
-            folder = self.document.folder / "analysis"
-            watch = folder if folder.is_dir() else self.document.folder
-            if watch.is_dir():
-                self._watcher.addPath(str(watch))
+    def set_session(self, session: "Session | None") -> None:
+        self.session = session
+        self.refresh_analysis()
 
-    def _on_analysis_dir_changed(self, _path: str) -> None:
-        self._analysis_timer.start()
+    def on_session_event(self, event: object) -> None:
+        """A session event (through the main window's bridge): an analysis finished, became
+        stale or fresh again, or takes were recovered — refresh what is shown."""
+        from studio.session import events as ev
+
+        shot = self.shot()
+        if shot is None:
+            return
+        take_ids = {t.id for t in shot.takes}
+        if isinstance(event, (ev.AnalysisReady, ev.AnalysisFailed)):
+            relevant = event.take_id in take_ids
+        elif isinstance(event, ev.AnalysisStale):
+            relevant = bool(take_ids & set(event.reasons))
+        elif isinstance(event, ev.TakesRecovered):
+            relevant = bool(take_ids & set(event.take_ids))
+        else:
+            return
+        if relevant:
+            self.refresh_analysis()
+
+    def stale_reasons(self, take_id: str | None = None) -> tuple[str, ...]:
+        """Why the shown take's analysis no longer holds (empty: fresh, or no session)."""
+        take_id = take_id or self.take_id
+        if self.session is None or take_id is None or self.shot_id is None:
+            return ()
+        status = self.session.analyses.status(self.shot_id, take_id)
+        return status.reasons if status.state == "stale" else ()
 
     def shot(self) -> "Shot | None":
         return self.document.project.shot(self.shot_id)
@@ -304,7 +313,7 @@ class ViewerWidget(QWidget):
 
     def _has_analysis(self, take_id: str) -> bool:
         folder = self.document.folder
-        return folder is not None and (folder / "analysis" / f"{take_id}.json").is_file()
+        return folder is not None and record_mtime_ns(folder, take_id) is not None
 
     def _on_character_changed(self, _char_id: str) -> None:
         self.reference.reference_id = None  # a renamed/re-tagged reference: redraw it
@@ -429,29 +438,29 @@ class ViewerWidget(QWidget):
             return
         eng = analysis.engine
         name, model = eng.get("name") or "unknown engine", eng.get("model") or ""
+        stale = self.stale_reasons()
         self.engine_label.setText(f"· scored by {name}{f' / {model}' if model else ''}"
-                                  f" · threshold {analysis.threshold:.2f}")
+                                  f" · threshold {analysis.threshold:.2f}"
+                                  + (" · STALE: re-analyse" if stale else ""))
         self.engine_label.setToolTip(
-            f"Identity engine: {name}\nModel: {model or '—'}\n"
+            ("This analysis is stale: " + "; ".join(stale) + ".\n\n" if stale else "")
+            + f"Identity engine: {name}\nModel: {model or '—'}\n"
             f"Version: {eng.get('version') or '—'}\nLicence: {eng.get('license') or 'unknown'}\n"
             "Scores from different engines are not comparable.")
 
     def refresh_analysis(self) -> None:
-        """Analysis files changed on disk or takes were added: reload what is shown, update the
-        strip and the best take, auto-pick if the user asked for it."""
-        self._watch_analysis_dir()
+        """An analysis finished or became stale, or takes were added: reload what is shown,
+        update the strip and the best take, auto-pick if the user asked for it."""
         take = self.take()
         if take is not None:
             a = self.analysis_a
-            path = self.document.folder / "analysis" / f"{take.id}.json" \
-                if self.document.folder else None
-            try:
-                mtime = path.stat().st_mtime_ns if path else None
-            except OSError:
-                mtime = None
+            folder = self.document.folder
+            mtime = record_mtime_ns(folder, take.id) if folder is not None else None
             if (a is None) != (mtime is None) or (a is not None and a.mtime_ns != mtime):
                 self._load_analysis_a(take)
                 self._show(self.current)
+            else:
+                self._show_engine(a)  # staleness may have changed without a new file
         shot = self.shot()
         if shot is not None:
             seen = self._analysed.setdefault(shot.id, set())

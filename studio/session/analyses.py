@@ -1,0 +1,143 @@
+"""The analysis index: each take's analysis record as the session knows it, and whether it is
+still valid.
+
+Records are read through :mod:`studio.identity.record` (their only reader) and cached by file
+identity, so the viewer, the storyboard badges and the export planner all share one parsed copy.
+An analysis is **stale** when the take would be judged differently now: the shot's character
+changed, that character's bible references changed, or the face engine changed. The index
+re-checks when the document says a shot or character changed and announces takes whose state
+changed with one :class:`~studio.session.events.AnalysisStale` event; consumers show stale scores
+as stale instead of silently keeping them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from studio.core.errors import StudioError
+from studio.session import events as ev
+
+if TYPE_CHECKING:
+    from studio.identity.record import AnalysisRecord
+    from studio.session.session import Session
+
+State = Literal["missing", "fresh", "stale", "unreadable"]
+
+
+@dataclass(frozen=True)
+class AnalysisStatus:
+    state: State
+    reasons: tuple[str, ...] = ()  # why stale, or what is wrong with an unreadable file
+    record: "AnalysisRecord | None" = None
+
+    @property
+    def usable(self) -> bool:
+        return self.record is not None
+
+
+class AnalysisIndex:
+    def __init__(self, session: "Session") -> None:
+        self._session = session
+        self._cache: dict[str, tuple[int, Any]] = {}  # take id -> (file mtime, record)
+        self._stale: dict[str, tuple[str, ...]] = {}
+        self._engine_key: str | None = None
+        doc = session.document
+        self._doc = doc
+        doc.character_changed.connect(self._on_change)
+        doc.shot_changed.connect(self._on_change)
+        doc.structure_changed.connect(self._on_change)
+
+    def close(self) -> None:
+        for sig in (self._doc.character_changed, self._doc.shot_changed,
+                    self._doc.structure_changed):
+            try:
+                sig.disconnect(self._on_change)
+            except ValueError:
+                pass
+        self._cache.clear()
+
+    # -- reading ----------------------------------------------------------------------------
+    def engine_key(self) -> str:
+        if self._engine_key is None:
+            engine = self._session.engine
+            if engine is None:
+                from studio.identity.engines import get_engine
+
+                engine = get_engine()
+            self._engine_key = engine.key
+        return self._engine_key
+
+    def record(self, take_id: str) -> "AnalysisRecord | None":
+        """The take's record (None when it has none). Raises AssetError for a damaged file."""
+        from studio.identity.record import read_record, record_mtime_ns
+
+        folder = self._session.folder
+        if folder is None:
+            return None
+        key = record_mtime_ns(folder, take_id)
+        if key is None:
+            self._cache.pop(take_id, None)
+            return None
+        hit = self._cache.get(take_id)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        rec = read_record(folder, take_id)
+        self._cache[take_id] = (key, rec)
+        return rec
+
+    def arrays(self, take_id: str) -> "AnalysisRecord | None":
+        """The take's record with its arrays (heatmaps, landmarks, boxes) loaded; not cached
+        here (the viewer keeps the one it shows)."""
+        from studio.identity.record import read_record
+
+        folder = self._session.folder
+        return read_record(folder, take_id, arrays=True) if folder is not None else None
+
+    def status(self, shot_id: str, take_id: str) -> AnalysisStatus:
+        try:
+            rec = self.record(take_id)
+        except StudioError as exc:
+            return AnalysisStatus("unreadable", (str(exc),))
+        if rec is None:
+            return AnalysisStatus("missing")
+        reasons = self._reasons(shot_id, rec)
+        return AnalysisStatus("stale" if reasons else "fresh", reasons, rec)
+
+    def forget(self, take_id: str) -> None:
+        self._cache.pop(take_id, None)
+        self._stale.pop(take_id, None)
+
+    def stale(self) -> dict[str, tuple[str, ...]]:
+        """Take id -> reasons, for every analysed take that is stale now."""
+        out: dict[str, tuple[str, ...]] = {}
+        for shot in self._doc.project.shots:
+            for take in shot.takes:
+                st = self.status(shot.id, take.id)
+                if st.state == "stale":
+                    out[take.id] = st.reasons
+        return out
+
+    # -- keeping track ------------------------------------------------------------------------
+    def _reasons(self, shot_id: str, rec: "AnalysisRecord") -> tuple[str, ...]:
+        project = self._doc.project
+        shot = project.shot(shot_id)
+        if shot is None:
+            return ()
+        try:
+            engine_key = self.engine_key()
+        except Exception:  # no engine can load: judge by what is there
+            engine_key = None
+        return tuple(rec.stale_reasons(project, shot, engine_key))
+
+    def _on_change(self, *_args: Any) -> None:
+        """A shot, a character or the structure changed: re-check every analysed take and
+        announce the takes whose staleness changed."""
+        if self._session.folder is None:
+            return
+        now = self.stale()
+        changed = {t: r for t, r in now.items() if self._stale.get(t) != r}
+        fresh_again = {t: () for t in self._stale if t not in now}
+        self._stale = now
+        if changed or fresh_again:
+            self._session.events.emit(ev.AnalysisStale({**changed, **fresh_again}))

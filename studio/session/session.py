@@ -1,0 +1,385 @@
+"""The open project at work: its document, its job queue, its analyses, and one event stream.
+
+A :class:`Session` is owned by one thread (the UI thread in the app, the main thread in the CLI):
+every method is called there. The slow parts run elsewhere and come back through it:
+
+* generation: :meth:`Session.next_job` builds the next job's frozen request from its shot;
+  :func:`~studio.engine.runner.execute_job` runs it (worker); :meth:`Session.job_done` /
+  :meth:`job_failed` / :meth:`job_cancelled` record the outcome, insert the take and, when
+  ``analyze_new_takes`` is on, queue its identity analysis;
+* analysis: :meth:`Session.next_analysis` snapshots what the worker needs;
+  :func:`run_analysis` runs it (worker); :meth:`Session.analysis_done` stores the score on the
+  take and makes the analysis index forget its cached record.
+
+"Take done → analyse → store the score" therefore exists once, here; the CLI drives it
+synchronously with :meth:`Session.run_jobs` / :meth:`Session.run_analyses`, the app drives the
+same methods from worker threads (``studio.ui.generation``).
+
+Two kinds of change reach the document: the user's edits (undoable commands in the UI) and
+derived writes made here — a generated take inserted, a score stored on a take, takes recovered
+after a crash. Derived writes are never on the undo stack (undoing an edit must not delete a
+render); each is announced as a :mod:`studio.session.events` event instead.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from studio.core.document import ProjectDocument
+from studio.core.errors import StudioError, error_text
+from studio.core.model import Project, Shot, Take
+from studio.core.tasks import Cancelled, CancelledFn, Progress, ProgressFn
+from studio.engine.queue import DraftOverrides, Job, JobQueue, JobState, make_jobs
+from studio.session import events as ev
+from studio.session.analyses import AnalysisIndex
+
+if TYPE_CHECKING:
+    from studio.engine.runner import JobResult, JobSpec
+    from studio.identity.engines import FaceEngine
+
+
+@dataclass(frozen=True)
+class AnalysisJob:
+    """What the analysis worker needs: deep copies, since the document may change meanwhile."""
+
+    folder: Path
+    project: Project
+    shot: Shot
+    take: Take
+    force: bool = False
+    engine: Any = None  # a FaceEngine, or None for the default one
+
+
+def run_analysis(job: AnalysisJob, on_progress: ProgressFn | None = None,
+                 cancelled: CancelledFn | None = None) -> dict[str, Any]:
+    """Analyse one take (worker thread): writes its analysis record, returns the summary."""
+    from studio.identity.api import analyze_take
+
+    return analyze_take(job.folder, job.project, job.shot, job.take, on_progress, cancelled,
+                        engine=job.engine, force=job.force)
+
+
+@dataclass
+class RunSummary:
+    done: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (job id, error)
+    cancelled: list[str] = field(default_factory=list)
+    analysis_failed: list[tuple[str, str]] = field(default_factory=list)  # (take id, error)
+
+
+class Session:
+    def __init__(self, document: ProjectDocument, *, queue: JobQueue | None = None,
+                 analyze_new_takes: bool = True, engine: "FaceEngine | None" = None,
+                 save_after_take: bool = False) -> None:
+        from studio.runtime.backend import register
+
+        register()  # the GPU runtime serves "diffusers" jobs whenever it is installed
+        self.events = ev.EventStream()
+        self.analyze_new_takes = analyze_new_takes
+        self.save_after_take = save_after_take  # the CLI: a kill loses at most the running job
+        self.engine = engine  # None: the default face engine (studio.identity.engines)
+        self.document = document
+        if queue is None:
+            queue = (JobQueue.for_project(document.folder) if document.folder is not None
+                     else JobQueue())
+        self.queue = queue
+        self.analyses = AnalysisIndex(self)
+        self._analysis_queue: deque[tuple[str, str, bool]] = deque()
+        self.analysing: str | None = None  # take id being analysed
+        self.restore_notes = [t[0].upper() + t[1:] + "." for t in queue.restore_notes]
+        self.queue.progressed.connect(self._on_queue_progress)
+        document.saved.connect(self._on_saved)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, folder: Path, **kw: Any) -> "Session":
+        """Load the project in ``folder`` (or its project.json) with its saved queue."""
+        from studio.core.persistence import load_project, project_file
+
+        path = project_file(folder)
+        return cls(ProjectDocument(load_project(path), path.parent), **kw)
+
+    @property
+    def folder(self) -> Path | None:
+        return Path(self.document.folder) if self.document.folder is not None else None
+
+    def close(self) -> None:
+        self.queue.progressed.disconnect(self._on_queue_progress)
+        try:
+            self.document.saved.disconnect(self._on_saved)
+        except ValueError:
+            pass
+        self.analyses.close()
+        self._analysis_queue.clear()
+
+    def _on_saved(self, _path: object = None) -> None:
+        """Save As moves the project (and its copied queue.json) to another folder: new jobs
+        and their takes must land there, so the session follows with the queue saved there."""
+        from studio.engine.queue import QUEUE_FILE
+
+        folder = self.folder
+        if folder is None or self.queue.path == folder / QUEUE_FILE:
+            return
+        old = self.queue
+        old.progressed.disconnect(self._on_queue_progress)
+        self.queue = JobQueue.for_project(folder)
+        self.queue.progressed.connect(self._on_queue_progress)
+        self.events.emit(ev.QueueMoved(old))
+
+    def note(self, text: str) -> None:
+        self.events.emit(ev.Note(text))
+
+    def recover_takes(self) -> list[tuple[str, str]]:
+        """Re-add finished takes the project does not list yet (the app or a render stopped
+        before saving). A derived write: announced, never undoable."""
+        from studio.engine.takes import recover_takes
+
+        if self.document.folder is None:
+            return []
+        try:
+            found = recover_takes(self.document)
+        except StudioError as exc:
+            self.note(f"could not check for unsaved takes: {exc}")
+            return []
+        if found:
+            self.events.emit(ev.TakesRecovered(tuple(t for _s, t in found)))
+        return found
+
+    # -- generation: queueing -------------------------------------------------------------------
+    def queue_takes(self, shot_ids: list[str], *, count: int = 1, reroll: bool = False,
+                    front: bool = False, draft: DraftOverrides | None = None,
+                    backend: str | None = None, model: str | None = None) -> list[Job]:
+        """Queue ``count`` takes of each shot (re-rolls get new random seeds)."""
+        if not shot_ids:
+            raise StudioError("select a shot first")
+        if self.document.folder is None:
+            raise StudioError("save the project before generating (takes are stored in its "
+                              "folder)")
+        for sid in shot_ids:
+            if self.document.project.shot(sid) is None:
+                raise StudioError(f"no shot with id {sid!r}")
+        jobs = make_jobs(self.document.project, shot_ids, count=count, reroll=reroll,
+                         draft=draft, backend=backend, model=model, queue=self.queue)
+        self.queue.add(jobs, front=front)
+        self.events.emit(ev.JobQueued(tuple(j.id for j in jobs)))
+        return jobs
+
+    def shots_without_takes(self, shot_ids: list[str] | None = None) -> list[str]:
+        """Shots (of ``shot_ids``, default all) with no take and none on its way."""
+        queued = {j.shot_id for j in self.queue.pending()}
+        running = self.queue.running()
+        if running is not None:
+            queued.add(running.shot_id)
+        wanted = set(shot_ids) if shot_ids is not None else None
+        return [s.id for s in self.document.project.shots
+                if (wanted is None or s.id in wanted) and not s.takes and s.id not in queued]
+
+    # -- generation: running --------------------------------------------------------------------
+    def next_job(self) -> "JobSpec | None":
+        """Start the next runnable job and return its frozen request (None: nothing to run).
+        Jobs whose take already exists finish at once; jobs whose shot cannot be generated
+        fail with the reason; both are announced."""
+        from studio.engine.runner import finished_take, prepare_job
+
+        while True:
+            job = self.queue.start_next()
+            if job is None:
+                return None
+            if finished_take(self.document, job) is not None:
+                self.queue.finish(job.id, notes=["its take was already saved before an "
+                                                 "interruption"])
+                self.events.emit(ev.TakeReady(job.id, job.shot_id, job.take_id, added=False))
+                continue
+            try:
+                spec = prepare_job(self.document, job)
+            except StudioError as exc:
+                self.queue.fail(job.id, str(exc))
+                self.events.emit(ev.JobFailed(job.id, job.shot_id, str(exc)))
+                continue
+            self.events.emit(ev.JobStarted(job.id, job.shot_id, job.take_id, job.describe()))
+            return spec
+
+    def job_progress(self, job_id: str, progress: Progress) -> None:
+        self.queue.report(job_id, progress)  # emits queue.progressed -> JobProgress
+
+    def _on_queue_progress(self, job_id: str) -> None:
+        job = self.queue.get(job_id)
+        if job is not None and job.state is JobState.RUNNING:
+            self.events.emit(ev.JobProgress(job_id, Progress(job.step, job.total, job.stage,
+                                                             eta_s=job.eta_s)))
+
+    def job_done(self, result: "JobResult") -> bool:
+        """Record a finished job: insert its take (a derived write), finish the job, queue the
+        take's analysis. Returns whether the take was added (False: its shot was deleted)."""
+        from studio.engine.runner import commit_take
+
+        added = commit_take(self.document, result)
+        if added and self.save_after_take:
+            self.document.save()  # the take is safe before anything else happens
+        try:
+            self.queue.finish(result.job_id, result.timings, result.notes)
+        except StudioError as exc:  # the queue file cannot be written: the take is still safe
+            self.note(str(exc))
+        self.events.emit(ev.TakeReady(result.job_id, result.shot_id, result.take.id,
+                                      added=added, timings=dict(result.timings),
+                                      notes=tuple(result.notes)))
+        if added and self.analyze_new_takes:
+            self.request_analysis(result.shot_id, result.take.id)
+        return added
+
+    def job_failed(self, job_id: str, message: str) -> None:
+        job = self.queue.get(job_id)
+        try:
+            self.queue.fail(job_id, message)
+        except StudioError as exc:
+            self.note(str(exc))
+        self.events.emit(ev.JobFailed(job_id, job.shot_id if job else "", message))
+
+    def job_cancelled(self, job_id: str) -> None:
+        job = self.queue.get(job_id)
+        try:
+            self.queue.mark_cancelled(job_id)
+        except StudioError as exc:
+            self.note(str(exc))
+        self.events.emit(ev.JobCancelled(job_id, job.shot_id if job else ""))
+
+    def job_interrupted(self, job_id: str) -> None:
+        """Put a running job back at the head of the queue (project switch, shutdown)."""
+        try:
+            self.queue.interrupt(job_id)
+        except StudioError as exc:  # e.g. the untitled scratch folder was just removed
+            self.note(f"the interrupted job could not be re-queued: {exc}")
+
+    def run_jobs(self, *, cancelled: CancelledFn | None = None) -> RunSummary:
+        """Run the queue synchronously until it is empty or paused (the CLI, tests), analysing
+        each new take right after it when ``analyze_new_takes`` is on."""
+        from studio.engine.runner import execute_job
+
+        summary = RunSummary()
+        unsubscribe = self.events.subscribe(lambda e: _summarise(summary, e))
+        try:
+            while True:
+                spec = self.next_job()
+                if spec is None:
+                    break
+                job_id = spec.job_id
+                try:
+                    result = execute_job(
+                        spec, lambda p, j=job_id: self.job_progress(j, p),  # type: ignore[misc]
+                        lambda j=job_id: self.queue.cancel_requested(j) or bool(  # type: ignore[misc]
+                            cancelled and cancelled()))
+                except Cancelled:
+                    self.job_cancelled(job_id)
+                    continue
+                except Exception as exc:  # recorded on the job; the queue goes on
+                    job = self.queue.get(job_id)
+                    if job is not None and not isinstance(exc, StudioError):
+                        job.notes.append(traceback.format_exc(limit=6)[-2000:])
+                    self.job_failed(job_id, error_text(exc))
+                    continue
+                self.job_done(result)
+                self.run_analyses(cancelled=cancelled)
+            self.run_analyses(cancelled=cancelled)
+        finally:
+            unsubscribe()
+        return summary
+
+    # -- analysis -------------------------------------------------------------------------------
+    def request_analysis(self, shot_id: str, take_id: str, force: bool = False) -> bool:
+        """Queue a take's identity analysis (False when it is already queued or running)."""
+        if take_id == self.analysing or any(t == take_id for _s, t, _f in self._analysis_queue):
+            return False
+        self._analysis_queue.append((shot_id, take_id, force))
+        return True
+
+    def pending_analyses(self) -> list[str]:
+        return [t for _s, t, _f in self._analysis_queue]
+
+    def next_analysis(self) -> AnalysisJob | None:
+        """Start the next queued analysis and snapshot what its worker needs."""
+        while self._analysis_queue and self.analysing is None:
+            shot_id, take_id, force = self._analysis_queue.popleft()
+            if self.document.folder is None:
+                self.events.emit(ev.AnalysisFailed(shot_id, take_id,
+                                                   "save the project before analysing takes"))
+                continue
+            project = self.document.project
+            shot = project.shot(shot_id)
+            take = shot.take(take_id) if shot is not None else None
+            if shot is None or take is None:
+                self.events.emit(ev.AnalysisFailed(shot_id, take_id, "the take no longer exists"))
+                continue
+            self.analysing = take_id
+            self.events.emit(ev.AnalysisStarted(shot_id, take_id))
+            return AnalysisJob(Path(self.document.folder), project.model_copy(deep=True),
+                               shot.model_copy(deep=True), take.model_copy(deep=True), force,
+                               self.engine)
+        return None
+
+    def analysis_progress(self, take_id: str, progress: Progress) -> None:
+        self.events.emit(ev.AnalysisProgress(take_id, progress))
+
+    def analysis_done(self, job: AnalysisJob, summary: dict[str, Any]) -> None:
+        """Store the take's mean identity on it (a derived write) and announce the record."""
+        self.analysing = None
+        self.analyses.forget(job.take.id)
+        shot = self.document.project.shot(job.shot.id)
+        mean = summary.get("identity_mean")
+        if shot is not None and shot.take(job.take.id) is not None and mean is not None:
+            eng = summary.get("engine", {})
+            self.document.update_take(job.shot.id, job.take.id, identity_mean=float(mean),
+                                      analysis_engine=f"{eng.get('name')}/{eng.get('model')}")
+            if self.save_after_take:
+                self.document.save()
+        self.events.emit(ev.AnalysisReady(job.shot.id, job.take.id, dict(summary),
+                                          cached=bool(summary.get("cached"))))
+
+    def analysis_failed(self, job: AnalysisJob, message: str) -> None:
+        self.analysing = None
+        self.events.emit(ev.AnalysisFailed(job.shot.id, job.take.id, message))
+
+    def analysis_cancelled(self, job: AnalysisJob) -> None:
+        self.analysing = None
+        self.events.emit(ev.AnalysisCancelled(job.shot.id, job.take.id))
+
+    def cancel_analyses(self) -> None:
+        """Drop every queued analysis (the running one is cancelled by its worker's flag)."""
+        self._analysis_queue.clear()
+
+    def run_analyses(self, *, cancelled: CancelledFn | None = None) -> None:
+        """Run the queued analyses synchronously (the CLI)."""
+        while True:
+            job = self.next_analysis()
+            if job is None:
+                return
+            try:
+                summary = run_analysis(job, lambda p, t=job.take.id: self.analysis_progress(t, p),
+                                       cancelled)
+            except Cancelled:
+                self.analysis_cancelled(job)
+            except StudioError as exc:
+                self.analysis_failed(job, str(exc))
+            except Exception as exc:  # a bug must reach the user as a message
+                traceback.print_exc()
+                self.analysis_failed(job, f"analysis failed: {error_text(exc)}")
+            else:
+                self.analysis_done(job, summary)
+
+
+def _summarise(summary: RunSummary, event: ev.SessionEvent) -> None:
+    if isinstance(event, ev.TakeReady):
+        summary.done.append(event.job_id)
+    elif isinstance(event, ev.JobFailed):
+        summary.failed.append((event.job_id, event.message))
+    elif isinstance(event, ev.JobCancelled):
+        summary.cancelled.append(event.job_id)
+    elif isinstance(event, ev.AnalysisFailed):
+        summary.analysis_failed.append((event.take_id, event.message))
+
+
+Callback = Callable[[ev.SessionEvent], None]
