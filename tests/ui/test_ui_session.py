@@ -82,6 +82,10 @@ def test_changing_the_shots_character_shows_the_score_as_stale(qtbot, tmp_path: 
         win.document.update_shot(shot_id, character_id=other.id)
     badge = win.storyboard.badge_for(win.document.project.shot(shot_id))
     assert badge is not None and "stale" in badge.tooltip.lower()
-    assert "stale" in win.take_viewer.engine_label.text().lower()
+    viewer = win.take_viewer
+    assert "stale" in viewer.engine_label.text().lower()
+    card = viewer.strip.cards[viewer.take_id]
+    assert card.badge.stale and "stale" in card.badge.tooltip.lower()
+    assert card.badge.color.name() == badge.color.lower()  # grey in the strip and the card
     win.generation.shutdown()
     win.identity.shutdown()

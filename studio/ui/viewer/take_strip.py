@@ -12,6 +12,8 @@ from PySide6.QtWidgets import (QHBoxLayout, QMenu, QScrollArea, QSizePolicy, QWi
 from studio.ui.viewer.badges import Badge, ThumbnailCache, paint_badge, take_badge
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from studio.core.document import ProjectDocument
     from studio.core.model import Shot, Take
 
@@ -104,7 +106,9 @@ class TakeStrip(QScrollArea):
         self.thumbnails.ready.connect(self._on_thumb)
 
     def set_takes(self, document: "ProjectDocument | None", shot: "Shot | None",
-                  viewing: str | None, comparing: str | None, best: str | None) -> None:
+                  viewing: str | None, comparing: str | None, best: str | None,
+                  stale: "Callable[[str], tuple[str, ...]] | None" = None) -> None:
+        """``stale(take_id)`` says why a take's analysis no longer holds (shown grey)."""
         for card in self.cards.values():
             # Stay parented until Qt deletes it: a parentless widget would be owned by its
             # Python wrapper as well as by deleteLater.
@@ -116,7 +120,8 @@ class TakeStrip(QScrollArea):
         if document is None or shot is None:
             return
         for n, take in enumerate(shot.takes, start=1):
-            card = TakeCard(take, n, take_badge(document, take))
+            reasons = stale(take.id) if stale is not None else ()
+            card = TakeCard(take, n, take_badge(document, take, reasons))
             card.active = take.id == shot.active_take_id
             card.viewing = take.id == viewing
             card.comparing = take.id == comparing

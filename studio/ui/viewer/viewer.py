@@ -486,7 +486,7 @@ class ViewerWidget(QWidget):
         self.btn_reroll4.setEnabled(shot is not None)
         self.best_take = best_take_id(self.document, shot) if shot else None
         self.strip.set_takes(self.document, shot, self.take_id, self.compare_take_id,
-                             self.best_take)
+                             self.best_take, self.stale_reasons)
 
     def _refresh_compare_choices(self) -> None:
         self.compare_take.blockSignals(True)
