@@ -33,7 +33,7 @@ from typing import Any
 
 from studio.core.atomic import atomic_write_text
 from studio.core.errors import StudioError
-from studio.core.tasks import Cancelled
+from studio.core.tasks import Cancelled, CancelledFn
 
 STATE_FORMAT = 1
 REPAIR_HINT = ("repair it in Settings ▸ Install GPU runtime… or run `continuity-studio runtime repair`")
@@ -63,7 +63,6 @@ CUDA_BUILDS: tuple[tuple[tuple[int, int], str], ...] = (
 ROCM_BUILD = "rocm6.4"
 
 LogFn = Callable[[str], None]
-CancelFn = Callable[[], bool]
 
 
 # -- hardware --------------------------------------------------------------------------------
@@ -171,7 +170,7 @@ def choose_torch(gpu: GpuInfo, override: str | None = None) -> TorchBuild:
 
 # -- subprocess streaming --------------------------------------------------------------------
 
-def stream_process(cmd: list[str], log: LogFn, cancelled: CancelFn | None = None,
+def stream_process(cmd: list[str], log: LogFn, cancelled: CancelledFn | None = None,
                    env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
     """Run ``cmd``, passing each output line (stdout and stderr merged) to ``log``. Cancel kills
     the whole process group and raises :class:`Cancelled`."""
@@ -478,7 +477,7 @@ class RuntimeManager:
             stream_process([str(self.python), "-m", "pip", "uninstall", "-y", "-q", "setuptools"], log,
                            env=self.worker_env(), cwd=self.root)
 
-    def _pip(self, args: list[str], opts: InstallOptions, log: LogFn, cancelled: CancelFn | None,
+    def _pip(self, args: list[str], opts: InstallOptions, log: LogFn, cancelled: CancelledFn | None,
              index_url: str | None = None) -> None:
         cmd = [str(self.python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
                "--progress-bar", "off"]
@@ -494,7 +493,7 @@ class RuntimeManager:
                               "see the log for pip's reason" + ("" if opts.wheelhouse else
                                                                 " (no network? give a wheelhouse folder)"))
 
-    def install(self, opts: InstallOptions | None = None, log: LogFn = print, cancelled: CancelFn | None = None,
+    def install(self, opts: InstallOptions | None = None, log: LogFn = print, cancelled: CancelledFn | None = None,
                 verify: bool = True, gpu: GpuInfo | None = None) -> dict[str, Any]:
         """Create (or complete) the runtime and verify it. Returns the new state."""
         opts = opts or InstallOptions()
@@ -563,7 +562,7 @@ class RuntimeManager:
             with lock:
                 fh.close()
 
-    def repair(self, log: LogFn = print, cancelled: CancelFn | None = None, verify: bool = True) -> dict[str, Any]:
+    def repair(self, log: LogFn = print, cancelled: CancelledFn | None = None, verify: bool = True) -> dict[str, Any]:
         """Recreate the venv when its Python is gone or broken, force-reinstall packages that are
         there but fail to import, install missing ones, and verify — with the options of the
         original install."""
@@ -599,7 +598,7 @@ class RuntimeManager:
 
     # -- verification --
 
-    def verify(self, log: LogFn = print, cancelled: CancelFn | None = None, device: str | None = None,
+    def verify(self, log: LogFn = print, cancelled: CancelledFn | None = None, device: str | None = None,
                timeout: float = 600.0) -> dict[str, Any]:
         """Build a tiny random-weight pipeline inside the runtime and run it (GPU when there is
         one, else CPU) through the real worker protocol. Records the result in runtime.json."""
