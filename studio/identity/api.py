@@ -98,12 +98,25 @@ def analyze_take(project_folder: Path, project: Project, shot: Shot, take: Take,
             return _summary(old, True)
     refs = character_references(folder, project, char, engine)
     result, arrays = analyze_video(video, refs, engine, on_progress, cancelled)
+    # The record names each reference image by its project-relative path, never by where the
+    # project happens to lie on this machine (a moved or shared project stays self-contained).
+    result["references"] = [{**r, "source": _project_relative(folder, r.get("source"))}
+                            for r in result.get("references", [])]
     rec = AnalysisRecord.from_result(
         result, take={"video": take.video, "sha256": sha}, take_id=take.id, shot_id=shot.id,
         character_id=char.id, references_fingerprint=references_fingerprint(project, char),
         created_at=round(time.time(), 3))
     write_record(folder, rec, arrays)
     return _summary(rec, False)
+
+
+def _project_relative(folder: Path, source: object) -> object:
+    if not isinstance(source, str):
+        return source
+    try:
+        return Path(source).resolve().relative_to(Path(folder).resolve()).as_posix()
+    except (ValueError, OSError):
+        return Path(source).name  # outside the project: the file name only
 
 
 def character_matrix(project_folder: Path, project: Project, character_id: str,

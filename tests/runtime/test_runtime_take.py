@@ -100,7 +100,7 @@ def test_take_op_writes_the_mp4_in_the_project_and_answers_with_its_description(
     ("relative/dir", "takes/s/t.mp4", "not an absolute path of a folder"),
     (None, "../outside.mp4", "outside the project folder"),
     (None, "takes/../../outside.mp4", "outside the project folder"),
-    (None, "/tmp/abs.mp4", "not a project-relative path"),
+    (None, "/elsewhere/abs.mp4", "not a project-relative path"),
     (None, "takes/s/t.npy", "not an .mp4"),
     (None, 42, "not a project-relative path"),
 ])

@@ -56,6 +56,9 @@ def test_take_life_is_one_event_stream_and_the_score_lands_on_the_take(
     status = session.analyses.status(shot.id, take.id)
     assert status.state == "fresh" and status.record is not None
     assert status.record.summary.identity_mean == pytest.approx(take.identity_mean)
+    # References are named inside the project, not by where it lies on this machine.
+    assert [r.source for r in status.record.references] == [
+        doc.project.characters[0].references[0].asset]
 
 
 def test_changing_the_character_makes_the_analysis_stale_and_says_why(
