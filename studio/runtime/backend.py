@@ -256,9 +256,11 @@ class RemoteBackend(Backend):
 
 
 def _discard_partial(target: Path, existed: bool) -> None:
-    """After a failed take: VideoWriter's temp file (``.<stem>.*.mp4`` beside the target, left only when
-    the worker was killed mid-encode) and a video that this job itself renamed into place."""
-    for tmp in target.parent.glob(f".{target.stem}.*{target.suffix}"):
+    """After a failed take: the writer's temp file (``.<stem>.<random>.part`` beside the target, left
+    only when the worker was killed mid-encode) and a video that this job itself renamed into place."""
+    from studio.media.video import TEMP_SUFFIX
+
+    for tmp in target.parent.glob(f".{target.stem}.*{TEMP_SUFFIX}"):
         tmp.unlink(missing_ok=True)
     if not existed:
         target.unlink(missing_ok=True)

@@ -20,6 +20,7 @@ from studio.engine.base import (
 )
 from studio.engine.takes import TakeFile, take_paths, take_target
 from studio.runtime import protocol
+from studio.media.video import TEMP_SUFFIX
 from studio.runtime.backend import _discard_partial
 from studio.runtime.worker import Worker
 
@@ -144,10 +145,11 @@ def test_take_target_and_partial_cleanup(tmp_path: Path) -> None:
             take_target(root, bad)
     target = root / "takes" / "s" / "t.mp4"
     target.parent.mkdir(parents=True)
-    for name in (".t.abc123.mp4", "t.mp4", "other.mp4", ".other.x.mp4"):
+    # What the writer leaves when killed mid-encode (core.atomic's temp name + the video suffix).
+    for name in (f".t.abc123{TEMP_SUFFIX}", "t.mp4", "other.mp4", f".other.x{TEMP_SUFFIX}"):
         (target.parent / name).write_bytes(b"x")
     _discard_partial(target, existed=False)
-    assert sorted(p.name for p in target.parent.iterdir()) == [".other.x.mp4", "other.mp4"]
+    assert sorted(p.name for p in target.parent.iterdir()) == [f".other.x{TEMP_SUFFIX}", "other.mp4"]
 
 
 def test_default_generate_take_encodes_in_process(tmp_path: Path) -> None:

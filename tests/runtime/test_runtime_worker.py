@@ -206,6 +206,7 @@ def test_user_errors_come_back_readable(runtime_env, backend: RemoteBackend, sta
 
 def test_sigkill_mid_job_fails_cleanly_then_next_job_succeeds(runtime_env, backend: RemoteBackend,
                                                               start_image: Path) -> None:
+    backend.client.start()  # the worker to kill (not left running by an earlier test)
     pid = backend.worker_pid
     assert pid is not None
     killed = threading.Event()
@@ -227,11 +228,14 @@ def test_sigkill_mid_job_fails_cleanly_then_next_job_succeeds(runtime_env, backe
 
 def test_sigkill_mid_take_fails_that_job_only_and_leaves_no_file(runtime_env, backend: RemoteBackend,
                                                                   start_image: Path, tmp_path: Path) -> None:
+    backend.client.start()  # the worker to kill (not left running by an earlier test)
     pid = backend.worker_pid
     assert pid is not None
     target = tmp_path / "project" / "takes" / "s" / "t.mp4"
     target.parent.mkdir(parents=True)
-    (target.parent / ".t.stale123.mp4").write_bytes(b"half")  # what a worker killed mid-encode leaves
+    from studio.media.video import TEMP_SUFFIX
+
+    (target.parent / f".t.stale123{TEMP_SUFFIX}").write_bytes(b"half")  # what a worker killed mid-encode leaves
 
     def progress(p: Progress) -> None:
         if p.stage == "generating":
