@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         print("cancelled; no file written", file=sys.stderr)
         return 130
     result = outputs.film
-    for note in outputs.notes:
+    for note in result.notes:
         say(f"note: {note}")
     print(f"wrote {result.path} ({result.frames} frames, {result.duration_s:.2f} s, "
           f"{'copied' if result.mode == 'copy' else 're-encoded'} in {result.seconds:.1f} s)")

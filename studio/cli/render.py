@@ -110,7 +110,7 @@ class ProgressBar:
 
 def run(args: argparse.Namespace) -> int:
     from studio.core.errors import StudioError
-    from studio.engine.queue import DraftOverrides, make_jobs
+    from studio.engine.queue import DraftOverrides
     from studio.engine.registry import backend_names
     from studio.session import events as ev
     from studio.session.session import Session
@@ -148,23 +148,14 @@ def run(args: argparse.Namespace) -> int:
         queue.resume()
 
     shot_ids = select_shots(document.project, args.shots)
-    queued_for = {j.shot_id for j in queue.pending()}
-    new_jobs = []
+    missing = set(session.shots_without_takes(shot_ids))  # no take yet, none on its way
     for sid in shot_ids:
-        shot = document.project.shot(sid)
-        assert shot is not None
         if args.takes is None:
-            if shot.takes or sid in queued_for:
-                continue  # already has a take (or one is on its way)
-            new_jobs += make_jobs(document.project, [sid], count=1, backend=args.backend,
-                                  model=args.model, draft=draft, queue=queue)
-        else:
-            first = not shot.takes and sid not in queued_for
-            new_jobs += make_jobs(document.project, [sid], count=args.takes,
-                                  reroll=not first, backend=args.backend, model=args.model,
-                                  draft=draft, queue=queue)
-    if new_jobs:
-        queue.add(new_jobs)
+            if sid in missing:
+                session.queue_takes([sid], backend=args.backend, model=args.model, draft=draft)
+        else:  # the first of a shot without takes keeps the shot's seed; the rest re-roll
+            session.queue_takes([sid], count=args.takes, reroll=sid not in missing,
+                                backend=args.backend, model=args.model, draft=draft)
     total = len(queue.pending())
     if total == 0:
         print("nothing to render: every selected shot has a take (use --takes N for re-rolls)",

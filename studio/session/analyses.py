@@ -1,8 +1,8 @@
 """The analysis index: each take's analysis record as the session knows it, and whether it is
 still valid.
 
-Records are read through :mod:`studio.identity.record` (their only reader) and cached by file
-identity, so the viewer, the storyboard badges and the export planner all share one parsed copy.
+Records are read through :mod:`studio.identity.record` (their only reader) and cached by the
+file's mtime, so re-checking every take after an edit costs one ``stat`` per take.
 An analysis is **stale** when the take would be judged differently now: the shot's character
 changed, that character's bible references changed, or the face engine changed. The index
 re-checks when the document says a shot or character changed and announces takes whose state
@@ -30,10 +30,6 @@ class AnalysisStatus:
     state: State
     reasons: tuple[str, ...] = ()  # why stale, or what is wrong with an unreadable file
     record: "AnalysisRecord | None" = None
-
-    @property
-    def usable(self) -> bool:
-        return self.record is not None
 
 
 class AnalysisIndex:
@@ -86,14 +82,6 @@ class AnalysisIndex:
         self._cache[take_id] = (key, rec)
         return rec
 
-    def arrays(self, take_id: str) -> "AnalysisRecord | None":
-        """The take's record with its arrays (heatmaps, landmarks, boxes) loaded; not cached
-        here (the viewer keeps the one it shows)."""
-        from studio.identity.record import read_record
-
-        folder = self._session.folder
-        return read_record(folder, take_id, arrays=True) if folder is not None else None
-
     def status(self, shot_id: str, take_id: str) -> AnalysisStatus:
         try:
             rec = self.record(take_id)
@@ -104,19 +92,19 @@ class AnalysisIndex:
         reasons = self._reasons(shot_id, rec)
         return AnalysisStatus("stale" if reasons else "fresh", reasons, rec)
 
+    def stale_reasons(self, shot_id: str, take_id: str) -> tuple[str, ...]:
+        """Why the take's analysis no longer holds; empty when it is fresh or missing."""
+        status = self.status(shot_id, take_id)
+        return status.reasons if status.state == "stale" else ()
+
     def forget(self, take_id: str) -> None:
         self._cache.pop(take_id, None)
         self._stale.pop(take_id, None)
 
     def stale(self) -> dict[str, tuple[str, ...]]:
         """Take id -> reasons, for every analysed take that is stale now."""
-        out: dict[str, tuple[str, ...]] = {}
-        for shot in self._doc.project.shots:
-            for take in shot.takes:
-                st = self.status(shot.id, take.id)
-                if st.state == "stale":
-                    out[take.id] = st.reasons
-        return out
+        return {take.id: reasons for shot in self._doc.project.shots for take in shot.takes
+                if (reasons := self.stale_reasons(shot.id, take.id))}
 
     # -- keeping track ------------------------------------------------------------------------
     def _reasons(self, shot_id: str, rec: "AnalysisRecord") -> tuple[str, ...]:

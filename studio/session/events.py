@@ -78,6 +78,14 @@ class TakesRecovered(SessionEvent):
 # -- analyses -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class AnalysisQueued(SessionEvent):
+    """A take's analysis waits for the analysis worker (a new take, or asked for)."""
+
+    shot_id: str
+    take_id: str
+
+
+@dataclass(frozen=True)
 class AnalysisStarted(SessionEvent):
     shot_id: str
     take_id: str

@@ -4,7 +4,7 @@ call :func:`export_project`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,10 +42,6 @@ class ExportOutputs:
     otio: Path | None = None
     edl: Path | None = None
     report: Path | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def written(self) -> list[Path]:
-        return [p for p in (self.film.path, self.otio, self.edl, self.report) if p is not None]
 
 
 def check_targets(plan: "ExportPlan", targets: ExportTargets) -> None:
@@ -71,7 +67,7 @@ def export_project(project: Project, folder: Path, film: Path, plan: "ExportPlan
     check_targets(plan, targets)
     result = export_film(project, Path(folder), Path(film), plan=plan, on_progress=on_progress,
                          cancelled=cancelled)
-    out = ExportOutputs(film=result, notes=list(result.notes))
+    out = ExportOutputs(film=result)
     if targets.otio is not None:
         out.otio = write_otio(project, folder, plan, targets.otio,
                               relative=targets.relative_media)

@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import traceback
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,8 +90,7 @@ class Session:
         self.analyses = AnalysisIndex(self)
         self._analysis_queue: deque[tuple[str, str, bool]] = deque()
         self.analysing: str | None = None  # take id being analysed
-        self.restore_notes = [t[0].upper() + t[1:] + "." for t in queue.restore_notes]
-        self.queue.progressed.connect(self._on_queue_progress)
+        self.restore_notes = [_sentence(t) + "." for t in queue.restore_notes]
         document.saved.connect(self._on_saved)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -109,7 +107,6 @@ class Session:
         return Path(self.document.folder) if self.document.folder is not None else None
 
     def close(self) -> None:
-        self.queue.progressed.disconnect(self._on_queue_progress)
         try:
             self.document.saved.disconnect(self._on_saved)
         except ValueError:
@@ -126,13 +123,11 @@ class Session:
         if folder is None or self.queue.path == folder / QUEUE_FILE:
             return
         old = self.queue
-        old.progressed.disconnect(self._on_queue_progress)
         self.queue = JobQueue.for_project(folder)
-        self.queue.progressed.connect(self._on_queue_progress)
         self.events.emit(ev.QueueMoved(old))
 
     def note(self, text: str) -> None:
-        self.events.emit(ev.Note(text))
+        self.events.emit(ev.Note(_sentence(text)))
 
     def recover_takes(self) -> list[tuple[str, str]]:
         """Re-add finished takes the project does not list yet (the app or a render stopped
@@ -205,13 +200,12 @@ class Session:
             return spec
 
     def job_progress(self, job_id: str, progress: Progress) -> None:
-        self.queue.report(job_id, progress)  # emits queue.progressed -> JobProgress
-
-    def _on_queue_progress(self, job_id: str) -> None:
+        """A running job's report: recorded on the job (the queue keeps the generation rate
+        for its ETA) and announced with that ETA."""
+        self.queue.report(job_id, progress)
         job = self.queue.get(job_id)
         if job is not None and job.state is JobState.RUNNING:
-            self.events.emit(ev.JobProgress(job_id, Progress(job.step, job.total, job.stage,
-                                                             eta_s=job.eta_s)))
+            self.events.emit(ev.JobProgress(job_id, replace(progress, eta_s=job.eta_s)))
 
     def job_done(self, result: "JobResult") -> bool:
         """Record a finished job: insert its take (a derived write), finish the job, queue the
@@ -248,10 +242,11 @@ class Session:
             self.note(str(exc))
         self.events.emit(ev.JobCancelled(job_id, job.shot_id if job else ""))
 
-    def job_interrupted(self, job_id: str) -> None:
-        """Put a running job back at the head of the queue (project switch, shutdown)."""
+    def job_interrupted(self, job_id: str, queue: JobQueue | None = None) -> None:
+        """Put a running job back at the head of its queue (project switch, shutdown; after
+        Save As it is the previous ``queue``)."""
         try:
-            self.queue.interrupt(job_id)
+            (queue or self.queue).interrupt(job_id)
         except StudioError as exc:  # e.g. the untitled scratch folder was just removed
             self.note(f"the interrupted job could not be re-queued: {exc}")
 
@@ -295,6 +290,7 @@ class Session:
         if take_id == self.analysing or any(t == take_id for _s, t, _f in self._analysis_queue):
             return False
         self._analysis_queue.append((shot_id, take_id, force))
+        self.events.emit(ev.AnalysisQueued(shot_id, take_id))
         return True
 
     def pending_analyses(self) -> list[str]:
@@ -371,6 +367,10 @@ class Session:
                 self.analysis_done(job, summary)
 
 
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _summarise(summary: RunSummary, event: ev.SessionEvent) -> None:
     if isinstance(event, ev.TakeReady):
         summary.done.append(event.job_id)
@@ -381,5 +381,3 @@ def _summarise(summary: RunSummary, event: ev.SessionEvent) -> None:
     elif isinstance(event, ev.AnalysisFailed):
         summary.analysis_failed.append((event.take_id, event.message))
 
-
-Callback = Callable[[ev.SessionEvent], None]

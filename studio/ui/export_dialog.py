@@ -267,7 +267,7 @@ class ExportDialog(QDialog):
                                      cancelled=cancelled)
             film = outputs.film
             written: dict[str, Any] = {"film": film.path, "mode": film.mode, "frames": film.frames,
-                                       "seconds": film.seconds, "notes": list(outputs.notes)}
+                                       "seconds": film.seconds, "notes": list(film.notes)}
             for kind in ("otio", "edl", "report"):
                 if getattr(outputs, kind) is not None:
                     written[kind] = getattr(outputs, kind)

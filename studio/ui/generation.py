@@ -133,7 +133,7 @@ class GenerationController(QObject):
 
     def _on_event(self, e: ev.SessionEvent) -> None:
         if isinstance(e, ev.Note):
-            self._note(e.text[0].upper() + e.text[1:] if e.text else e.text)
+            self._note(e.text)
         elif isinstance(e, ev.JobFailed):
             self.job_failed.emit(e.job_id, e.message)
         elif isinstance(e, ev.QueueMoved):
@@ -285,13 +285,7 @@ class GenerationController(QObject):
         self._stop.set()
         self._running = None
         self._drain()
-        if queue is not None:
-            try:
-                queue.interrupt(job_id)
-            except StudioError as exc:
-                self._note(f"the interrupted job could not be re-queued: {exc}")
-        else:
-            session.job_interrupted(job_id)
+        session.job_interrupted(job_id, queue)
         self._stop.clear()
         self.busy_changed.emit(False)
 

@@ -11,7 +11,6 @@ views hear about results from ``main_window.session_bridge``.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any, TYPE_CHECKING
 
@@ -24,7 +23,7 @@ from studio.core.model import Shot
 from studio.core.tasks import CancelledFn, ProgressFn
 from studio.session import events as ev
 from studio.session.session import Session, run_analysis
-from studio.ui.tasks import run_task, task_pool
+from studio.ui.tasks import TaskHandle, run_task, task_pool
 
 if TYPE_CHECKING:
     from studio.ui.main_window import MainWindow
@@ -44,8 +43,7 @@ class AnalysisController(QObject):
     def __init__(self, session: Session, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.pool = task_pool(self, 1)  # one analysis at a time, in order
-        self._cancel = threading.Event()
-        self._task: Any = None
+        self._task: TaskHandle | None = None
         self._closed = False
         self.session = session
         self._unsubscribe = session.events.subscribe(self._on_event)
@@ -56,7 +54,7 @@ class AnalysisController(QObject):
 
     @property
     def busy(self) -> bool:
-        return self.session.analysing is not None
+        return self._task is not None
 
     def pending(self) -> list[str]:
         return self.session.pending_analyses()
@@ -66,7 +64,8 @@ class AnalysisController(QObject):
         self._next()
 
     def cancel_current(self) -> None:
-        self._cancel.set()
+        if self._task is not None:
+            self._task.cancel()
 
     def set_session(self, session: Session) -> None:
         """Follow the window to another project: the running analysis is cancelled and what
@@ -90,8 +89,9 @@ class AnalysisController(QObject):
             self.failed.emit(e.take_id, e.message)
         elif isinstance(e, ev.AnalysisCancelled):
             self.failed.emit(e.take_id, "analysis cancelled")
-        elif isinstance(e, ev.TakeReady) and e.added:
-            QTimer.singleShot(0, self, self._next)  # the session queued its analysis
+        elif isinstance(e, ev.AnalysisQueued):
+            # After the event that queued it (a TakeReady) has reached every listener.
+            QTimer.singleShot(0, self, self._next)
 
     def _next(self) -> None:
         if self._closed or self._task is not None:
@@ -100,11 +100,9 @@ class AnalysisController(QObject):
         job = session.next_analysis()
         if job is None:
             return
-        self._cancel.clear()
-        cancel = self._cancel
 
         def work(progress: ProgressFn, cancelled: CancelledFn) -> dict[str, Any]:
-            return run_analysis(job, progress, lambda: cancel.is_set() or cancelled())
+            return run_analysis(job, progress, cancelled)
 
         def finish(outcome: Any) -> None:
             self._task = None

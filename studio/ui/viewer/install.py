@@ -107,12 +107,8 @@ def install_storyboard_badges(win: "MainWindow", storyboard: "Storyboard") -> No
     thumbs = shared_thumbnails()
     pixmaps: dict[tuple[str, int], QPixmap] = {}  # stable pixmaps: the card caches by cacheKey
 
-    def stale(shot_id: str, take_id: str) -> tuple[str, ...]:
-        status = win.session.analyses.status(shot_id, take_id)
-        return status.reasons if status.state == "stale" else ()
-
     def badge(shot: "Shot") -> CardBadge | None:
-        info = shot_badge(win.document, shot, stale)
+        info = shot_badge(win.document, shot, win.session.analyses.stale_reasons)
         if info.take_count == 0:
             return None
         b = info.badge

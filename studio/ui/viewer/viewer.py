@@ -278,8 +278,7 @@ class ViewerWidget(QWidget):
         take_id = take_id or self.take_id
         if self.session is None or take_id is None or self.shot_id is None:
             return ()
-        status = self.session.analyses.status(self.shot_id, take_id)
-        return status.reasons if status.state == "stale" else ()
+        return self.session.analyses.stale_reasons(self.shot_id, take_id)
 
     def shot(self) -> "Shot | None":
         return self.document.project.shot(self.shot_id)
