@@ -87,12 +87,6 @@ def band_colour(level: Band | None) -> str:
     return NONE_COLOUR if level is None else BAND_COLOURS[level]
 
 
-def hex_rgb(colour: str) -> tuple[int, int, int]:
-    """``"#rrggbb"`` → (r, g, b)."""
-    c = colour.lstrip("#")
-    return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
-
-
 # -- heatmap -----------------------------------------------------------------------------------
 
 def heat_lut() -> "np.ndarray":
