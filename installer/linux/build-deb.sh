@@ -13,8 +13,9 @@
 # under those paths, so removing it never touches user projects or the user's data folders.
 #
 # Depends is computed from the bundle: every shared library that its ELF files load from the
-# system (not from the bundle) is mapped to its Debian package with dpkg -S. Libraries that
-# only optional Qt plugins need (X11/XCB, Wayland, GTK theme) go to Recommends.
+# system (not from the bundle) is mapped to its Debian package with dpkg -S, plus the X11/XCB
+# libraries Qt's xcb plugin needs. Libraries that only other optional Qt plugins need (Wayland,
+# GTK theme) go to Recommends.
 # Environment: DEB_VERSION (default: studio.__version__ from the bundle's --version),
 # DEB_COMPRESS (zstd | xz | gzip | none; default zstd).
 set -euo pipefail
@@ -73,15 +74,24 @@ pkgs_of() {  # library paths on stdin -> sorted unique Debian package names
     dpkg -S "$p" 2>/dev/null || dpkg -S "$(readlink -f "$p")" 2>/dev/null || true
   done | cut -d: -f1 | sed 's/,.*//' | sort -u
 }
-DEPENDS=$(printf '%s\n' "${!CORE[@]}" | pkgs_of | paste -sd, | sed 's/,/, /g')
-RECOMMENDS_FOUND=$(printf '%s\n' "${!OPTIONAL[@]}" | pkgs_of)
-# Qt's X11 platform plugin needs these on X11 desktops (names valid on Debian 12 / Ubuntu 22.04+);
-# the GUI also runs on Wayland without them. python3-venv: the GPU runtime; a font for Qt.
-RECOMMENDS=$( { echo "$RECOMMENDS_FOUND"; printf '%s\n' libxcb-cursor0 libxkbcommon-x11-0 \
-  libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-render-util0 libxcb-image0 libxcb-randr0 \
-  python3-venv fonts-dejavu-core; } | grep -v '^$' | sort -u | grep -vxF -f <(echo "$DEPENDS" | tr -d ' ' | tr , '\n') \
+# Qt's X11 platform plugin (libqxcb.so + libQt6XcbQpa) links these (names valid on Debian 12 /
+# Ubuntu 22.04+). Without any one of them Qt aborts at start-up on an X11 desktop (the app names
+# the missing ones first: studio/ui/qt_libs.py), so they are Depends, not Recommends; Wayland
+# sessions get a few small libraries they do not use. Keep in sync with studio.sh's XCB_DEBS
+# (tests/packaging/test_packaging_bootstrap.py checks both against the plugin's real needs).
+XCB_DEPENDS="libxcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
+  libxcb-render0 libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1 libxcb-util1
+  libxcb-xfixes0 libxcb-xkb1 libxkbcommon0 libxkbcommon-x11-0 libx11-6 libx11-xcb1"
+DEPENDS_FOUND=$(printf '%s\n' "${!CORE[@]}" | pkgs_of)
+[ -n "$DEPENDS_FOUND" ] || { echo "build-deb: no system libraries found (ldd failed?)" >&2; exit 1; }
+# shellcheck disable=SC2086  # a list of package names
+DEPENDS=$( { echo "$DEPENDS_FOUND"; printf '%s\n' $XCB_DEPENDS; } | grep -v '^$' | sort -u \
   | paste -sd, | sed 's/,/, /g')
-[ -n "$DEPENDS" ] || { echo "build-deb: no system libraries found (ldd failed?)" >&2; exit 1; }
+RECOMMENDS_FOUND=$(printf '%s\n' "${!OPTIONAL[@]}" | pkgs_of)
+# python3-venv: the GPU runtime; a font for Qt.
+RECOMMENDS=$( { echo "$RECOMMENDS_FOUND"; printf '%s\n' python3-venv fonts-dejavu-core; } \
+  | grep -v '^$' | sort -u | grep -vxF -f <(echo "$DEPENDS" | tr -d ' ' | tr , '\n') \
+  | paste -sd, | sed 's/,/, /g')
 echo "Depends: $DEPENDS"
 echo "Recommends: $RECOMMENDS"
 

@@ -84,7 +84,7 @@ class ProgressBar:
         self._width = 0
 
     def job_line(self, text: str) -> None:
-        self._clear()
+        self.clear()
         print(text, file=self.stream, flush=True)
 
     def update(self, label: str, step: int, total: int, stage: str, eta: float | None) -> None:
@@ -102,13 +102,15 @@ class ProgressBar:
         self.stream.write(line.ljust(self._width))
         self.stream.flush()
 
-    def _clear(self) -> None:
+    def clear(self) -> None:
+        """Erase the progress line (before other output, or when done)."""
         if self.tty and self._width:
             self.stream.write("\r" + " " * self._width + "\r")
             self._width = 0
 
 
 def run(args: argparse.Namespace) -> int:
+    from studio.cli._remedies import for_cli
     from studio.core.errors import StudioError
     from studio.engine.queue import DraftOverrides
     from studio.engine.registry import backend_names
@@ -180,9 +182,9 @@ def run(args: argparse.Namespace) -> int:
             job = queue.get(e.job_id)
             for note in (job.notes if job is not None else e.notes):
                 if "\n" not in note:
-                    bar.job_line(f"    note: {note}")
+                    bar.job_line(f"    note: {for_cli(note)}")
         elif isinstance(e, ev.JobFailed):
-            bar.job_line(f"    FAILED: {e.message}")
+            bar.job_line(f"    FAILED: {for_cli(e.message)}")
         elif isinstance(e, ev.JobCancelled):
             bar.job_line("    cancelled")
         elif isinstance(e, ev.AnalysisProgress):
@@ -194,9 +196,9 @@ def run(args: argparse.Namespace) -> int:
             bar.job_line(f"    identity {mean:.2f}, {flagged:.0%} of frames flagged"
                          if mean is not None else "    identity: no face found in the take")
         elif isinstance(e, ev.AnalysisFailed):
-            bar.job_line(f"    analysis FAILED: {e.message}")
+            bar.job_line(f"    analysis FAILED: {for_cli(e.message)}")
         elif isinstance(e, ev.Note):
-            bar.job_line(f"note: {e.text}")
+            bar.job_line(f"note: {for_cli(e.text)}")
 
     session.events.subscribe(on_event)
     summary = session.run_jobs()

@@ -173,6 +173,37 @@ class Take(Strict):
     analysis_engine: Annotated[str, Field(max_length=128)] | None = None
 
 
+# A framing edge: a finite fraction of the image (strict: no strings, no booleans, no NaN).
+_Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
+MIN_FRAMING = 0.02  # the smallest framing side, as a fraction of the image: a 50x zoom
+
+
+class Framing(Strict):
+    """The part of the start image that fills the shot's frame: a rectangle in fractions of the
+    upright image's width (``x``, ``w``) and height (``y``, ``h``), normally of the shot's aspect.
+    When the shot's aspect changes later, the engine keeps its centre and area
+    (``studio.media.images.frame_box``), so a stored framing never has to be redone. ``asset`` is
+    the start image it was made for: after the shot's start image changes (by any edit) it no
+    longer applies and the shot is framed automatically again."""
+
+    asset: RelPath
+    x: _Fraction
+    y: _Fraction
+    w: Annotated[float, Field(ge=MIN_FRAMING, le=1.0, allow_inf_nan=False, strict=True)]
+    h: Annotated[float, Field(ge=MIN_FRAMING, le=1.0, allow_inf_nan=False, strict=True)]
+
+    @model_validator(mode="after")
+    def _inside(self) -> "Framing":
+        # A little slack for rounding: 0.3 + 0.7 is 1.0000000000000002 in floating point.
+        if self.x + self.w > 1.0 + 1e-6 or self.y + self.h > 1.0 + 1e-6:
+            raise ValueError(f"framing ({self.x:g}, {self.y:g}, {self.w:g}, {self.h:g}) reaches "
+                             "outside the image (x + w and y + h must be at most 1)")
+        return self
+
+    def as_tuple(self) -> tuple[float, float, float, float]:
+        return (self.x, self.y, self.w, self.h)
+
+
 class Shot(Strict):
     id: Ident = Field(default_factory=new_id)
     title: Name = "Shot"
@@ -181,6 +212,7 @@ class Shot(Strict):
     character_id: Ident | None = None
     start_asset: RelPath | None = None  # the start image (always also a bible reference)
     start_reference_id: Ident | None = None
+    framing: Framing | None = None  # the part of the start image in frame; None = automatic
     duration_s: float = Field(default=3.0, ge=0.1, le=600.0)
     fps: int = Field(default=16, ge=1, le=120)
     resolution: ResolutionPreset = ResolutionPreset.P480
@@ -196,6 +228,12 @@ class Shot(Strict):
     @property
     def size(self) -> tuple[int, int]:
         return preset_size(self.resolution, self.aspect)
+
+    @property
+    def start_framing(self) -> Framing | None:
+        """The framing, when it was made for the current start image (None: automatic)."""
+        f = self.framing
+        return f if f is not None and f.asset == self.start_asset else None
 
     @property
     def frame_count(self) -> int:

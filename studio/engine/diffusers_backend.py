@@ -82,24 +82,12 @@ def snap_for(info: ModelInfo | None, req: GenerationRequest) -> tuple[Generation
 
 
 def _fit(img: Any, width: int, height: int) -> Any:
-    """Centre-crop to the target aspect, then resize: pipelines stretch otherwise, which squashes
-    faces (and the identity score)."""
-    from PIL import Image
+    """A PIL image cover-cropped to ``width``×``height`` without looking for a face (benchmarks
+    feed pipelines directly with it). Jobs frame their start image with
+    :func:`studio.engine.base.prepare_start_image`, like every backend."""
+    from studio.media.images import crop_resize, fit_crop
 
-    w, h = img.size
-    target = width / height
-    if abs(w / h - target) > 1e-3:
-        if w / h > target:
-            nw = max(1, round(h * target))
-            x0 = (w - nw) // 2
-            img = img.crop((x0, 0, x0 + nw, h))
-        else:
-            nh = max(1, round(w / target))
-            y0 = (h - nh) // 2
-            img = img.crop((0, y0, w, y0 + nh))
-    if img.size != (width, height):
-        img = img.resize((width, height), Image.Resampling.LANCZOS)
-    return img
+    return crop_resize(img, fit_crop(img.width, img.height, width, height), (width, height))
 
 
 class DiffusersBackend(Backend):
@@ -343,13 +331,17 @@ class DiffusersBackend(Backend):
         import numpy as np
         import torch
 
-        from studio.media.images import load_rgb_image
+        from studio.engine.base import frame_image, prepare_start_image
 
         pipe, info, plan = self._pipe, self._info, self._plan
         assert pipe is not None and info is not None and plan is not None
         fam = FAMILIES[info.family]
         self._loras.apply(pipe, tuple((Path(p), float(w)) for p, w in req.loras), info.family, fam.label)
-        image = _fit(load_rgb_image(Path(req.start_image)), req.width, req.height)
+        # Pipelines stretch an image of another aspect (squashing faces and the identity score):
+        # the shot's framing (or the automatic one, on the face) at exactly the output size.
+        start = prepare_start_image(req)
+        image = start.image
+        self.last_notes.append(start.describe())
         steps = max(1, int(req.steps))
 
         def on_step(p: Any, i: int, t: Any, kw: dict[str, Any]) -> dict[str, Any]:
@@ -371,7 +363,7 @@ class DiffusersBackend(Backend):
                 g2 = req.extra.get("guidance_2")
                 kwargs["guidance_scale_2"] = float(g2) if g2 is not None else float(req.guidance)
             if req.last_image is not None and fam.last_frame:
-                kwargs["last_image"] = _fit(load_rgb_image(Path(req.last_image)), req.width, req.height)
+                kwargs["last_image"] = frame_image(Path(req.last_image), (req.width, req.height), None).image
         elif info.family == "ltx_i2v":
             kwargs.update(prompt=req.prompt, negative_prompt=req.negative_prompt or None,
                           guidance_scale=float(req.guidance), frame_rate=int(req.fps))

@@ -1,13 +1,15 @@
 """The built-in CPU preview backend: an animatic made from the shot's start image.
 
 No torch, no weights: it runs on any machine so the whole app works end to end. Per take it builds
-its layers once (the start image fitted to the output aspect, a soft subject matte around the face
-or the frame centre, and a background plate with the subject painted out), then renders each frame
-with one ``cv2.warpAffine`` per layer and one blend. Camera moves (static, push-in, pull-out, pan,
-tilt, orbit-like parallax) come from the shot's params (``GenerationRequest.extra``) or from words
-in the motion prompt. With 68 facial landmarks the face moves too: blink, smile, talking mouth,
-nod, slight head turn — piecewise-affine warps over the landmark triangulation, precomputed once as
-one displacement field per action at half resolution and mixed per frame.
+its layers once (the start image framed as every backend frames it, by
+``engine.base.prepare_start_image``: the shot's framing, or on the face with room above the head;
+a soft subject matte around the face or the frame centre; a background plate with the subject
+painted out), then renders each frame with one ``cv2.warpAffine`` per layer and one blend. Camera
+moves (static, push-in, pull-out, pan, tilt, orbit-like parallax) come from the shot's params
+(``GenerationRequest.extra``) or from words in the motion prompt. With 68 facial landmarks the
+face moves too: blink, smile, talking mouth, nod, a head turn to the subject's left or right (or a
+shake) — piecewise-affine warps over the landmark triangulation, precomputed once as one
+displacement field per action at half resolution and mixed per frame.
 
 Everything random comes from ``numpy.random.default_rng(req.seed)``: one seed, one animatic.
 """
@@ -15,14 +17,13 @@ Everything random comes from ``numpy.random.default_rng(req.seed)``: one seed, o
 from __future__ import annotations
 
 import re
-import threading
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from studio.core.errors import StudioError
 from studio.engine.base import (Backend, CancelledFn, Capabilities, Cancelled, GenerationRequest,
-                                Progress, ProgressFn)
+                                Progress, ProgressFn, prepare_start_image)
+from studio.media.images import fit_crop  # noqa: F401 - re-exported: the no-face framing lives there
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,10 +54,36 @@ _FACE_WORDS: tuple[tuple[str, str], ...] = (
      r"whisper(?:s|ing)?|explain(?:s|ing)?|tell(?:s|ing)?|convers\w*|lip[- ]?sync\w*", "talk"),
     (r"smil(?:e|es|ing)|grin(?:s|ning)?|laugh(?:s|ing)?|beam(?:s|ing)?", "smile"),
     (r"blink(?:s|ing)?|wink(?:s|ing)?", "blink"),
-    (r"nod(?:s|ding)?", "nod"),
-    (r"turn(?:s|ing)? (?:her |his |their |the )?head|head turn|look(?:s|ing)? (?:left|right|"
-     r"away|aside|over)|glanc(?:e|es|ing)|shak(?:e|es|ing) (?:her |his |their )?head", "turn"),
+    (r"nod(?:s|ded|ding)?", "nod"),
+    (r"turn(?:s|ed|ing)? (?:her |his |their |the )?head|head turns?|"
+     r"turn(?:s|ed|ing)? (?:to(?:wards?)? )?(?:the |her |his |their |our |screen |camera |frame )?"
+     r"(?:left|right)|look(?:s|ed|ing)? (?:(?:over|to(?:wards?)?) )?(?:the |her |his |their |our |"
+     r"screen |camera |frame )?(?:left|right|away|aside|over)|glanc(?:e|es|ed|ing)|"
+     r"shak(?:e|es|ing) (?:her |his |their )?head|head shak\w*", "turn"),
 )
+# "Left" and "right" of a head turn are the subject's own (stage directions, and what "she turns
+# her head to the left" means in English): facing the camera, her nose then moves to the viewer's
+# right. "Screen left", "camera left", "frame left", "our left", "the viewer's left" name the
+# viewer's side instead. The direction word is looked for just after the turn phrase, so "pans
+# left while she looks right" turns her head right.
+_TURN_AT = re.compile(r"\b(?:turn(?:s|ed|ing)?|look(?:s|ed|ing)?|glanc(?:e|es|ed|ing)|head)\b"
+                      r"(?P<rest>(?:[\s,]+[\w']+){0,6})", re.I)
+_SIDE = re.compile(r"\b(?P<viewer>screen|camera|frame|our|viewer'?s?|audience'?s?)?\s*(?P<side>left|right)\b",
+                   re.I)
+_SHAKE = re.compile(r"\bshak(?:e|es|ing) (?:her |his |their )?head\b|\bhead shak", re.I)
+
+
+def turn_direction(text: str) -> int | None:
+    """-1 for a head turn to the subject's left, +1 to the subject's right, None when the prompt
+    does not say (see the note above ``_TURN_AT`` on whose left)."""
+    for m in _TURN_AT.finditer(text):
+        side = _SIDE.search(m.group("rest"))
+        if side is None:
+            continue
+        sign = -1 if side.group("side").lower() == "left" else 1
+        return -sign if side.group("viewer") else sign
+    return None
+
 _SLOW = re.compile(r"\b(?:slow(?:ly)?|gentle|gently|subtle|slight(?:ly)?)\b", re.I)
 _FAST = re.compile(r"\b(?:fast|quick(?:ly)?|rapid(?:ly)?|dramatic)\b", re.I)
 
@@ -70,13 +97,19 @@ class MotionPlan:
     strength: float
     face_actions: tuple[str, ...] = ()
     face_motion: bool = False  # True when landmarks were available and used
-    turn_direction: int = 1
+    turn_direction: int = 1  # -1: to the subject's left, +1: to the subject's right
+    head_shake: bool = False  # the turn goes left and right ("shakes her head")
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # The part of the start image in frame (fractions x, y, w, h) and why: "shot" (the artist's),
+    # "face" or "centre" (automatic).
+    framing: tuple[float, float, float, float] | None = None
+    framing_source: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["face_actions"] = list(self.face_actions)
         d["notes"] = list(self.notes)
+        d["framing"] = list(self.framing) if self.framing is not None else None
         return d
 
 
@@ -130,37 +163,22 @@ def parse_motion(prompt: str, extra: dict[str, Any] | None, seed: int) -> Motion
         for pattern, action in _FACE_WORDS:
             if re.search(rf"\b(?:{pattern})\b", text) and action not in actions:
                 actions.append(action)
-    direction = -1 if re.search(r"\b(?:left)\b", text) and "turn" in actions else 1
-    if "turn" in actions and not re.search(r"\b(?:left|right)\b", text):
-        direction = int(rng.choice([-1, 1]))
+    direction = 1
+    shake = "turn" in actions and bool(_SHAKE.search(text))
+    if "turn" in actions:
+        said = turn_direction(text)
+        # Not said: the seed picks a side (drawn in any case, so the stream stays the same).
+        picked = int(rng.choice([-1, 1]))
+        direction = said if said is not None else picked
     return MotionPlan(camera=camera, camera_source=source, strength=strength,
-                      face_actions=tuple(actions), turn_direction=direction, notes=tuple(notes))
+                      face_actions=tuple(actions), turn_direction=direction, head_shake=shake,
+                      notes=tuple(notes))
 
 
 # -- geometry helpers ---------------------------------------------------------------------------
 
 def _ease(t: "np.ndarray") -> "np.ndarray":
     return t * t * (3.0 - 2.0 * t)
-
-
-def fit_crop(src_w: int, src_h: int, out_w: int, out_h: int,
-             focus: tuple[float, float] | None = None) -> tuple[float, float, float, float]:
-    """The largest box of the output's aspect inside the source (x, y, w, h), centred on
-    ``focus`` (the face) when given. Without one it is centred horizontally and, when the crop
-    must cut the height (a portrait into 16:9), placed on the upper part of the image, where a
-    portrait's face is — a centre crop would cut the head off."""
-    target = out_w / out_h
-    if src_w / src_h > target:
-        h = float(src_h)
-        w = h * target
-    else:
-        w = float(src_w)
-        h = w / target
-    fx, fy = focus if focus is not None else (src_w / 2.0, src_h * 0.35)
-    # A portrait's face sits a little above the middle of a good frame.
-    x = min(max(fx - w / 2.0, 0.0), src_w - w)
-    y = min(max(fy - h * 0.42, 0.0), src_h - h)
-    return x, y, w, h
 
 
 def _inverse_affine_field(rest: "np.ndarray", moved: "np.ndarray", simplices: "np.ndarray",
@@ -219,8 +237,9 @@ class _FaceRig:
         eye_l = lm[42:48].mean(axis=0)
         u = float(np.linalg.norm(eye_l - eye_r))  # inter-ocular distance: the face's unit
         self.unit = u
-        x0, y0 = lm.min(axis=0) - u * np.array([0.9, 1.4])
-        x1, y1 = lm.max(axis=0) + u * np.array([0.9, 0.7])
+        # Wide at the sides: a head turn's displacement fades out over the hair and ears.
+        x0, y0 = lm.min(axis=0) - u * np.array([1.3, 1.4])
+        x1, y1 = lm.max(axis=0) + u * np.array([1.3, 0.7])
         self.x0, self.y0 = int(max(0, np.floor(x0))), int(max(0, np.floor(y0)))
         self.x1, self.y1 = int(min(cw, np.ceil(x1))), int(min(ch, np.ceil(y1)))
         rw, rh = self.x1 - self.x0, self.y1 - self.y0
@@ -296,16 +315,27 @@ class _FaceRig:
             d[[6, 10], 1] = 0.06 * u
             d[[5, 11], 1] = 0.025 * u
         elif action == "nod":
-            d[17:68, 1] = 0.10 * u
-            d[4:13, 1] = 0.07 * u
-            d[27:36, 1] += 0.02 * u  # the nose tip leads
+            d[17:68, 1] = 0.13 * u
+            d[4:13, 1] = 0.09 * u
+            d[27:36, 1] += 0.03 * u  # the nose tip leads
         elif action == "turn":
-            s = float(direction)
-            d[27:36, 0] = 0.14 * u * s
-            d[36:48, 0] = 0.09 * u * s
-            d[48:68, 0] = 0.09 * u * s
-            d[17:27, 0] = 0.07 * u * s
-            d[0:17, 0] = 0.03 * u * s
+            # A yaw of about 25°: points move sideways by how far in front of the turning axis
+            # they are (the nose tip most, the jaw line least); the cheek coming round toward
+            # the camera opens out (moves further), the one going away slides behind the outline
+            # (barely moves). ``direction`` is the subject's side (-1: her left); facing the
+            # camera, her left is the viewer's right, so the picture moves the other way.
+            s = -float(direction)
+            depth = np.zeros(68)
+            depth[0:17] = 0.27
+            depth[17:27] = 0.40
+            depth[27:31] = (0.45, 0.52, 0.58, 0.64)  # down the nose bridge to the tip
+            depth[31:36] = (0.50, 0.55, 0.58, 0.55, 0.50)
+            depth[36:48] = 0.38
+            depth[48:68] = 0.44
+            cx = float(p[:, 0].mean())
+            half = max(float(p[:, 0].max() - p[:, 0].min()) / 2.0, 1.0)
+            leading = np.clip((p[:, 0] - cx) / half, -1.0, 1.0) * s  # +1: the side it turns toward
+            d[:, 0] = 0.75 * u * s * (depth - 0.16 * leading)
         return d
 
     def render(self, src: "np.ndarray", dst: "np.ndarray", amounts: dict[str, float]) -> None:
@@ -369,12 +399,18 @@ def _action_curves(plan: MotionPlan, n: int, fps: float, rng: "np.random.Generat
             phase = (t - centre - k * 0.6) / 0.55
             inside = (phase >= 0) & (phase <= 1)
             out["nod"][inside] += np.sin(np.pi * phase[inside])
-    if "turn" in acts:
+    if "turn" in acts and plan.head_shake:
+        start = rng.uniform(0.05, 0.2) * dur
+        rate = rng.uniform(1.4, 1.9)  # shakes per second
+        fade = np.clip((t - start) / 0.25, 0, 1) * np.clip((dur - t) / 0.4 + 0.3, 0, 1)
+        out["turn"] = 0.7 * np.sin(2 * np.pi * rate * np.maximum(t - start, 0.0)) * fade
+    elif "turn" in acts:
         start = rng.uniform(0.1, 0.3) * dur
         out["turn"] = _ease(np.clip((t - start) / max(0.6, 0.5 * dur), 0, 1))
     else:
-        # An idle face sways a little so a still portrait reads as alive.
-        out["turn"] = 0.18 * np.sin(2 * np.pi * t / rng.uniform(3.5, 6.0) + rng.uniform(0, 6.28))
+        # An idle face sways a little so a still portrait reads as alive (a few percent of a
+        # head turn: about a pixel at the nose).
+        out["turn"] = 0.05 * np.sin(2 * np.pi * t / rng.uniform(3.5, 6.0) + rng.uniform(0, 6.28))
     return out
 
 
@@ -444,8 +480,6 @@ class PreviewBackend(Backend):
     label = "Preview (CPU animatic)"
 
     def __init__(self) -> None:
-        self._landmark_cache: dict[tuple[str, int, int], Any] = {}
-        self._lock = threading.Lock()
         self.last_plan: MotionPlan | None = None
 
     def capabilities(self, model: str | None) -> Capabilities:
@@ -455,28 +489,9 @@ class PreviewBackend(Backend):
                             last_frame=False, needs_gpu=False)
 
     def model_fingerprint(self, model: str | None) -> str | None:
-        return "preview-animatic-1"  # the algorithm version: same seed + inputs → same frames
-
-    def detect_landmarks(self, path: Path, rgb: "np.ndarray") -> "np.ndarray | None":
-        """68 landmarks of the largest face via the identity layer; None when unavailable."""
-        try:
-            st = Path(path).stat()
-            key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-        except OSError:
-            key = None
-        with self._lock:
-            if key is not None and key in self._landmark_cache:
-                return self._landmark_cache[key]
-        try:
-            from studio.identity.landmarks import detect_landmarks_68
-
-            lm = detect_landmarks_68(rgb)
-        except Exception:  # missing models or a detector error: animate without the face
-            lm = None
-        with self._lock:
-            if key is not None:
-                self._landmark_cache[key] = lm
-        return lm
+        # The algorithm version: same seed + inputs → same frames. 2: framing (the shot's or on
+        # the face, with headroom), a real head turn left/right.
+        return "preview-animatic-2"
 
     def generate(self, req: GenerationRequest, on_progress: ProgressFn,
                  cancelled: CancelledFn) -> "np.ndarray":
@@ -491,47 +506,27 @@ class PreviewBackend(Backend):
         import cv2
         import numpy as np
 
-        from studio.media.images import load_rgb
-
         w, h, n = int(req.width), int(req.height), int(req.num_frames)
         if w < 2 or h < 2 or n < 1:
             raise StudioError(f"invalid preview size {w}x{h} with {n} frames")
         on_progress = on_progress or (lambda p: None)
         cancelled = cancelled or (lambda: False)
         on_progress(Progress(0, n, "loading", "preparing the animatic"))
-        src = load_rgb(req.start_image)
-        sh, sw = src.shape[:2]
-
         plan = parse_motion(req.prompt, req.extra, req.seed)
         want_face = req.extra.get("face_motion", True) is not False
-        given = None  # landmarks handed in with the request: used for framing in any case
-        if req.face_landmarks is not None:
-            given = np.asarray(req.face_landmarks, dtype=np.float64).reshape(-1, 2)
-            if given.shape != (68, 2) or not np.isfinite(given).all():
-                given = None
-        lm = None
-        if want_face:
-            if given is not None:
-                lm = given
-            elif req.face_landmarks is None:
-                found = self.detect_landmarks(req.start_image, src)
-                lm = None if found is None else np.asarray(found, dtype=np.float64)
-
-        framing = lm if lm is not None else given
-        focus = tuple(framing.mean(axis=0)) if framing is not None else None
-        x, y, cw_src, ch_src = fit_crop(sw, sh, w, h, focus)  # type: ignore[arg-type]
-        # Canvas: the crop at output size, up to 1.3× larger when the source has the detail, so
-        # push-ins stay sharp.
-        c = float(min(max(cw_src / w, 1.0), 1.3))
-        cw, chh = int(round(w * c)), int(round(h * c))
-        m_crop = np.array([[cw / cw_src, 0, -x * cw / cw_src], [0, chh / ch_src, -y * chh / ch_src]])
-        interp = cv2.INTER_AREA if cw < cw_src else cv2.INTER_CUBIC
-        canvas = cv2.warpAffine(src, m_crop, (cw, chh), flags=interp, borderMode=cv2.BORDER_REFLECT)
+        # The canvas: the framed part of the start image at output size, up to 1.3× larger when
+        # the source has the detail, so push-ins stay sharp. The face (handed in with the request
+        # or found once per start image) frames the shot when the artist has not, and drives the
+        # face rig.
+        start = prepare_start_image(req, want_landmarks=want_face, max_scale=1.3)
+        canvas = np.array(start.image, dtype=np.uint8)
+        chh, cw = canvas.shape[:2]
+        plan = replace(plan, framing=start.crop, framing_source=start.source)
+        lmc = start.landmarks if want_face else None
 
         rng = np.random.default_rng([req.seed, 2])
         rig = None
-        if lm is not None:
-            lmc = lm * np.array([cw / cw_src, chh / ch_src]) + np.array([m_crop[0, 2], m_crop[1, 2]])
+        if lmc is not None:
             inside = ((lmc[:, 0] >= 0) & (lmc[:, 0] < cw) & (lmc[:, 1] >= 0) & (lmc[:, 1] < chh))
             if inside.mean() > 0.9:
                 try:
@@ -541,8 +536,6 @@ class PreviewBackend(Backend):
             if rig is None:
                 plan = MotionPlan(**{**plan.__dict__, "notes": plan.notes + (
                     "the face is too small or cut off for face motion",)})
-        else:
-            lmc = None
         plan = MotionPlan(**{**plan.__dict__, "face_motion": rig is not None})
         if rig is None and plan.face_actions:
             plan = MotionPlan(**{**plan.__dict__, "notes": plan.notes + (

@@ -95,6 +95,7 @@ def prepare_job(document: ProjectDocument, job: Job) -> JobSpec:
         guidance=float(guidance) if isinstance(guidance, (int, float)) else 5.0,
         model=job.model or shot.model,
         loras=tuple(loras),
+        crop=shot.start_framing.as_tuple() if shot.start_framing is not None else None,
         extra=params,
     )
     return JobSpec(job_id=job.id, shot_id=shot.id, take_id=job.take_id, shot_title=shot.title,
@@ -119,7 +120,9 @@ def _request_record(req: GenerationRequest, folder: Path) -> dict[str, Any]:
             "height": req.height, "num_frames": req.num_frames, "fps": req.fps, "seed": req.seed,
             "steps": req.steps, "guidance": req.guidance, "model": req.model,
             "loras": [{"path": rel(p), "weight": w} for p, w in req.loras],
-            "face_landmarks": req.face_landmarks is not None, "extra": req.extra}
+            "face_landmarks": req.face_landmarks is not None, "extra": req.extra,
+            # Only when the artist framed the shot: records of automatic takes stay as they were.
+            **({"crop": list(req.crop)} if req.crop is not None else {})}
 
 
 def execute_job(spec: JobSpec, on_progress: ProgressFn, cancelled: Callable[[], bool]) -> JobResult:
@@ -159,6 +162,7 @@ def execute_job(spec: JobSpec, on_progress: ProgressFn, cancelled: Callable[[], 
         "backend": {"name": backend.name, "label": backend.label, "model": spec.model,
                     "model_fingerprint": fingerprint},
         "request": _request_record(req, spec.folder),
+        "request_unsnapped": _request_record(spec.request, spec.folder),  # as asked: repeat check
         "requested": {"width": spec.request.width, "height": spec.request.height,
                       "num_frames": spec.request.num_frames},
         "snap_notes": notes, "draft": spec.draft, "draft_overrides": spec.overrides,

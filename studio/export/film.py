@@ -96,6 +96,36 @@ def export_film(project: Project, folder: Path, out_path: Path, options: ExportO
                         time.perf_counter() - t0, plan, tuple(notes))
 
 
+def write_conformed_media(plan: ExportPlan, items: list[PlanItem], *,
+                          on_progress: ProgressFn | None = None,
+                          cancelled: CancelledFn | None = None) -> list[Path]:
+    """Write ``item.media`` for each item: its take at the film's rate and size, the very frames
+    the film shows for that shot (before dissolves and burn-in; an editor's dissolve needs the
+    whole clip as its handle). Atomic and cancellable like the film."""
+    total = sum(it.out_frames for it in items)
+    meter = ProgressMeter(total, "conforming", on_progress, cancelled)
+    written: list[Path] = []
+
+    def counted(frames: Iterator["av.VideoFrame"]) -> Iterator["av.VideoFrame"]:
+        for frame in frames:
+            yield frame
+            meter.step()
+
+    for it in items:
+        assert it.media is not None
+        meter.message = it.shot_title
+        try:
+            it.media.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StudioError(f"cannot create the folder: {exc.strerror or exc}",
+                              it.media.parent) from None
+        with closing(_item_frames(it, plan)) as frames:
+            encode_video(it.media, counted(frames), plan.fps, plan.width, plan.height,
+                         crf=plan.options.crf, preset=plan.options.preset)
+        written.append(it.media)
+    return written
+
+
 # -- copy path -------------------------------------------------------------------------------
 
 class _NeedsReencode(Exception):

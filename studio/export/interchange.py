@@ -1,7 +1,8 @@
-"""Editor interchange: OpenTimelineIO ``.otio`` and CMX 3600 ``.edl`` of the exported cut.
+"""Editor interchange: OpenTimelineIO ``.otio``, CMX 3600 ``.edl`` and Final Cut Pro 7 XML
+(``.xml``, which Premiere Pro and DaVinci Resolve import) of the exported cut.
 
-Both are built from the same :class:`~studio.export.plan.ExportPlan` as the MP4, so the timeline
-an editor opens matches the film frame for frame:
+All three are built from the same :class:`~studio.export.plan.ExportPlan` as the MP4, so the
+timeline an editor opens matches the film frame for frame:
 
 * one video track, one clip per included shot (name = shot title), referencing the take file
   (``file://`` URL by default, or a path relative to the .otio file so a moved project folder
@@ -11,16 +12,23 @@ an editor opens matches the film frame for frame:
   frames serve as the handle the dissolve plays over, exactly as the MP4 blends them;
 * drift ranges from ``analysis/<take_id>.json`` become red markers on the clip (in the take's
   frame numbers), with the reasons in the marker name and metadata;
-* a still (missing take, "still" policy) is a clip referencing the start image.
+* a still (missing take, "still" policy) is a clip referencing the start image;
+* the timeline runs at the film's rate; a take at another rate is referenced through its
+  conformed copy beside the film (:attr:`PlanItem.media`, written by the export), so every
+  source frame number and timecode counts frames of a file at the timeline's rate.
 
 The EDL goes through the ``cmx_3600`` adapter (package ``otio-cmx3600-adapter``, pulled in by
 ``opentimelineio-plugins``); CMX 3600 timecode exists only for SMPTE rates, so the EDL needs an
 output rate of 24, 25, 30, 48, 50, 60 (or the NTSC variants). Reel names are cut to 8 characters
 by the format; the full path is in the ``* FROM CLIP:`` comment lines editors use to relink.
+FCP 7 XML goes through the ``fcp_xml`` adapter (``otio-fcp-adapter``), which also writes SMPTE
+timecode only; :func:`write_fcp_xml` corrects what the adapter gets wrong for a dissolve that
+starts at the cut and adds the sequence format.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -42,6 +50,15 @@ SMPTE_RATES = (23.976, 24, 25, 29.97, 30, 47.952, 48, 50, 59.94, 60)
 
 def edl_supported(fps: float) -> bool:
     return any(abs(fps - r) < 1e-3 for r in SMPTE_RATES)
+
+
+def conform_rate_for(fps: float) -> int:
+    """The timecode rate to conform a film at ``fps`` to for an EDL or FCP XML: ``fps`` itself
+    when SMPTE has it, else the lowest of 24, 25, 30, 48, 50, 60 at or above it (16 → 24:
+    every source frame stays on screen, none is dropped), 60 above that."""
+    if edl_supported(fps) and float(fps).is_integer():
+        return int(fps)
+    return next((r for r in (24, 25, 30, 48, 50, 60) if r >= fps), 60)
 
 
 def load_analysis_record(folder: Path, take_id: str) -> tuple[AnalysisRecord | None, str | None]:
@@ -87,7 +104,7 @@ def build_timeline(project: Project, folder: Path, plan: "ExportPlan", *,
     fades = plan.crossfades or [0] * max(0, len(included) - 1)
     for k, it in enumerate(included):
         fade_out = fades[k] if k < len(included) - 1 else 0
-        track.append(_clip(it, folder, fps, fade_out, relative_to))
+        track.append(_clip(it, folder, fps, fade_out, relative_to, (plan.width, plan.height)))
         if fade_out:
             track.append(otio.schema.Transition(
                 name=f"Dissolve {fade_out}f",
@@ -96,8 +113,8 @@ def build_timeline(project: Project, folder: Path, plan: "ExportPlan", *,
     return timeline
 
 
-def _clip(it: "PlanItem", folder: Path, fps: float, fade_out: int,
-          relative_to: Path | None) -> "otio.schema.Clip":
+def _clip(it: "PlanItem", folder: Path, fps: float, fade_out: int, relative_to: Path | None,
+          size: tuple[int, int]) -> "otio.schema.Clip":
     import opentimelineio as otio
 
     RT, TR = otio.opentime.RationalTime, otio.opentime.TimeRange
@@ -114,16 +131,27 @@ def _clip(it: "PlanItem", folder: Path, fps: float, fade_out: int,
         return clip
     take, src = it.take, it.source
     assert take is not None and src is not None
-    src_rate = float(src.fps)
-    ref = otio.schema.ExternalReference(target_url=_media_url(it.path, relative_to),
-                                        available_range=TR(RT(0, src_rate),
-                                                           RT(src.frames, src_rate)))
-    ref.metadata["continuity_studio"] = {"width": src.width, "height": src.height,
-                                         "codec": src.codec}
-    if Fraction(src.fps) == Fraction(fps):
-        used = TR(RT(0, src_rate), RT(it.out_frames - fade_out, src_rate))
+    if it.media is not None:
+        # The conformed copy: the film's frames for this shot, at the film's rate and size.
+        media_rate, media_frames = fps, it.out_frames
+        ref = otio.schema.ExternalReference(target_url=_media_url(it.media, relative_to),
+                                            available_range=TR(RT(0, fps), RT(media_frames, fps)))
+        ref.metadata["continuity_studio"] = {
+            "width": size[0], "height": size[1], "codec": "h264",
+            "conformed_from": _project_relative(it.path, folder),
+            "conformed_from_fps": float(src.fps)}
     else:
-        # Conformed: the clip lasts what it lasts in the film, expressed at the output rate.
+        media_rate, media_frames = float(src.fps), src.frames
+        ref = otio.schema.ExternalReference(target_url=_media_url(it.path, relative_to),
+                                            available_range=TR(RT(0, media_rate),
+                                                               RT(media_frames, media_rate)))
+        ref.metadata["continuity_studio"] = {"width": src.width, "height": src.height,
+                                             "codec": src.codec}
+    if it.media is not None or Fraction(src.fps) == Fraction(fps):
+        used = TR(RT(0, media_rate), RT(it.out_frames - fade_out, media_rate))
+    else:
+        # A take at another rate without a conformed copy (OTIO only): the clip lasts what it
+        # lasts in the film, expressed at the output rate.
         used = TR(RT(0, fps), RT(it.out_frames - fade_out, fps))
     clip = otio.schema.Clip(name=it.shot_title, media_reference=ref, source_range=used)
     meta.update({"take_id": take.id, "seed": take.seed, "backend": take.backend,
@@ -139,16 +167,33 @@ def _clip(it: "PlanItem", folder: Path, fps: float, fade_out: int,
                             "flagged_fraction": summary.flagged_fraction}
         for rng in summary.drift_ranges:
             start, end, reasons = rng.start, rng.end, list(rng.reasons)
+            first, last = start, end
+            if it.media is not None:  # in the conformed copy's frame numbers
+                first, last = conformed_range(start, end, src.rate, fps, it.out_frames)
+                if first > last:
+                    continue  # every frame of the range was dropped by the conform
             marker = otio.schema.Marker(
                 name="Identity drift" + (f": {', '.join(reasons)}" if reasons else ""),
-                # Item markers live in the clip's media time: take frame numbers.
-                marked_range=TR(RT(start, src_rate), RT(max(1, end - start + 1), src_rate)),
+                # Item markers live in the clip's media time: frame numbers of the media.
+                marked_range=TR(RT(first, media_rate),
+                                RT(max(1, last - first + 1), media_rate)),
                 color=otio.schema.MarkerColor.RED)
             marker.metadata["continuity_studio"] = {"start_frame": start, "end_frame": end,
                                                     "reasons": reasons}
             clip.markers.append(marker)
     clip.metadata["continuity_studio"] = meta
     return clip
+
+
+def conformed_range(start: int, end: int, fps_in: Fraction | float, fps_out: int,
+                    frames_out: int) -> tuple[int, int]:
+    """Source frames ``start..end`` (inclusive) as frames of the conformed copy: the output
+    frames that show one of them (output frame j shows source frame floor(j × fps_in / fps_out),
+    as the film samples it). ``first > last`` when the conform drops them all."""
+    ratio = Fraction(fps_in) / fps_out  # source frames per output frame
+    first = math.ceil(start / ratio)
+    last = min(frames_out - 1, math.ceil((end + 1) / ratio) - 1)
+    return first, last
 
 
 def _project_relative(path: Path, folder: Path) -> str:
@@ -174,13 +219,29 @@ def write_otio(project: Project, folder: Path, plan: "ExportPlan", out_path: Pat
     return out_path
 
 
-def edl_available() -> bool:
+def _adapter_available(name: str) -> bool:
     try:
         import opentimelineio as otio
 
-        return "cmx_3600" in otio.adapters.available_adapter_names()
+        return name in otio.adapters.available_adapter_names()
     except Exception:  # a broken plugin manifest must not break export
         return False
+
+
+def edl_available() -> bool:
+    return _adapter_available("cmx_3600")
+
+
+def fcp_xml_available() -> bool:
+    return _adapter_available("fcp_xml")
+
+
+def _check_rate(plan: "ExportPlan", what: str) -> None:
+    if not edl_supported(plan.fps):
+        suggest = conform_rate_for(plan.fps)
+        others = ", ".join(str(r) for r in (24, 25, 30) if r != suggest)
+        raise StudioError(f"{what} timecode has no {plan.fps} fps: conform the export to "
+                          f"{suggest} fps (or {others}) for it, or use the .otio file")
 
 
 def check_edl(plan: "ExportPlan") -> None:
@@ -188,9 +249,34 @@ def check_edl(plan: "ExportPlan") -> None:
     if not edl_available():
         raise StudioError("CMX 3600 EDL needs the 'otio-cmx3600-adapter' package "
                           "(pip install opentimelineio-plugins)")
-    if not edl_supported(plan.fps):
-        raise StudioError(f"CMX 3600 EDL timecode has no {plan.fps} fps; set the project's "
-                          "output rate to 24, 25 or 30 fps for an EDL, or use the .otio file")
+    _check_rate(plan, "CMX 3600 EDL")
+
+
+def check_fcp_xml(plan: "ExportPlan") -> None:
+    """Raise :class:`StudioError` before exporting if FCP 7 XML cannot be written."""
+    if not fcp_xml_available():
+        raise StudioError("Final Cut Pro 7 XML needs the 'otio-fcp-adapter' package "
+                          "(pip install opentimelineio-plugins)")
+    _check_rate(plan, "Final Cut Pro 7 XML")
+
+
+def _check_media(plan: "ExportPlan", out_path: Path) -> None:
+    """Timecode-based formats count source frames at the timeline's rate: a take at another
+    rate must be referenced through its conformed copy (written by the export)."""
+    for it in plan.included:
+        if it.needs_conformed_media and (it.media is None or not it.media.is_file()):
+            assert it.source is not None
+            raise StudioError(f"shot {it.shot_title!r}: its take runs at {float(it.source.fps):g} "
+                              f"fps and the timeline at {plan.fps} fps; export the film first, "
+                              "which writes the conformed copy this file references", out_path)
+
+
+def _write_text(out_path: Path, text: str) -> Path:
+    try:
+        atomic_write_text(out_path, text)
+    except OSError as exc:
+        raise StudioError(f"cannot write: {exc.strerror or exc}", out_path) from None
+    return out_path
 
 
 def write_edl(project: Project, folder: Path, plan: "ExportPlan", out_path: Path) -> Path:
@@ -199,14 +285,82 @@ def write_edl(project: Project, folder: Path, plan: "ExportPlan", out_path: Path
 
     check_edl(plan)
     out_path = Path(out_path).absolute()
+    _check_media(plan, out_path)
     timeline = build_timeline(project, folder, plan)
     try:
         text = otio.adapters.write_to_string(timeline, adapter_name="cmx_3600",
                                              rate=float(plan.fps), style="avid")
     except Exception as exc:  # the adapter raises plain exceptions for what it cannot express
         raise StudioError(f"cannot write an EDL of this cut: {exc}", out_path) from None
+    return _write_text(out_path, text)
+
+
+def write_fcp_xml(project: Project, folder: Path, plan: "ExportPlan", out_path: Path) -> Path:
+    """Write the cut as Final Cut Pro 7 XML (``xmeml`` version 4; Premiere Pro and DaVinci
+    Resolve import it) with absolute ``file://`` media paths."""
+    import opentimelineio as otio
+
+    check_fcp_xml(plan)
+    out_path = Path(out_path).absolute()
+    _check_media(plan, out_path)
+    timeline = build_timeline(project, folder, plan)
     try:
-        atomic_write_text(out_path, text)
-    except OSError as exc:
-        raise StudioError(f"cannot write: {exc.strerror or exc}", out_path) from None
-    return out_path
+        text = otio.adapters.write_to_string(timeline, adapter_name="fcp_xml")
+    except Exception as exc:  # the adapter raises plain exceptions for what it cannot express
+        raise StudioError(f"cannot write FCP XML of this cut: {exc}", out_path) from None
+    return _write_text(out_path, _finish_fcp_xml(text, plan))
+
+
+def _finish_fcp_xml(text: str, plan: "ExportPlan") -> str:
+    """What the fcp_xml adapter (otio-fcp-adapter 1.0) leaves wrong or out:
+
+    * a dissolve that starts at the cut (OTIO ``in_offset`` 0, the film's dissolve) is written
+      ``start-black`` with the outgoing clip ending at the cut, i.e. a fade from black. FCP 7
+      calls it ``start`` alignment, with the outgoing clip's ``end`` -1 (the transition decides)
+      and its ``out`` running on through the transition (its handle);
+    * every file is said to have audio; takes have none; each clip's ``rate`` is written twice;
+    * the sequence ``format`` is empty, so editors guess the frame size;
+    * media URLs are ``file:///path``; FCP 7 wrote (and Premiere expects) ``file://localhost/path``.
+    """
+    from xml.etree import ElementTree as ET
+
+    root = ET.fromstring(text)
+    for track in root.iter("track"):
+        items = list(track)
+        for k, el in enumerate(items):
+            if el.tag != "transitionitem" or el.findtext("alignment") != "start-black":
+                continue
+            length = int(el.findtext("end") or 0) - int(el.findtext("start") or 0)
+            before = items[k - 1] if k > 0 else None
+            if before is None or before.tag != "clipitem":
+                continue  # a real fade from black: nothing to correct
+            alignment = el.find("alignment")
+            assert alignment is not None
+            alignment.text = "start"
+            end, out = before.find("end"), before.find("out")
+            if end is not None and out is not None and out.text is not None:
+                end.text = "-1"
+                out.text = str(int(out.text) + length)
+    for item in root.iter("clipitem"):  # the adapter writes the clip's <rate> twice
+        rates = item.findall("rate")
+        for extra in rates[1:]:
+            item.remove(extra)
+    for url in root.iter("pathurl"):  # FCP 7's own form, which Premiere expects
+        if url.text and url.text.startswith("file:///"):
+            url.text = "file://localhost/" + url.text[len("file:///"):]
+    for media in root.iter("media"):
+        if media.find("video") is not None and media.find("video/track") is None:
+            for audio in media.findall("audio"):  # a file's media, not the sequence's
+                media.remove(audio)
+    for fmt in root.iterfind(".//sequence/media/video/format"):
+        if fmt.find("samplecharacteristics") is None:
+            sc = ET.SubElement(fmt, "samplecharacteristics")
+            rate = ET.SubElement(sc, "rate")
+            ET.SubElement(rate, "timebase").text = str(plan.fps)
+            ET.SubElement(rate, "ntsc").text = "FALSE"
+            ET.SubElement(sc, "width").text = str(plan.width)
+            ET.SubElement(sc, "height").text = str(plan.height)
+            ET.SubElement(sc, "pixelaspectratio").text = "square"
+    ET.indent(root, space="    ")
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE xmeml>\n'
+            + ET.tostring(root, encoding="unicode") + "\n")

@@ -37,6 +37,10 @@ class ExportOptions:
     force_reencode: bool = False
     preset: str = "medium"  # libx264 preset for the re-encode path
     crf: int = 18
+    # Frame rate of the film and the timeline; None: the project's output rate. Another rate
+    # conforms every take to it (frames repeated or dropped, durations kept), e.g. 24 fps for
+    # an EDL of a 16 fps project (CMX 3600 has no 16 fps timecode).
+    fps: int | None = None
 
 
 # What the plan knows about a take file: the one probe of the app (studio.media.video.probe).
@@ -54,6 +58,16 @@ class PlanItem:
     out_frames: int = 0  # frames this shot contributes before crossfade overlap
     actions: list[str] = field(default_factory=list)  # "copy", "scale ...", "conform ..."
     note: str = ""
+    # The take conformed to the film's rate, written beside the film for the interchange files
+    # (None: they reference the take itself); see :func:`assign_conformed_media`.
+    media: Path | None = None
+    fps: int = 0  # the film's rate (set by the planner)
+
+    @property
+    def needs_conformed_media(self) -> bool:
+        """A take at another rate than the film: an editor's timeline at the film's rate needs
+        media at that rate, frame for frame what the film shows."""
+        return self.kind == "take" and self.source is not None and self.source.rate != self.fps
 
     @property
     def included(self) -> bool:
@@ -70,6 +84,12 @@ class ExportPlan:
     mode: Literal["copy", "reencode"] = "reencode"
     reasons: list[str] = field(default_factory=list)  # why the copy path is not possible
     crossfades: list[int] = field(default_factory=list)  # overlap per transition, included items
+    project_fps: int = 0  # the project's output rate (``fps`` differs when conformed)
+
+    @property
+    def conformed(self) -> bool:
+        """The film and timeline run at another rate than the project's."""
+        return bool(self.project_fps) and self.fps != self.project_fps
 
     @property
     def included(self) -> list[PlanItem]:
@@ -89,8 +109,10 @@ class ExportPlan:
 
     def summary_lines(self) -> list[str]:
         """The plan in words, one line per shot (for the CLI and the dialog's preview)."""
-        lines = [f"output {self.width}x{self.height} @ {self.fps} fps, {self.total_frames} frames "
-                 f"({self.duration_s:.2f} s), "
+        conformed = (f" (conformed from the project's {self.project_fps} fps)"
+                     if self.conformed else "")
+        lines = [f"output {self.width}x{self.height} @ {self.fps} fps{conformed}, "
+                 f"{self.total_frames} frames ({self.duration_s:.2f} s), "
                  + ("joined without re-encoding" if self.mode == "copy" else "re-encoded")]
         if self.mode == "reencode" and self.reasons:
             lines.append("  re-encode because: " + "; ".join(self.reasons))
@@ -140,13 +162,15 @@ def plan_export(project: Project, folder: Path, options: ExportOptions | None = 
         raise StudioError("crossfade must be 0 or more frames")
     if options.missing not in ("skip", "still"):
         raise StudioError(f"unknown missing-take policy {options.missing!r} (skip or still)")
+    if options.fps is not None and not 1 <= options.fps <= 120:
+        raise StudioError(f"the export frame rate must be 1 to 120 fps, not {options.fps}")
     folder = Path(folder)
     width, height = output_size(project)
-    fps = int(project.output.fps)
+    fps = int(options.fps or project.output.fps)
     items: list[PlanItem] = []
     for shot in project.shots:
         items.append(_plan_shot(shot, project, folder, width, height, fps, options))
-    plan = ExportPlan(width, height, fps, options, items)
+    plan = ExportPlan(width, height, fps, options, items, project_fps=int(project.output.fps))
     included = plan.included
     # Crossfades: never longer than half of either neighbour, so fades never overlap in a clip.
     plan.crossfades = [min(options.crossfade, a.out_frames // 2, b.out_frames // 2)
@@ -162,7 +186,7 @@ def plan_export(project: Project, folder: Path, options: ExportOptions | None = 
 
 def _plan_shot(shot: Shot, project: Project, folder: Path, width: int, height: int, fps: int,
                options: ExportOptions) -> PlanItem:
-    item = PlanItem(shot.id, shot.title or shot.id, "skip")
+    item = PlanItem(shot.id, shot.title or shot.id, "skip", fps=fps)
     take = shot.active_take
     if take is not None:
         path = resolve_inside(folder, take.video)
@@ -239,3 +263,22 @@ def _choose_mode(plan: ExportPlan) -> tuple[Literal["copy", "reencode"], list[st
         if r not in seen:
             seen.append(r)
     return ("reencode" if seen else "copy"), seen
+
+
+def conformed_media_path(film: Path, item: PlanItem, fps: int) -> Path:
+    """Where the conformed copy of ``item``'s take goes: ``<film> media/<take id>-<fps>fps.mp4``
+    beside the film. Named by the take id: the EDL's reel name is the file name's first 8
+    characters, and take ids are unique."""
+    assert item.take is not None
+    film = Path(film)
+    return film.with_name(f"{film.stem} media") / f"{item.take.id}-{fps}fps.mp4"
+
+
+def assign_conformed_media(plan: ExportPlan, film: Path) -> list[PlanItem]:
+    """Give every included take at another rate than the film a conformed media file beside
+    the film (:attr:`PlanItem.media`); returns those items. The interchange files then reference
+    media at the timeline's rate whose frames are the film's own."""
+    items = [it for it in plan.included if it.needs_conformed_media]
+    for it in items:
+        it.media = conformed_media_path(film, it, plan.fps)
+    return items

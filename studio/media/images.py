@@ -122,6 +122,101 @@ def load_rgb(path: Path, max_side: int | None = None) -> "np.ndarray":
     return np.asarray(load_rgb_image(path, max_side), dtype=np.uint8)
 
 
+# -- framing: the part of a start image that fills the output frame -----------------------------
+#
+# Pure arithmetic on sizes (no Pillow, no numpy): the engine, the GPU runtime's worker and the
+# inspector's framing editor all call the same functions, so the frame the artist sees is the
+# frame every backend generates from. A box is (x, y, w, h) in source pixels; a crop is the same
+# in fractions of the source's width and height (``studio.core.model.Framing``).
+
+Box = tuple[float, float, float, float]
+
+# Above the face box (brow to chin), the automatic framing keeps this many face heights: the
+# crown of the head is about 0.8 above the brow (more on a tilted or laughing face, whose brows
+# are low in the box), the rest is room for hair or a hat.
+HEADROOM = 1.2
+CHIN_ROOM = 0.12  # below the chin, in face heights
+
+
+def cover_size(src_w: float, src_h: float, out_w: float, out_h: float) -> tuple[float, float]:
+    """The largest box of the output's aspect that fits inside the source."""
+    target = out_w / out_h
+    if src_w / src_h > target:
+        return src_h * target, float(src_h)
+    return float(src_w), src_w / target
+
+
+def _place(start: float, size: float, limit: float) -> float:
+    return min(max(start, 0.0), max(limit - size, 0.0))
+
+
+def fit_crop(src_w: int, src_h: int, out_w: int, out_h: int,
+             focus: tuple[float, float] | None = None) -> Box:
+    """The largest box of the output's aspect inside the source, centred on ``focus`` (a point)
+    when given. Without one it is centred horizontally and, when the crop must cut the height (a
+    portrait into 16:9), raised toward the upper part of the image, where a portrait's head is:
+    an exact centre crop cuts the top of the head off."""
+    w, h = cover_size(src_w, src_h, out_w, out_h)
+    fx, fy = focus if focus is not None else (src_w / 2.0, src_h * 0.35)
+    # A portrait's face sits a little above the middle of a good frame.
+    return _place(fx - w / 2.0, w, src_w), _place(fy - h * 0.42, h, src_h), w, h
+
+
+def face_crop(src_w: int, src_h: int, out_w: int, out_h: int,
+              face: tuple[float, float, float, float], eyes_y: float | None = None) -> Box:
+    """The automatic framing of a start image with a face: the largest box of the output's aspect,
+    centred on the face horizontally, the eyes on the upper third line, moved so that the face box
+    ``face`` (x0, y0, x1, y1: brow to chin) plus :data:`HEADROOM` face heights above it (hair, a
+    hat) stays inside. When the frame is too short for all of that, the face and as much of the
+    room above it as fits."""
+    w, h = cover_size(src_w, src_h, out_w, out_h)
+    x0, y0, x1, y1 = face
+    fh = max(y1 - y0, 1.0)
+    eyes = eyes_y if eyes_y is not None else y0 + 0.25 * fh
+    x = _place((x0 + x1) / 2.0 - w / 2.0, w, src_w)
+    # The top edge y keeps the chin in when y >= y_min, the room above the face when y <= y_max.
+    y_min = y1 + CHIN_ROOM * fh - h
+    y_max = y0 - HEADROOM * fh
+    y = min(max(eyes - h / 3.0, y_min), y_max) if y_min <= y_max else y_min
+    return x, _place(y, h, src_h), w, h
+
+
+def frame_box(src_w: int, src_h: int, out_w: int, out_h: int,
+              crop: tuple[float, float, float, float] | None) -> Box:
+    """The box of the output's aspect that a stored crop (fractions of the source) stands for.
+    A crop of another aspect (the shot's aspect changed after it was framed) becomes the box of
+    the output's aspect with the same centre and area, shrunk to fit the source and kept inside
+    it. ``None``: :func:`fit_crop` without a focus."""
+    if crop is None:
+        return fit_crop(src_w, src_h, out_w, out_h)
+    cx, cy, cw, ch = (float(v) for v in crop)
+    pw, ph = cw * src_w, ch * src_h
+    target = out_w / out_h
+    if abs(pw / ph - target) > 0.001 * target:
+        area = pw * ph
+        pw, ph = (area * target) ** 0.5, (area / target) ** 0.5
+    mw, mh = cover_size(src_w, src_h, out_w, out_h)
+    if pw > mw or ph > mh:
+        pw, ph = mw, mh
+    centre_x, centre_y = (cx + cw / 2.0) * src_w, (cy + ch / 2.0) * src_h
+    return (_place(centre_x - pw / 2.0, pw, src_w), _place(centre_y - ph / 2.0, ph, src_h), pw, ph)
+
+
+def box_to_crop(box: Box, src_w: int, src_h: int) -> tuple[float, float, float, float]:
+    """A box in source pixels as fractions of the source, rounded (JSON stays short) and kept
+    inside [0, 1]."""
+    x, y, w, h = box
+    fw, fh = min(w / src_w, 1.0), min(h / src_h, 1.0)
+    fx, fy = min(max(x / src_w, 0.0), 1.0 - fw), min(max(y / src_h, 0.0), 1.0 - fh)
+    return tuple(round(v, 6) for v in (fx, fy, fw, fh))  # type: ignore[return-value]
+
+
+def crop_resize(img: "Image.Image", box: Box, size: tuple[int, int]) -> "Image.Image":
+    """``box`` of ``img`` (sub-pixel exact) resized to ``size`` with Lanczos."""
+    x, y, w, h = box
+    return img.resize(size, _pil().Resampling.LANCZOS, box=(x, y, x + w, y + h), reducing_gap=3.0)
+
+
 def import_image(folder: Path, path: Path) -> Asset:
     """Validate an image and store it in ``folder/assets`` under its content hash."""
     path = Path(path)

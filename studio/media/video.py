@@ -140,8 +140,10 @@ def _open_input(path: Path, what: str = "video") -> Any:
     return container
 
 
-def iter_frames(path: Path, *, thread_type: str = "AUTO") -> Iterator["np.ndarray"]:
-    """Decode every frame as uint8 RGB. A truncated file yields what decodes, then raises
+def iter_frames(path: Path, *, thread_type: str = "AUTO",
+                format: str | None = "rgb24") -> Iterator[Any]:
+    """Decode every frame as uint8 RGB (``format=None``: the decoded ``av.VideoFrame`` as it
+    is, for checks that need no pixels). A truncated file yields what decodes, then raises
     :class:`AssetError` if decoding failed part-way."""
     import av
 
@@ -151,7 +153,7 @@ def iter_frames(path: Path, *, thread_type: str = "AUTO") -> Iterator["np.ndarra
         stream.thread_type = thread_type
         try:
             for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
+                yield frame.to_ndarray(format=format) if format else frame
         except av.error.FFmpegError as exc:
             raise AssetError(f"video is damaged: {exc}", path) from None
     finally:

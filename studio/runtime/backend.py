@@ -30,6 +30,7 @@ from studio.engine.base import (
     GenerationRequest,
     Progress,
     ProgressFn,
+    with_framing,
 )
 
 if TYPE_CHECKING:
@@ -189,6 +190,9 @@ class RemoteBackend(Backend):
         except ValueError:  # the same place reached through a symlink
             rel = target.resolve().relative_to(root.resolve())
         existed = target.exists()
+        # The automatic framing is worked out here: the worker has no face detector.
+        automatic = req.crop is None
+        req = with_framing(req)
         with self._lock:
             if cancelled():
                 raise Cancelled()
@@ -199,6 +203,8 @@ class RemoteBackend(Backend):
                 _discard_partial(target, existed)  # a killed worker leaves its temp file behind
                 raise
             self._finish(reply)
+            if automatic:
+                self.last_notes.append("framing: automatic, worked out in the app (the worker cut it)")
             if reply.get("video") != rel.as_posix():
                 raise StudioError(f"the GPU runtime wrote the take to {reply.get('video')!r}, expected "
                                   f"{rel.as_posix()!r}", root)
@@ -220,6 +226,7 @@ class RemoteBackend(Backend):
         from studio.core.userdirs import cache_dir
         from studio.runtime import protocol
 
+        req = with_framing(req)  # as in generate_take
         with self._lock:
             if cancelled():
                 raise Cancelled()

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -63,6 +64,15 @@ CUDA_BUILDS: tuple[tuple[tuple[int, int], str], ...] = (
 ROCM_BUILD = "rocm6.4"
 
 LogFn = Callable[[str], None]
+
+PIP_TAIL_LINES = 12  # of pip's output, quoted in the error when pip fails
+BASE_SITE_PTH = "_continuity_studio_base_venv.pth"
+# Run by the base Python: its venv's own site-packages folders, or [] when it is not in a venv.
+_VENV_SITE_DIRS = ("import json, site, sys, os\n"
+                   "prefix = os.path.realpath(sys.prefix)\n"
+                   "dirs = [d for d in site.getsitepackages()\n"
+                   "        if os.path.isdir(d) and os.path.realpath(d).startswith(prefix + os.sep)]\n"
+                   "print(json.dumps(dirs if sys.prefix != sys.base_prefix else []))")
 
 
 # -- hardware --------------------------------------------------------------------------------
@@ -218,6 +228,19 @@ def _kill_tree(proc: subprocess.Popen[Any]) -> None:
         proc.wait(5)
 
 
+def _python_json(python: str, code: str, env: dict[str, str] | None = None) -> Any:
+    """What ``python -c code`` prints as JSON on its last line."""
+    try:
+        p = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise StudioError(f"cannot run {python}: {exc}") from None
+    lines = p.stdout.strip().splitlines()
+    if p.returncode != 0 or not lines:
+        last = (p.stderr.strip().splitlines() or ["no output"])[-1]
+        raise StudioError(f"{python} failed (exit code {p.returncode}: {last})")
+    return json.loads(lines[-1])
+
+
 def base_python() -> str:
     """The interpreter the runtime's venv is made from: ``CONTINUITY_STUDIO_PYTHON`` when set; this
     Python when the app runs from source or a pip install; in a frozen bundle (whose executable is
@@ -289,6 +312,7 @@ class RuntimeManager:
         self.venv = self.root / "venv"
         self.state_path = self.root / "runtime.json"
         self.logs = self.root / "logs"
+        self._log_path: Path | None = None  # the install log being written, named in pip errors
 
     # -- paths and state --
 
@@ -473,9 +497,28 @@ class RuntimeManager:
                               ("; on Debian/Ubuntu install the python3-venv package" if
                                any("ensurepip" in line for line in lines) else ""))
         if opts.system_site_packages:
+            self._link_base_venv(base, log)
             # ensurepip's setuptools would shadow the base Python's newer one (torch needs >= 77).
             stream_process([str(self.python), "-m", "pip", "uninstall", "-y", "-q", "setuptools"], log,
                            env=self.worker_env(), cwd=self.root)
+
+    def _link_base_venv(self, base: str, log: LogFn) -> None:
+        """Make a ``--system-site-packages`` runtime see everything ``base`` imports. venv builds
+        the new environment on the base *interpreter*, so when ``base`` is itself a venv's Python
+        (a developer's or CI's environment) its own site-packages (where torch is) would be
+        invisible; a .pth file in the runtime adds them, .pth files inside them included."""
+        dirs = _python_json(base, _VENV_SITE_DIRS, self.worker_env())
+        if not dirs:
+            return  # not a venv: --system-site-packages already shows everything
+        own = _python_json(str(self.python), "import json, sysconfig; print(json.dumps(sysconfig.get_path('purelib')))",
+                           self.worker_env())
+        if not isinstance(own, str) or not isinstance(dirs, list):
+            raise StudioError(f"cannot find the site-packages folders of {base} or of the new runtime")
+        pth = Path(own) / BASE_SITE_PTH
+        pth.parent.mkdir(parents=True, exist_ok=True)
+        pth.write_text("import site; " + "; ".join(f"site.addsitedir({str(d)!r})" for d in dirs) + "\n",
+                       encoding="utf-8")
+        log(f"{base} is a virtual environment: its packages are visible through {pth}")
 
     def _pip(self, args: list[str], opts: InstallOptions, log: LogFn, cancelled: CancelledFn | None,
              index_url: str | None = None) -> None:
@@ -487,11 +530,20 @@ class RuntimeManager:
             cmd += ["--index-url", index_url]
         cmd += args
         log("$ " + " ".join(cmd))
-        code = stream_process(cmd, log, cancelled, env=self.worker_env(), cwd=self.root)
+        tail: deque[str] = deque(maxlen=PIP_TAIL_LINES)
+
+        def keep(line: str) -> None:
+            tail.append(line)
+            log(line)
+
+        code = stream_process(cmd, keep, cancelled, env=self.worker_env(), cwd=self.root)
         if code != 0:
-            raise StudioError(f"pip failed (exit code {code}) installing {' '.join(a for a in args if not a.startswith('-'))}; "
-                              "see the log for pip's reason" + ("" if opts.wheelhouse else
-                                                                " (no network? give a wheelhouse folder)"))
+            # pip's reason is in its last lines ("ERROR: ..."): show them, not just "see the log".
+            shown = "\n".join("    " + line for line in tail if line.strip())
+            where = f"\nfull log: {self._log_path}" if self._log_path else ""
+            hint = "" if opts.wheelhouse else "\n(no network? give a wheelhouse folder)"
+            raise StudioError(f"pip failed (exit code {code}) installing "
+                              f"{' '.join(a for a in args if not a.startswith('-'))}; pip said:\n{shown}{where}{hint}")
 
     def install(self, opts: InstallOptions | None = None, log: LogFn = print, cancelled: CancelledFn | None = None,
                 verify: bool = True, gpu: GpuInfo | None = None) -> dict[str, Any]:
@@ -503,6 +555,7 @@ class RuntimeManager:
 
         shutdown_workers(self.root)  # pip must not replace torch under a running worker
         log_path, fh = self._open_log("install")
+        self._log_path = log_path
         lock = threading.Lock()
 
         def out(line: str) -> None:
@@ -559,6 +612,7 @@ class RuntimeManager:
                 fh.write(f"error: {exc}\n")
             raise
         finally:
+            self._log_path = None
             with lock:
                 fh.close()
 

@@ -70,6 +70,7 @@ def request_to_json(req: Any) -> dict[str, Any]:
         "last_image": str(req.last_image) if req.last_image is not None else None,
         "loras": [[str(p), float(w)] for p, w in req.loras],
         "face_landmarks": [list(map(float, p)) for p in req.face_landmarks] if req.face_landmarks else None,
+        "crop": [float(v) for v in req.crop] if req.crop is not None else None,
         "extra": dict(req.extra),
     }
 
@@ -87,6 +88,19 @@ def request_from_json(d: dict[str, Any]) -> Any:
             loras=tuple((Path(p), float(w)) for p, w in d.get("loras", [])),
             face_landmarks=tuple((float(x), float(y)) for x, y in d["face_landmarks"])
             if d.get("face_landmarks") else None,
+            crop=_crop(d.get("crop")),
             extra=dict(d.get("extra") or {}))
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"invalid generation request: {exc!r}") from None
+
+
+def _crop(value: Any) -> tuple[float, float, float, float] | None:
+    """The framing rectangle (fractions x, y, w, h inside the image), checked as the project
+    model checks a shot's framing: the worker cuts pixels with it."""
+    if value is None:
+        return None
+    x, y, w, h = (float(v) for v in value)
+    if not all(0.0 <= v <= 1.0 for v in (x, y, w, h)) or w <= 0 or h <= 0 \
+            or x + w > 1.0 + 1e-6 or y + h > 1.0 + 1e-6:
+        raise ValueError(f"crop {value!r} is not a rectangle inside the image")
+    return x, y, w, h

@@ -1,10 +1,16 @@
 """Export of the open project: the film, then the interchange files and the drift report from the
 same plan. The one place this sequence exists; the CLI's ``export`` and the export dialog both
-call :func:`export_project`."""
+call :func:`export_project`.
+
+A *conformed* export (``ExportOptions.fps`` other than the project's rate, e.g. 24 fps for an
+EDL of a 16 fps project) re-times the film, and the interchange files then describe a timeline
+at that rate: each take at another rate is written once more, conformed, beside the film
+(``<film> media/<take>-24fps.mp4``: the film's own frames for that shot), and the OTIO, EDL and
+FCP XML reference those copies, so every source timecode counts frames of the file it names."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,16 +30,24 @@ class ExportTargets:
     edl: Path | None = None
     report: Path | None = None
     relative_media: bool = False  # OTIO media paths relative to the .otio file
+    xml: Path | None = None  # Final Cut Pro 7 XML (Premiere Pro, DaVinci Resolve)
+
+    @property
+    def interchange(self) -> bool:
+        """Any timeline file wanted (they reference media, possibly conformed copies)."""
+        return any(t is not None for t in (self.otio, self.edl, self.xml))
 
     @classmethod
     def beside(cls, film: Path, *, otio: bool = False, edl: bool = False, report: bool = False,
-               relative_media: bool = False) -> "ExportTargets":
-        """Targets named after the film: ``film.otio``, ``film.edl``, ``film-report.html``."""
+               relative_media: bool = False, xml: bool = False) -> "ExportTargets":
+        """Targets named after the film: ``film.otio``, ``film.edl``, ``film.xml``,
+        ``film-report.html``."""
         film = Path(film)
         return cls(otio=film.with_suffix(".otio") if otio else None,
                    edl=film.with_suffix(".edl") if edl else None,
                    report=film.with_name(film.stem + "-report.html") if report else None,
-                   relative_media=relative_media)
+                   relative_media=relative_media,
+                   xml=film.with_suffix(".xml") if xml else None)
 
 
 @dataclass
@@ -42,15 +56,19 @@ class ExportOutputs:
     otio: Path | None = None
     edl: Path | None = None
     report: Path | None = None
+    xml: Path | None = None
+    media: list[Path] = field(default_factory=list)  # conformed copies of takes (see above)
 
 
 def check_targets(plan: "ExportPlan", targets: ExportTargets) -> None:
-    """Fail before minutes of encoding when an interchange file cannot be written (an EDL at a
-    frame rate CMX 3600 cannot express)."""
-    from studio.export.interchange import check_edl
+    """Fail before minutes of encoding when an interchange file cannot be written (an EDL or
+    FCP XML at a frame rate SMPTE timecode cannot express)."""
+    from studio.export.interchange import check_edl, check_fcp_xml
 
     if targets.edl is not None:
         check_edl(plan)
+    if targets.xml is not None:
+        check_fcp_xml(plan)
 
 
 def export_project(project: Project, folder: Path, film: Path, plan: "ExportPlan",
@@ -59,8 +77,9 @@ def export_project(project: Project, folder: Path, film: Path, plan: "ExportPlan
     """Write the film and then each wanted interchange file and the report, all from ``plan``.
     Raises StudioError (naming the file) or :class:`~studio.core.tasks.Cancelled`; every file is
     written atomically, so a failure or cancel leaves no half-written output."""
-    from studio.export.film import export_film
-    from studio.export.interchange import write_edl, write_otio
+    from studio.export.film import export_film, write_conformed_media
+    from studio.export.interchange import write_edl, write_fcp_xml, write_otio
+    from studio.export.plan import assign_conformed_media
     from studio.export.report import write_report
 
     targets = targets or ExportTargets()
@@ -68,11 +87,17 @@ def export_project(project: Project, folder: Path, film: Path, plan: "ExportPlan
     result = export_film(project, Path(folder), Path(film), plan=plan, on_progress=on_progress,
                          cancelled=cancelled)
     out = ExportOutputs(film=result)
+    if targets.interchange:
+        conform = assign_conformed_media(plan, result.path)
+        out.media = write_conformed_media(plan, conform, on_progress=on_progress,
+                                          cancelled=cancelled)
     if targets.otio is not None:
         out.otio = write_otio(project, folder, plan, targets.otio,
                               relative=targets.relative_media)
     if targets.edl is not None:
         out.edl = write_edl(project, folder, plan, targets.edl)
+    if targets.xml is not None:
+        out.xml = write_fcp_xml(project, folder, plan, targets.xml)
     if targets.report is not None:
         out.report = write_report(project, folder, plan, targets.report,
                                   film_name=result.path.name)

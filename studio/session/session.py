@@ -23,9 +23,11 @@ render); each is announced as a :mod:`studio.session.events` event instead.
 
 from __future__ import annotations
 
+import json
 import traceback
 from collections import deque
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +35,7 @@ from studio.core.document import ProjectDocument
 from studio.core.errors import StudioError, error_text
 from studio.core.model import Project, Shot, Take
 from studio.core.tasks import Cancelled, CancelledFn, Progress, ProgressFn
-from studio.engine.queue import DraftOverrides, Job, JobQueue, JobState, make_jobs
+from studio.engine.queue import DraftOverrides, Job, JobQueue, JobState, make_jobs, random_seed
 from studio.session import events as ev
 from studio.session.analyses import AnalysisIndex
 
@@ -63,6 +65,37 @@ def run_analysis(job: AnalysisJob, on_progress: ProgressFn | None = None,
                         engine=job.engine, force=job.force)
 
 
+class RepeatPolicy(str, Enum):
+    """What :meth:`Session.add_jobs` does with a job that would repeat a take exactly."""
+
+    NOTE = "note"  # queue it and say so (a Note event): the CLI, scripts
+    ALLOW = "allow"  # queue it silently: the user was asked and chose "Generate anyway"
+    NEW_SEED = "new_seed"  # give it a new random seed, as a re-roll would
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """A job that would make a take identical to one that exists or is already on its way:
+    same shot, same seed and the same generation settings (backend, model, prompt, negative
+    prompt, start image, size, frames, fps, steps, guidance, LoRAs, params)."""
+
+    job: Job
+    shot_title: str
+    take_id: str | None = None  # the existing take it repeats …
+    take_number: int | None = None  # … as the takes list numbers it (1-based)
+    job_id: str | None = None  # … or the queued job it repeats
+
+    @property
+    def what(self) -> str:
+        if self.take_number is not None:
+            return f"take {self.take_number} of '{self.shot_title}'"
+        return f"a take of '{self.shot_title}' that is already queued"
+
+    @property
+    def text(self) -> str:
+        return f"This would repeat {self.what} exactly (same seed {self.job.seed} and settings)"
+
+
 @dataclass
 class RunSummary:
     done: list[str] = field(default_factory=list)
@@ -90,6 +123,7 @@ class Session:
         self.analyses = AnalysisIndex(self)
         self._analysis_queue: deque[tuple[str, str, bool]] = deque()
         self.analysing: str | None = None  # take id being analysed
+        self._told_repeat: set[str] = set()  # jobs whose repeat was announced or accepted
         self.restore_notes = [_sentence(t) + "." for t in queue.restore_notes]
         document.saved.connect(self._on_saved)
 
@@ -148,8 +182,19 @@ class Session:
     # -- generation: queueing -------------------------------------------------------------------
     def queue_takes(self, shot_ids: list[str], *, count: int = 1, reroll: bool = False,
                     front: bool = False, draft: DraftOverrides | None = None,
-                    backend: str | None = None, model: str | None = None) -> list[Job]:
-        """Queue ``count`` takes of each shot (re-rolls get new random seeds)."""
+                    backend: str | None = None, model: str | None = None,
+                    repeats: RepeatPolicy = RepeatPolicy.NOTE) -> list[Job]:
+        """Queue ``count`` takes of each shot (re-rolls get new random seeds). A job that would
+        repeat a take exactly is handled as ``repeats`` says (by default queued and announced)."""
+        jobs = self.plan_takes(shot_ids, count=count, reroll=reroll, draft=draft,
+                               backend=backend, model=model)
+        return self.add_jobs(jobs, front=front, repeats=repeats)
+
+    def plan_takes(self, shot_ids: list[str], *, count: int = 1, reroll: bool = False,
+                   draft: DraftOverrides | None = None, backend: str | None = None,
+                   model: str | None = None) -> list[Job]:
+        """The jobs :meth:`queue_takes` would queue, not queued yet (check them with
+        :meth:`find_repeats`, then :meth:`add_jobs`)."""
         if not shot_ids:
             raise StudioError("select a shot first")
         if self.document.folder is None:
@@ -158,11 +203,101 @@ class Session:
         for sid in shot_ids:
             if self.document.project.shot(sid) is None:
                 raise StudioError(f"no shot with id {sid!r}")
-        jobs = make_jobs(self.document.project, shot_ids, count=count, reroll=reroll,
+        return make_jobs(self.document.project, shot_ids, count=count, reroll=reroll,
                          draft=draft, backend=backend, model=model, queue=self.queue)
+
+    def add_jobs(self, jobs: list[Job], *, front: bool = False,
+                 repeats: RepeatPolicy = RepeatPolicy.NOTE) -> list[Job]:
+        """Queue planned jobs. Repeats (:meth:`find_repeats`) get a new seed, are announced or
+        are queued as they are, as ``repeats`` says: never silently unless the caller asked."""
+        found = self.find_repeats(jobs)
+        if found and repeats is RepeatPolicy.NEW_SEED:
+            for r in found:
+                self._reseed(r.job, jobs)
+            found = []
         self.queue.add(jobs, front=front)
         self.events.emit(ev.JobQueued(tuple(j.id for j in jobs)))
+        for r in found:
+            if repeats is RepeatPolicy.ALLOW:
+                self._told_repeat.add(r.job.id)  # the user chose it: not said again at start
+            else:  # also said again when it starts (a CLI listening only from then on hears it)
+                self.note(f"{r.text}; queued anyway (a re-roll gives a new seed)")
         return jobs
+
+    def find_repeats(self, jobs: list[Job]) -> list[Repeat]:
+        """The jobs of ``jobs`` that would make a take identical to an existing take of their
+        shot (its video still on disk), to a queued or running job, or to an earlier job of
+        ``jobs``. Only takes with the same seed are compared (their sidecars are read)."""
+        out: list[Repeat] = []
+        earlier: list[tuple[Job, str]] = []
+        queued = [j for j in ([self.queue.running()] + self.queue.pending()) if j is not None]
+        for job in jobs:
+            key = self._job_key(job)
+            if key is None:
+                continue
+            hit = self._repeat_of(job, key, queued, earlier)
+            if hit is not None:
+                out.append(hit)
+            earlier.append((job, key))
+        return out
+
+    def _repeat_of(self, job: Job, key: str, queued: list[Job],
+                   earlier: list[tuple[Job, str]]) -> Repeat | None:
+        shot = self.document.project.shot(job.shot_id)
+        if shot is None:
+            return None
+        for number, take in enumerate(shot.takes, 1):
+            if take.seed == job.seed and self._take_key(take) == key:
+                return Repeat(job, shot.title, take_id=take.id, take_number=number)
+        for other in queued:
+            if (other.id != job.id and other.shot_id == job.shot_id and other.seed == job.seed
+                    and self._job_key(other) == key):
+                return Repeat(job, shot.title, job_id=other.id)
+        for other, other_key in earlier:
+            if other.shot_id == job.shot_id and other_key == key:
+                return Repeat(job, shot.title, job_id=other.id)
+        return None
+
+    def _reseed(self, job: Job, batch: list[Job]) -> None:
+        """A new random seed, unused by the shot's takes and jobs: the job becomes a re-roll
+        (the shot keeps its own seed; the take records the one it was made with)."""
+        shot = self.document.project.shot(job.shot_id)
+        used = {t.seed for t in shot.takes} if shot is not None else set()
+        used |= {j.seed for j in self.queue.jobs() + batch if j.shot_id == job.shot_id}
+        job.seed = random_seed(used)
+        job.reroll = True
+
+    def _job_key(self, job: Job) -> str | None:
+        """The job's generation settings as they stand now (None: it cannot start)."""
+        from studio.engine.runner import _request_record, prepare_job
+
+        try:
+            spec = prepare_job(self.document, job)
+        except (StudioError, KeyError, ValueError):
+            return None
+        return _settings_key(spec.backend, spec.model,
+                             _request_record(spec.request, spec.folder))
+
+    def _take_key(self, take: Take) -> str | None:
+        """The settings a take was made with, from its sidecar (None: unknown, or its video is
+        gone: re-making it then is no repeat)."""
+        from studio.engine.takes import read_sidecar
+
+        folder = self.folder
+        if folder is None or take.sidecar is None or not (folder / take.video).is_file():
+            return None
+        try:
+            side = read_sidecar(folder / take.sidecar)
+            backend = side.get("backend") or {}
+            record = side.get("request_unsnapped")
+            if not isinstance(record, dict):
+                # Takes made before the unsnapped request was recorded: the snapped request
+                # with the size and frame count as asked.
+                record = dict(side["request"])
+                record.update(side.get("requested") or {})
+            return _settings_key(backend.get("name", take.backend), backend.get("model"), record)
+        except (StudioError, KeyError, TypeError, ValueError, AttributeError):
+            return None
 
     def shots_without_takes(self, shot_ids: list[str] | None = None) -> list[str]:
         """Shots (of ``shot_ids``, default all) with no take and none on its way."""
@@ -197,7 +332,25 @@ class Session:
                 self.events.emit(ev.JobFailed(job.id, job.shot_id, str(exc)))
                 continue
             self.events.emit(ev.JobStarted(job.id, job.shot_id, job.take_id, job.describe()))
+            self._note_repeat_at_start(job)
             return spec
+
+    def _note_repeat_at_start(self, job: Job) -> None:
+        """A job that repeats a take when it starts is announced then (its seed was edited in
+        the queue, the shot was changed back, the queue was restored after a crash), unless the
+        user chose "Generate anyway" when it was queued."""
+        if job.id in self._told_repeat:
+            self._told_repeat.discard(job.id)
+            return
+        key = self._job_key(job)
+        shot = self.document.project.shot(job.shot_id)
+        if key is None or shot is None:
+            return
+        for number, take in enumerate(shot.takes, 1):
+            if take.seed == job.seed and self._take_key(take) == key:
+                self.note(f"'{shot.title}': this take repeats take {number} exactly (same seed "
+                          f"{job.seed} and settings)")
+                return
 
     def job_progress(self, job_id: str, progress: Progress) -> None:
         """A running job's report: recorded on the job (the queue keeps the generation rate
@@ -365,6 +518,15 @@ class Session:
                 self.analysis_failed(job, f"analysis failed: {error_text(exc)}")
             else:
                 self.analysis_done(job, summary)
+
+
+def _settings_key(backend: str | None, model: str | None, record: dict[str, Any]) -> str:
+    """One comparable string for "the same generation": the request as the sidecar records it
+    (JSON-normalised) plus the backend and model. ``face_landmarks`` is left out: a backend may
+    find the landmarks itself."""
+    rec = {k: v for k, v in record.items() if k != "face_landmarks"}
+    return json.dumps({"backend": backend, "model": model, "request": rec}, sort_keys=True,
+                      default=str)
 
 
 def _sentence(text: str) -> str:

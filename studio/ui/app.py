@@ -18,26 +18,53 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from studio.core.errors import StudioError
-from studio.core.userdirs import data_dir
 from studio.resources import resource
 from studio.ui.main_window import APP_NAME, MainWindow
+from studio.ui.qt_libs import xcb_problem
 from studio.ui.theme import apply_theme
 
 
-def copy_demo(dest_root: Path | None = None) -> Path:
-    """Copy the bundled demo project to a fresh folder (the bundled one is never modified)."""
+def projects_root() -> Path:
+    """The visible folder new projects, the demo and unsaved projects' exports go to by default:
+    ``Continuity Studio`` in the user's documents folder (``XDG_DOCUMENTS_DIR``, when it
+    exists), else in the home folder. Under ``CONTINUITY_STUDIO_HOME`` (tests, portable
+    installs) it is ``$CONTINUITY_STUDIO_HOME/Continuity Studio``. Not created here."""
+    override = os.environ.get("CONTINUITY_STUDIO_HOME")
+    if override:
+        return Path(override) / APP_NAME
+    import platformdirs
+
+    home = Path.home()
+    docs = Path(platformdirs.user_documents_dir())
+    return (docs if docs.is_dir() and docs != home else home) / APP_NAME
+
+
+def copy_demo(dest: Path | None = None) -> Path:
+    """Copy the bundled demo project (never modified itself) to a visible folder and return it:
+    ``dest`` when it is new or an empty folder, a fresh ``Demo <date>`` folder inside ``dest``
+    when that is a folder with other files, a fresh ``Demo <date>`` in :func:`projects_root`
+    without ``dest``."""
     src = resource("demo")
     if not (src / "project.json").is_file():
         raise StudioError("the demo project is missing from this installation", src)
-    root = dest_root if dest_root is not None else data_dir("demo-projects")
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    dest = root / f"demo-{stamp}"
-    n = 1
-    while dest.exists():
-        n += 1
-        dest = root / f"demo-{stamp}-{n}"
+    if dest is not None:
+        dest = Path(dest).expanduser().absolute()
+        if dest.exists() and not dest.is_dir():
+            raise StudioError("is a file, not a folder for the demo project", dest)
+        if (dest / "project.json").exists():
+            raise StudioError("is a project already; open it with `continuity-studio FOLDER`, "
+                              "or choose a new folder for the demo", dest)
+    if dest is None or (dest.is_dir() and any(dest.iterdir())):
+        root = dest if dest is not None else projects_root()
+        stamp = time.strftime("%Y-%m-%d")
+        dest = root / f"Demo {stamp}"
+        n = 1
+        while dest.exists():
+            n += 1
+            dest = root / f"Demo {stamp} ({n})"
     try:
-        shutil.copytree(src, dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src, dest, dirs_exist_ok=True)  # dest is new or an empty folder
     except OSError as exc:
         raise StudioError(f"cannot copy the demo project: {exc.strerror or exc}", dest) from None
     return dest
@@ -90,11 +117,16 @@ def app_icon() -> QIcon:
     return icon
 
 
-def run_app(project: str | None = None, demo: bool = False) -> int:
+def run_app(project: str | None = None, demo: bool = False, demo_dir: Path | None = None) -> int:
     from studio.runtime.backend import register
 
     register()  # "diffusers" jobs run in the GPU runtime when one is installed (cheap: no torch)
     bench = os.environ.get("STUDIO_BENCH_STARTUP") == "1"
+    if QApplication.instance() is None:
+        problem = xcb_problem()  # Qt would abort (exit 134) without naming the missing libraries
+        if problem:
+            print(f"continuity-studio: {problem}", file=sys.stderr)
+            return 1
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     app.setApplicationName(APP_NAME)
@@ -110,10 +142,12 @@ def run_app(project: str | None = None, demo: bool = False) -> int:
         win.installEventFilter(watcher)
     win.show()
     target: str | None = project
-    if demo:
+    if demo or demo_dir is not None:
         try:
-            target = str(copy_demo())
+            target = str(copy_demo(demo_dir))
+            print(f"demo project: {target}", flush=True)  # where it is, for the terminal user
         except StudioError as exc:
+            print(f"error: {exc}", file=sys.stderr)
             win.show_error(exc)
             target = None
     if target:

@@ -7,18 +7,22 @@ reference out onto a storyboard shot to make it the shot's start image.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QPoint, QSize, Qt, Signal
+from PySide6.QtCore import QObject, QPoint, QRect, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (QAction, QColor, QDrag, QDragEnterEvent, QDragMoveEvent, QDropEvent,
-                           QIcon, QKeySequence, QPainter, QPixmap)
+                           QFont, QIcon, QKeySequence, QPainter, QPixmap)
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHBoxLayout, QLabel,
                                QListView, QListWidget, QListWidgetItem, QMenu, QToolButton,
                                QVBoxLayout, QWidget)
 
 from studio.core.model import ANGLE_LABELS, Angle, Character
+from studio.core.tasks import Cancelled, CancelledFn, ProgressFn
 from studio.ui import drops
+from studio.ui.layouts import ElidedLabel
+from studio.ui.tasks import run_task, task_pool
 from studio.ui.undo import (AddCharacterCommand, EditReferenceCommand, RemoveCharacterCommand,
                                 RemoveReferenceCommand, push)
 
@@ -26,9 +30,150 @@ if TYPE_CHECKING:
     from studio.ui.main_window import MainWindow
 
 ID_ROLE = Qt.UserRole + 1
+VERDICT_ROLE = Qt.UserRole + 2  # a reference tile's quality level: good/warning/bad/unknown
+PATH_ROLE = Qt.UserRole + 3
+ANGLE_ROLE = Qt.UserRole + 4
 REF_THUMB = 160  # pixels of the longest side of a reference thumbnail in the bible
 CHAR_ICON = 44
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif);;All files (*)"
+
+# A reference tile's badge: glyph, colour, words (the same words as the selected reference's
+# badge under the grid).
+VERDICT_STYLE = {"good": ("✓", "#3c8d40", "Good reference"),
+                 "warning": ("⚠", "#b8860b", "Check reference"),
+                 "bad": ("✗", "#b03030", "Unusable reference"),
+                 "unknown": ("?", "#707070", "Could not be checked")}
+Verdict = dict[str, Any]  # {"level": str, "reasons": [str]}
+
+
+class ReferenceChecks(QObject):
+    """Quality verdicts of bible images (:func:`studio.identity.checks.reference_quality`: one
+    face, its size, sharpness, light, background, the angle tag), made one at a time off the UI
+    thread — face detection takes 0.1–2 s an image — and remembered by file and angle.
+
+    Tiles ask with :meth:`want` (checked after a short pause, so opening a project does not load
+    the face detector while the window first paints); an import asks with :meth:`check_now` and
+    hears about the whole batch at once. ``ready(path, angle)`` follows every verdict."""
+
+    ready = Signal(str, str)
+
+    def __init__(self, parent: QObject | None = None, delay_ms: int = 800) -> None:
+        super().__init__(parent)
+        self.pool = task_pool(self, 1)  # the other core stays with the UI and generation
+        self._verdicts: dict[tuple[str, str], Verdict] = {}
+        self._running: set[tuple[str, str]] = set()
+        self._waiting: list[tuple[str, str]] = []
+        self._batches: list[tuple[set[tuple[str, str]], list[tuple[str, str]],
+                                  Callable[[list[tuple[str, str, Verdict]]], None]]] = []
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(delay_ms)
+        self._timer.timeout.connect(self._start_waiting)
+
+    @staticmethod
+    def _key(path: Path | str, angle: Angle | str) -> tuple[str, str]:
+        return str(path), Angle(angle).value
+
+    def verdict(self, path: Path | str, angle: Angle | str) -> Verdict | None:
+        return self._verdicts.get(self._key(path, angle))
+
+    def want(self, path: Path | str, angle: Angle | str) -> Verdict | None:
+        """The verdict if known; otherwise it is checked soon and ``ready`` follows."""
+        key = self._key(path, angle)
+        if key in self._verdicts:
+            return self._verdicts[key]
+        if key not in self._running and key not in self._waiting:
+            self._waiting.append(key)
+            self._timer.start()
+        return None
+
+    def check_now(self, items: list[tuple[Path | str, Angle | str]],
+                  on_done: Callable[[list[tuple[str, str, Verdict]]], None]) -> None:
+        """Check ``items`` (path, angle) now; ``on_done([(path, angle, verdict)])`` once all are
+        known, in the same order."""
+        keys = [self._key(p, a) for p, a in items]
+        pending = {k for k in keys if k not in self._verdicts}
+        if not pending:
+            on_done([(k[0], k[1], self._verdicts[k]) for k in keys])
+            return
+        self._batches.append((pending, keys, on_done))
+        for key in keys:
+            if key in pending:
+                self._start(key)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._running)
+
+    def _start_waiting(self) -> None:
+        for key in list(self._waiting):
+            self._start(key)
+
+    def _start(self, key: tuple[str, str]) -> None:
+        if key in self._waiting:
+            self._waiting.remove(key)
+        if key in self._running or key in self._verdicts:
+            return
+        self._running.add(key)
+        path, angle = key
+
+        def work(_progress: ProgressFn, cancelled: CancelledFn) -> Verdict:
+            from studio.identity.checks import reference_quality
+
+            if cancelled():
+                raise Cancelled()
+            report = reference_quality(Path(path), angle)
+            return {"level": report.level, "reasons": list(report.reasons)}
+
+        run_task(work, parent=self, pool=self.pool, name="reference-check",
+                 on_done=lambda verdict, k=key: self._done(k, verdict),
+                 # an unreadable image is unusable; a checker that fails says so, no verdict
+                 on_error=lambda message, k=key: self._done(k, {"level": "unknown",
+                                                                "reasons": [message]}),
+                 on_cancelled=lambda k=key: self._running.discard(k))
+
+    def _done(self, key: tuple[str, str], verdict: Verdict) -> None:
+        self._running.discard(key)
+        self._verdicts[key] = verdict
+        self.ready.emit(*key)
+        for batch in list(self._batches):
+            pending, keys, on_done = batch
+            pending.discard(key)
+            if not pending:
+                self._batches.remove(batch)
+                on_done([(k[0], k[1], self._verdicts.get(k, {"level": "unknown",
+                                                             "reasons": ["not checked"]}))
+                         for k in keys])
+
+
+def verdict_words(verdict: Verdict) -> str:
+    """"✗ Unusable reference: no face found"."""
+    glyph, _colour, words = VERDICT_STYLE.get(verdict["level"], VERDICT_STYLE["unknown"])
+    reasons = "; ".join(verdict.get("reasons") or [])
+    return f"{glyph} {words}" + (f": {reasons}" if reasons else "")
+
+
+def _with_badge(pix: QPixmap, level: str | None) -> QPixmap:
+    """The thumbnail with its verdict in the top-right corner (pending: no badge yet)."""
+    if level is None or pix.isNull():
+        return pix
+    glyph, colour, _words = VERDICT_STYLE.get(level, VERDICT_STYLE["unknown"])
+    out = QPixmap(pix)
+    p = QPainter(out)
+    p.setRenderHint(QPainter.Antialiasing)
+    side = max(14, min(out.width(), out.height()) // 5)
+    rect = QRect(out.width() - side - 3, 3, side, side)
+    p.setPen(QColor("#101010"))
+    p.setBrush(QColor(colour))
+    p.drawRoundedRect(rect, 4, 4)
+    f = QFont()
+    f.setBold(True)
+    f.setPixelSize(int(side * 0.7))
+    p.setFont(f)
+    p.setPen(QColor("#ffffff"))
+    p.drawText(rect, Qt.AlignCenter, glyph)
+    p.end()
+    return out
 
 
 def _placeholder(side: int, colour: str, text: str = "") -> QPixmap:
@@ -132,6 +277,8 @@ class BiblePanel(QWidget):
         super().__init__(win)
         self.win = win
         self._ref_items: dict[str, list[QListWidgetItem]] = {}  # asset abs path -> items
+        self.checks = ReferenceChecks(self)
+        self.checks.ready.connect(self._on_verdict)
 
         self.characters = _DropList(self)
         self.characters.setObjectName("bibleCharacters")
@@ -152,7 +299,8 @@ class BiblePanel(QWidget):
             self.angle_combo.addItem(ANGLE_LABELS[angle], angle.value)
         self.remove_ref_btn = self._tool("Remove", "Remove the selected reference",
                                          self.remove_reference)
-        self.refs_label = QLabel("References", self)
+        # Elided: a long character name must not widen the dock (and with it the window).
+        self.refs_label = ElidedLabel("References", self, min_chars=8)
         self.refs_label.setObjectName("hint")
         self.empty_hint = QLabel("Drop portraits here to start a character bible.", self)
         self.empty_hint.setObjectName("hint")
@@ -282,10 +430,9 @@ class BiblePanel(QWidget):
             for ref in char.references:
                 item = QListWidgetItem(ANGLE_LABELS[ref.angle])
                 item.setData(ID_ROLE, ref.id)
-                asset = self.win.document.project.asset_by_path(ref.asset)
-                tip = f"{asset.original_name} — {asset.width}×{asset.height}" if asset else ref.asset
-                item.setToolTip(tip + "\nDrag onto a shot to make it the start image")
                 path = self._thumb_path(ref.asset)
+                item.setData(PATH_ROLE, str(path) if path is not None else "")
+                item.setData(ANGLE_ROLE, ref.angle.value)
                 self._set_ref_icon(item, path, char.color)
                 if path is not None:
                     self._ref_items.setdefault(str(path), []).append(item)
@@ -296,11 +443,28 @@ class BiblePanel(QWidget):
         self._on_current_reference()
 
     def _set_ref_icon(self, item: QListWidgetItem, path: Path | None, colour: str) -> None:
+        """The tile's thumbnail with its quality badge, and the verdict in its tooltip: every
+        tile shows whether its image can serve as a reference, selected or not."""
         pix = self.win.thumbnails.get(path, REF_THUMB) if path else None
         if pix is None:
             err = self.win.thumbnails.error(path, REF_THUMB) if path else "missing"
             pix = _placeholder(REF_THUMB - 40, colour, "missing" if err else "…")
-        item.setIcon(QIcon(pix))
+        verdict = self.checks.want(path, item.data(ANGLE_ROLE)) if path is not None else None
+        item.setData(VERDICT_ROLE, verdict["level"] if verdict else None)
+        item.setIcon(QIcon(_with_badge(pix, verdict["level"] if verdict else None)))
+        ref = self.win.document.project.find_reference(item.data(ID_ROLE) or "")
+        asset = self.win.document.project.asset_by_path(ref[1].asset) if ref else None
+        tip = f"{asset.original_name} — {asset.width}×{asset.height}" if asset else (
+            ref[1].asset if ref else "")
+        state = verdict_words(verdict) if verdict else "Checking the image…"
+        item.setToolTip(f"{tip}\n{state}\nDrag onto a shot to make it the start image")
+        item.setData(Qt.AccessibleTextRole, f"{item.text()}: {state}")
+
+    def _on_verdict(self, path: str, angle: str) -> None:
+        char = self.win.document.project.character(self.current_character_id())
+        for item in self._ref_items.get(path, []):
+            if item.data(ANGLE_ROLE) == angle and char is not None:
+                self._set_ref_icon(item, Path(path), char.color)
 
     # -- extension points ------------------------------------------------------------------------
     def add_reference_widget(self, widget: QWidget) -> None:
@@ -344,10 +508,10 @@ class BiblePanel(QWidget):
     def _on_thumb(self, path: str, side: int) -> None:
         if side != REF_THUMB:
             return
+        current = self.win.document.project.character(self.current_character_id())
         for item in self._ref_items.get(path, []):
-            pix = self.win.thumbnails.get(path, side)
-            if pix is not None:
-                item.setIcon(QIcon(pix))
+            if current is not None:
+                self._set_ref_icon(item, Path(path), current.color)
         for char in self.win.document.project.characters:
             if char.references and str(self._thumb_path(char.references[0].asset)) == path:
                 item = self.character_item(char.id)
@@ -454,6 +618,8 @@ class BiblePanel(QWidget):
     def _use_as_start(self, sid: str | None, rid: str) -> None:
         if sid:
             try:
-                self._run(drops.start_image_from_reference(self.win, sid, rid))
+                cmd = drops.start_image_from_reference(self.win, sid, rid)
+                if cmd is not None:  # None: the user cancelled the character question
+                    self._run(cmd)
             except Exception as exc:
                 self.win.show_error(exc)

@@ -1,7 +1,9 @@
-"""File ▸ Export: output path, formats, crossfade, burn-in, missing-take policy, a live preview of
-what each shot will be (copied, conformed, re-encoded, held as a still, skipped), and the export
-itself in the background (:func:`studio.ui.tasks.run_task`) with progress, ETA and a cancel that
-leaves no partial file.
+"""File ▸ Export: output path (the project's ``exports/`` folder by default, shown), formats
+(OTIO, EDL, FCP 7 XML, report), frame rate (ticking EDL or XML on a 16 fps project conforms to
+24 fps, visibly), crossfade, burn-in, missing-take policy, a live preview of what each shot will
+be (copied, conformed, re-encoded, held as a still, skipped), and the export itself in the
+background (:func:`studio.ui.tasks.run_task`) with progress, ETA and a cancel that leaves no
+partial file; afterwards "Show in folder" and "Play" open the result.
 
 Entry point for the main window: :func:`open_export_dialog`.
 """
@@ -11,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QColor, QKeySequence
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QAction, QColor, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog,
                                QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
                                QPushButton, QSpinBox, QTreeWidget, QTreeWidgetItem, QVBoxLayout,
@@ -35,22 +37,24 @@ class ExportDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Export film")
         self.setObjectName("ExportDialog")
-        self.resize(760, 560)
+        self.resize(760, 620)
         self.document = document
         self._plan: Any = None
         self._task: TaskHandle | None = None
         self.last_result: dict[str, Any] | None = None
         self.last_error: str | None = None
 
-        folder = document.folder
-        default = (default_film_path(folder, document.project.name)
-                   if folder is not None else Path.home() / "film.mp4")
-        self.out_edit = QLineEdit(str(default))
+        self.out_edit = QLineEdit(str(default_export_path(document)))
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         out_row = QHBoxLayout()
         out_row.addWidget(self.out_edit, 1)
         out_row.addWidget(browse)
+        # Where the files go, in words (an unsaved project's scratch folder is not offered).
+        self.where_label = QLabel()
+        self.where_label.setWordWrap(True)
+        self.where_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.out_edit.textChanged.connect(self._show_where)
 
         self.otio_check = QCheckBox("OpenTimelineIO timeline (.otio)")
         self.otio_check.setChecked(True)
@@ -62,6 +66,13 @@ class ExportDialog(QDialog):
         otio_row.addWidget(self.relative_check)
         otio_row.addStretch(1)
         self.edl_check = QCheckBox("CMX 3600 EDL (.edl)")
+        self.xml_check = QCheckBox("Final Cut Pro 7 XML (.xml): Premiere Pro, DaVinci Resolve")
+        # The film's and the timeline's rate; EDL and XML need SMPTE timecode (24/25/30...).
+        self.fps_combo = QComboBox()
+        self._project_fps = 0
+        self._fill_fps_combo()
+        self.fps_note = QLabel()
+        self.fps_note.setWordWrap(True)
         self.report_check = QCheckBox("Drift report (.html)")
         self.report_check.setChecked(True)
         self.crossfade_spin = QSpinBox()
@@ -76,8 +87,12 @@ class ExportDialog(QDialog):
 
         form = QFormLayout()
         form.addRow("Film (MP4)", out_row)
+        form.addRow("", self.where_label)
         form.addRow("Timeline", otio_row)
         form.addRow("", self.edl_check)
+        form.addRow("", self.xml_check)
+        form.addRow("Frame rate", self.fps_combo)
+        form.addRow("", self.fps_note)
         form.addRow("Report", self.report_check)
         form.addRow("Crossfade", self.crossfade_spin)
         form.addRow("Shots without a take", self.missing_combo)
@@ -103,6 +118,14 @@ class ExportDialog(QDialog):
         self.export_button = self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole)
         self.cancel_button = self.buttons.addButton("Cancel export",
                                                     QDialogButtonBox.ButtonRole.ActionRole)
+        # After an export: open the folder in the file manager, play the film.
+        self.show_folder_button = self.buttons.addButton("Show in folder",
+                                                         QDialogButtonBox.ButtonRole.ActionRole)
+        self.play_button = self.buttons.addButton("Play", QDialogButtonBox.ButtonRole.ActionRole)
+        for b in (self.show_folder_button, self.play_button):
+            b.setEnabled(False)
+        self.show_folder_button.clicked.connect(self.show_in_folder)
+        self.play_button.clicked.connect(self.play_film)
         self.close_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
         self.cancel_button.setEnabled(False)
         self.export_button.clicked.connect(self.start_export)
@@ -124,8 +147,13 @@ class ExportDialog(QDialog):
         self._replan_timer.timeout.connect(self.refresh_preview)
         for sig in (self.crossfade_spin.valueChanged, self.burn_check.toggled,
                     self.missing_combo.currentIndexChanged, self.reencode_check.toggled,
-                    self.edl_check.toggled):
+                    self.edl_check.toggled, self.xml_check.toggled,
+                    self.fps_combo.currentIndexChanged):
             sig.connect(self._replan_timer.start)
+        # Ticking a timecode format on a 16 fps project picks a rate it has (one click).
+        self.edl_check.toggled.connect(self._timecode_format_toggled)
+        self.xml_check.toggled.connect(self._timecode_format_toggled)
+        self._show_where()
         # Edits made while the dialog is open (a take finishing, a shot moved) re-plan too.
         self._doc_signals = (document.shot_changed, document.structure_changed,
                              document.project_changed)
@@ -138,18 +166,56 @@ class ExportDialog(QDialog):
             self._replan_timer.start()
 
     # -- options and plan ---------------------------------------------------------------------
+    def _fill_fps_combo(self) -> None:
+        """The project's rate first, then the SMPTE rates editors use (again when the project's
+        rate changes while the dialog is open)."""
+        fps = int(self.document.project.output.fps)
+        if fps == self._project_fps:
+            return
+        chosen = self.fps_combo.currentData()
+        self._project_fps = fps
+        self.fps_combo.blockSignals(True)
+        self.fps_combo.clear()
+        self.fps_combo.addItem(f"{fps} fps (the project's rate)", fps)
+        for rate in (24, 25, 30):
+            if rate != fps:
+                self.fps_combo.addItem(f"{rate} fps (takes conformed)", rate)
+        self.fps_combo.setCurrentIndex(max(0, self.fps_combo.findData(chosen)))
+        self.fps_combo.blockSignals(False)
+
+    def _timecode_format_toggled(self, checked: bool) -> None:
+        """EDL and FCP XML count SMPTE timecode: on a project at a rate it lacks (16 fps),
+        ticking either chooses the rate to conform to, in the Frame rate box for all to see."""
+        from studio.export.interchange import conform_rate_for, edl_supported
+
+        if checked and not edl_supported(float(self.fps_combo.currentData())):
+            index = self.fps_combo.findData(conform_rate_for(self._project_fps))
+            if index >= 0:
+                self.fps_combo.setCurrentIndex(index)
+
+    def _show_where(self) -> None:
+        out = Path(self.out_edit.text().strip() or ".").expanduser()
+        text = f"Files are written to {out.parent}"
+        if self.document.folder is not None and _is_scratch(self.document.folder):
+            text += (" (this project is not saved yet; its own folder is a temporary one "
+                     "that is deleted when it closes)")
+        self.where_label.setText(text)
+
     def options(self) -> Any:
         from studio.export.plan import ExportOptions
 
+        fps = self.fps_combo.currentData()
         return ExportOptions(crossfade=self.crossfade_spin.value(),
                              burn_in=self.burn_check.isChecked(),
                              missing=self.missing_combo.currentData(),
-                             force_reencode=self.reencode_check.isChecked())
+                             force_reencode=self.reencode_check.isChecked(),
+                             fps=None if fps in (None, self._project_fps) else int(fps))
 
     def refresh_preview(self) -> None:
+        from studio.export.interchange import check_edl, check_fcp_xml
         from studio.export.plan import plan_export
-        from studio.export.interchange import check_edl
 
+        self._fill_fps_combo()
         self.preview.clear()
         self._plan = None
         if self.document.folder is None:
@@ -162,11 +228,14 @@ class ExportDialog(QDialog):
             return
         self._plan = plan
         edl_problem = ""
-        if self.edl_check.isChecked():
-            try:
-                check_edl(plan)
-            except StudioError as exc:
-                edl_problem = str(exc)
+        for check, wanted in ((check_edl, self.edl_check), (check_fcp_xml, self.xml_check)):
+            if wanted.isChecked() and not edl_problem:
+                try:
+                    check(plan)
+                except StudioError as exc:
+                    edl_problem = (f"{exc} (choose 24, 25 or 30 fps under Frame rate)"
+                                   if "timecode" in exc.problem else str(exc))
+        self.fps_note.setText(self._fps_note(plan))
         for i, it in enumerate(plan.items, 1):
             if it.kind == "skip":
                 action = "skip"
@@ -198,6 +267,18 @@ class ExportDialog(QDialog):
         if not plan.included:
             self.summary_label.setText(self.summary_label.text()
                                        + "\nNothing to export: no shot has a usable take.")
+
+    def _fps_note(self, plan: Any) -> str:
+        if not plan.conformed:
+            return ""
+        note = (f"The film and the timeline run at {plan.fps} fps, conformed from the project's "
+                f"{plan.project_fps} fps: frames repeat or drop, every shot keeps its duration.")
+        if any(it.needs_conformed_media for it in plan.included) and (
+                self.otio_check.isChecked() or self.edl_check.isChecked()
+                or self.xml_check.isChecked()):
+            note += (f" The timeline files reference copies of the takes at {plan.fps} fps, "
+                     "written beside the film.")
+        return note
 
     def _set_plan_error(self, text: str) -> None:
         self.summary_label.setText(text)
@@ -252,8 +333,11 @@ class ExportDialog(QDialog):
         targets = ExportTargets.beside(out, otio=self.otio_check.isChecked(),
                                        edl=self.edl_check.isChecked(),
                                        report=self.report_check.isChecked(),
-                                       relative_media=self.relative_check.isChecked())
+                                       relative_media=self.relative_check.isChecked(),
+                                       xml=self.xml_check.isChecked())
         self.last_result, self.last_error = None, None
+        self.show_folder_button.setEnabled(False)
+        self.play_button.setEnabled(False)
         self.progress.setRange(0, max(1, plan.total_frames))
         self.progress.setValue(0)
         self.status_label.setText("Starting…")
@@ -268,9 +352,11 @@ class ExportDialog(QDialog):
             film = outputs.film
             written: dict[str, Any] = {"film": film.path, "mode": film.mode, "frames": film.frames,
                                        "seconds": film.seconds, "notes": list(film.notes)}
-            for kind in ("otio", "edl", "report"):
+            for kind in ("otio", "edl", "xml", "report"):
                 if getattr(outputs, kind) is not None:
                     written[kind] = getattr(outputs, kind)
+            if outputs.media:
+                written["media"] = list(outputs.media)
             return written
 
         self._task = run_task(work, parent=self, name="export", on_done=self._on_finished,
@@ -284,8 +370,8 @@ class ExportDialog(QDialog):
 
     def _set_running(self, running: bool) -> None:
         for w in (self.out_edit, self.otio_check, self.relative_check, self.edl_check,
-                  self.report_check, self.crossfade_spin, self.burn_check, self.missing_combo,
-                  self.reencode_check):
+                  self.xml_check, self.fps_combo, self.report_check, self.crossfade_spin,
+                  self.burn_check, self.missing_combo, self.reencode_check):
             w.setEnabled(not running)
         self.export_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
@@ -298,8 +384,8 @@ class ExportDialog(QDialog):
     def _on_progress(self, p: Any) -> None:
         self.progress.setMaximum(max(1, p.total))
         self.progress.setValue(p.step)
-        verb = {"copying": "Copying", "encoding": "Encoding", "finishing": "Finishing"}.get(
-            p.stage, p.stage)
+        verb = {"copying": "Copying", "encoding": "Encoding", "finishing": "Finishing",
+                "conforming": "Conforming takes for the timeline:"}.get(p.stage, p.stage)
         shot = f" – {p.message}" if p.message else ""
         eta = eta_text(p.eta_s) or "estimating…"
         self.status_label.setText(f"{verb} frame {p.step} of {p.total}{shot} · {eta}")
@@ -309,11 +395,30 @@ class ExportDialog(QDialog):
         self.last_result = written
         self.progress.setValue(self.progress.maximum())
         how = "copied without re-encoding" if written.get("mode") == "copy" else "re-encoded"
-        files = [str(written["film"])] + [str(written[k]) for k in ("otio", "edl", "report")
+        files = [str(written["film"])] + [str(written[k]) for k in ("otio", "edl", "xml", "report")
                                           if k in written]
+        media = written.get("media") or []
+        if media:
+            files.append(f"{len(media)} conformed take(s) in {Path(media[0]).parent}")
         self.status_label.setText(f"Done in {written['seconds']:.1f} s ({how}):\n"
                                   + "\n".join(files))
+        self.show_folder_button.setEnabled(True)
+        self.play_button.setEnabled(True)
         self.export_ended.emit("done", written)
+
+    def show_in_folder(self) -> None:
+        """Open the folder of the last exported film in the file manager."""
+        if self.last_result is not None:
+            self._open(Path(self.last_result["film"]).parent, "the folder")
+
+    def play_film(self) -> None:
+        """Play the last exported film in the system's video player."""
+        if self.last_result is not None:
+            self._open(Path(self.last_result["film"]), "the film")
+
+    def _open(self, path: Path, what: str) -> None:
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(path))):
+            self.status_label.setText(f"No application could open {what}: {path}")
 
     def _on_failed(self, message: str) -> None:
         self._finish_task()
@@ -338,6 +443,29 @@ class ExportDialog(QDialog):
             self._task.cancel()
             self._task.wait(10_000)
         super().closeEvent(event)
+
+
+def _is_scratch(folder: Path) -> bool:
+    """The temporary folder of a project not saved yet (deleted when it closes)."""
+    from studio.core.userdirs import data_dir
+
+    try:
+        Path(folder).resolve().relative_to(data_dir("untitled").resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def default_export_path(document: ProjectDocument) -> Path:
+    """``<project>/exports/<project name>.mp4``; for a project not saved yet, whose folder is a
+    temporary one, ``Continuity Studio/Exports/<name>.mp4`` in the documents (or home) folder."""
+    folder = document.folder
+    if folder is not None and not _is_scratch(folder):
+        return default_film_path(folder, document.project.name)
+    from studio.export.names import safe_file_name
+    from studio.ui.app import projects_root
+
+    return projects_root() / "Exports" / f"{safe_file_name(document.project.name)}.mp4"
 
 
 def open_export_dialog(main_window: "MainWindow") -> ExportDialog:

@@ -24,7 +24,7 @@ from studio.core.errors import StudioError
 from studio.core.tasks import Cancelled, CancelledFn, Progress, ProgressFn
 from studio.engine.queue import DraftOverrides, Job, JobQueue, default_draft
 from studio.session import events as ev
-from studio.session.session import Session
+from studio.session.session import Repeat, RepeatPolicy, Session
 from studio.ui.tasks import TaskHandle, run_task, task_pool
 
 if TYPE_CHECKING:
@@ -157,18 +157,53 @@ class GenerationController(QObject):
 
     # -- user actions -----------------------------------------------------------------------
     def generate(self, shot_ids: list[str], count: int = 1, reroll: bool = False,
-                 front: bool = False) -> list[Job]:
-        """Queue ``count`` takes for each shot (re-rolls get new random seeds)."""
-        jobs: list[Job] = []
+                 front: bool = False, *, ask: bool = False) -> list[Job]:
+        """Queue ``count`` takes for each shot (re-rolls get new random seeds). A job that would
+        repeat a take exactly (same seed and settings) is asked about when ``ask`` (the menu
+        and toolbar), otherwise queued and announced as a note. Returns what was queued."""
         if not shot_ids:
             raise StudioError("select a shot first")
+        jobs: list[Job] = []
         for sid in shot_ids:
             shot = self.document.project.shot(sid)
             draft = default_draft(shot) if self._draft and shot is not None else None
-            jobs += self.session.queue_takes([sid], count=count, reroll=reroll, draft=draft,
-                                             front=front)
+            jobs += self.session.plan_takes([sid], count=count, reroll=reroll, draft=draft)
+        policy = RepeatPolicy.NOTE
+        if ask:
+            found = self.session.find_repeats(jobs)
+            if found:
+                choice = self._ask_about_repeats(found)
+                if choice is None:
+                    return []
+                policy = choice
+        self.session.add_jobs(jobs, front=front, repeats=policy)
         self._pump()
         return jobs
+
+    def _ask_about_repeats(self, found: list[Repeat]) -> RepeatPolicy | None:
+        """Use a new seed / Generate anyway / Cancel (None)."""
+        from PySide6.QtWidgets import QMessageBox, QWidget
+
+        from studio.ui import dialogs
+
+        if len(found) == 1:
+            text = found[0].text + "."
+        else:
+            text = (f"{len(found)} of these takes would repeat takes exactly (same seed and "
+                    "settings):\n" + "\n".join(f"• {r.what} (seed {r.job.seed})" for r in found))
+        parent = self.parent()
+        answer = dialogs.ask(
+            parent if isinstance(parent, QWidget) else None, "Repeat a take exactly?", text,
+            [QMessageBox.Yes, QMessageBox.Ignore, QMessageBox.Cancel], QMessageBox.Yes,
+            {QMessageBox.Yes: "Use a new seed", QMessageBox.Ignore: "Generate anyway"},
+            informative="A new seed makes a different take; the shot keeps its own seed and "
+                        "every take records the one it was made with. Change the prompt or "
+                        "settings first to compare them with the same seed.")
+        if answer == QMessageBox.Yes:
+            return RepeatPolicy.NEW_SEED
+        if answer == QMessageBox.Ignore:
+            return RepeatPolicy.ALLOW
+        return None
 
     def reroll(self, shot_id: str, count: int = 1) -> list[Job]:
         return self.generate([shot_id], count=count, reroll=True)
@@ -356,17 +391,23 @@ def install_generation(main_window: "MainWindow") -> GenerationController:
             raise StudioError("select a shot in the storyboard first")
         return [sid]
 
-    def all_shots() -> list[str]:
-        ids = [s.id for s in main_window.document.project.shots]
-        if not ids:
-            raise StudioError("the storyboard has no shots yet")
-        return ids
-
     def missing() -> list[str]:
+        """Shots with no take and none on its way that can be generated (a start image)."""
+        project = main_window.document.project
         ids = ctl.session.shots_without_takes()
         if not ids:
-            raise StudioError("every shot has a take (or one is queued): use Re-roll for more")
-        return ids
+            raise StudioError("every shot has a take (or one is queued): re-roll a shot for "
+                              "more takes")
+        ready = [sid for sid in ids if project.shot(sid).start_asset]
+        skipped = [project.shot(sid).title for sid in ids if sid not in ready]
+        if not ready:
+            raise StudioError("no shot without a take has a start image yet: drop a portrait "
+                              "or a bible reference on its card")
+        if skipped:
+            names = ", ".join(f"'{t}'" for t in skipped[:5]) + (" …" if len(skipped) > 5 else "")
+            main_window.statusBar().showMessage(
+                f"Queued {len(ready)} shot(s); skipped {names}: no start image yet", 10_000)
+        return ready
 
     def act(text: str, slot: Any, shortcut: str | None = None, tip: str = "",
             checkable: bool = False) -> QAction:
@@ -380,17 +421,19 @@ def install_generation(main_window: "MainWindow") -> GenerationController:
         menu.addAction(a)
         return a
 
-    ctl.generate_action = act("&Generate Shot", guarded(lambda: ctl.generate(selected())),
+    ctl.generate_action = act("&Generate Shot",
+                              guarded(lambda: ctl.generate(selected(), ask=True)),
                               "Ctrl+G", "Queue a take of the selected shot")
     ctl.generate_next_action = act("Generate Shot &Next",
-                                   guarded(lambda: ctl.generate(selected(), front=True)), None,
+                                   guarded(lambda: ctl.generate(selected(), front=True,
+                                                                ask=True)), None,
                                    "Queue a take of the selected shot at the front of the queue")
-    ctl.generate_all_action = act("Generate &All Shots",
-                                  guarded(lambda: ctl.generate(all_shots())), "Ctrl+Shift+G",
-                                  "Queue a take of every shot")
+    # "Generate all" makes the missing takes only: re-rendering shots that have takes (with
+    # their fixed seeds) would repeat them; more takes of a shot are an explicit re-roll.
     ctl.generate_missing_action = act("Generate Shots &Without Takes",
-                                      guarded(lambda: ctl.generate(missing())), None,
-                                      "Queue a take of every shot that has none")
+                                      guarded(lambda: ctl.generate(missing(), ask=True)),
+                                      "Ctrl+Shift+G", "Queue a take of every shot that has none")
+    ctl.generate_all_action = ctl.generate_missing_action
     menu.addSeparator()
     ctl.reroll_action = act("&Re-roll", guarded(lambda: ctl.reroll(selected()[0], 1)), "Ctrl+R",
                             "A new take of the selected shot with a new seed, same settings")
@@ -407,7 +450,7 @@ def install_generation(main_window: "MainWindow") -> GenerationController:
                             "Stop the running job (within one step)")
     ctl.cancel_all_action = act("Cancel A&ll", guarded(ctl.cancel_all), None,
                                 "Cancel the running job and every queued one")
-    for a in (ctl.generate_action, ctl.generate_all_action, ctl.reroll_action,
+    for a in (ctl.generate_action, ctl.generate_missing_action, ctl.reroll_action,
               ctl.reroll4_action, ctl.draft_action, ctl.pause_action, ctl.cancel_action,
               ctl.cancel_all_action):
         toolbar.addAction(a)
@@ -429,6 +472,12 @@ def install_generation(main_window: "MainWindow") -> GenerationController:
         for a in (ctl.generate_action, ctl.generate_next_action, ctl.reroll_action,
                   ctl.reroll4_action):
             a.setEnabled(shot is not None)
+        n_missing = len(ctl.session.shots_without_takes())
+        ctl.generate_missing_action.setEnabled(n_missing > 0)
+        ctl.generate_missing_action.setToolTip(
+            f"Queue a take of each of the {n_missing} shot{'s' if n_missing != 1 else ''} "
+            "without one" if n_missing else
+            "Every shot has a take or one on its way: re-roll a shot for more takes")
         running = ctl.queue.running()
         ctl.cancel_action.setEnabled(running is not None)
         ctl.cancel_all_action.setEnabled(running is not None or bool(ctl.queue.pending()))
@@ -469,6 +518,7 @@ def install_generation(main_window: "MainWindow") -> GenerationController:
     ctl.take_added.connect(on_take)
     ctl.job_failed.connect(lambda _jid, msg: main_window.show_error(f"Generation failed: {msg}"))
     main_window.events.shot_changed.connect(refresh_actions)
+    main_window.events.structure_changed.connect(refresh_actions)  # shots added or removed
     for text in ctl.notes:
         on_note(text)
     on_selected(main_window.selected_shot_id() or "")

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (QColorDialog, QComboBox, QDoubleSpinBox, QFileDia
 
 from studio.core.errors import StudioError
 from studio.core.model import (ANGLE_LABELS, Aspect, ResolutionPreset, SeedMode, preset_size)
+from studio.ui.start_image_view import FramingEditor
 from studio.ui.undo import EditCharacterCommand, EditProjectCommand, EditShotCommand, push
 
 if TYPE_CHECKING:
@@ -56,7 +57,6 @@ class Inspector(QScrollArea):
         self.setWidgetResizable(True)
         self.setFrameShape(QScrollArea.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # fields shrink instead
-        self.setMinimumWidth(300)
         body = QWidget(self)
         self.setWidget(body)
 
@@ -70,9 +70,15 @@ class Inspector(QScrollArea):
         self.character = QComboBox(self.shot_box)
         self.start_image = QComboBox(self.shot_box)
         self.start_image.setIconSize(QSize(48, 48))
-        self.start_preview = QLabel(self.shot_box)
-        self.start_preview.setFixedHeight(START_THUMB // 2 + 8)
-        self.start_preview.setAlignment(Qt.AlignLeft | Qt.AlignVCenter)
+        # The start image with the shot's frame on it: drag, wheel, reset (start_image_view.py).
+        self.framing = FramingEditor(win, self.shot_box)
+        self.framing_label = QLabel(self.shot_box)
+        self.framing_label.setObjectName("hint")
+        self.framing_label.setWordWrap(True)
+        self.framing_reset = QToolButton(self.shot_box)
+        self.framing_reset.setText("Reset to automatic")
+        self.framing_reset.setToolTip("Frame the shot automatically again: on the face, with room "
+                                      "above the head")
         self.duration = QDoubleSpinBox(self.shot_box)
         self.duration.setRange(0.1, 600.0)
         self.duration.setDecimals(1)
@@ -105,6 +111,11 @@ class Inspector(QScrollArea):
 
         for name, label in LABELS.items():
             self.backend.addItem(label, name)
+        # Long labels must not set the dock's (and the window's) minimum width: the combos
+        # shrink to a few characters and show the full text when opened.
+        for combo in (self.backend, self.seed_mode):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(8)
         self.model_path = QLineEdit(self.shot_box)
         self.model_path.setPlaceholderText("model folder (backend default when empty)")
         self.model_browse = QToolButton(self.shot_box)
@@ -125,7 +136,10 @@ class Inspector(QScrollArea):
         form.addRow("Negative", self.negative)
         form.addRow("Character", self.character)
         form.addRow("Start image", self.start_image)
-        form.addRow("", self.start_preview)
+        form.addRow("Framing", self.framing)
+        # Caption and button on rows of their own: side by side they widen the inspector.
+        form.addRow("", self.framing_label)
+        form.addRow("", self.framing_reset)
         timing = QHBoxLayout()
         timing.addWidget(self.duration, 1)
         timing.addWidget(self.fps, 1)
@@ -204,6 +218,8 @@ class Inspector(QScrollArea):
             lambda: self._edit_shot(negative_prompt=self.negative.toPlainText()))
         self.character.activated.connect(self._on_character_chosen)
         self.start_image.activated.connect(self._on_start_chosen)
+        self.framing_reset.clicked.connect(self.framing.reset)
+        self.framing.changed.connect(self._refresh_framing_caption)
         self.duration.valueChanged.connect(lambda v: self._edit_shot(duration_s=round(v, 3)))
         self.fps.valueChanged.connect(lambda v: self._edit_shot(fps=v))
         self.resolution.activated.connect(
@@ -238,6 +254,16 @@ class Inspector(QScrollArea):
         self.set_shot(None)
         self.set_character(None)
         self.refresh_project()
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt API)
+        """As narrow as the fields allow (plus the scroll bar), so the dock is never narrower
+        than its content — the horizontal scroll bar is off, so it would be clipped."""
+        hint = super().minimumSizeHint()
+        body = self.widget()
+        if body is None:
+            return hint
+        width = body.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
+        return QSize(max(width, 240), hint.height())
 
     # -- extension points ------------------------------------------------------------------------
     def add_shot_widget(self, widget: QWidget, label: str = "", after: QWidget | None = None) -> None:
@@ -329,6 +355,7 @@ class Inspector(QScrollArea):
         self.shot_box.setVisible(shot is not None)
         self.empty.setVisible(shot is None)
         if shot is None:
+            self.framing.set_shot(None)
             return
         with self._refresh():
             self.shot_box.setTitle(f"Shot {self.win.document.project.shot_index(shot.id) + 1}")
@@ -385,14 +412,14 @@ class Inspector(QScrollArea):
                                          "character's references)", "@" + shot.start_asset)
                 index = self.start_image.count() - 1
             self.start_image.setCurrentIndex(max(0, index))
-        pix = self._thumb(shot.start_asset) if shot.start_asset else None
-        if pix is not None:
-            self.start_preview.setPixmap(pix.scaled(START_THUMB, START_THUMB // 2, Qt.KeepAspectRatio,
-                                                    Qt.SmoothTransformation))
-        else:
-            self.start_preview.setPixmap(QPixmap())
-            self.start_preview.setText("" if shot.start_asset else "No start image: drop a portrait "
-                                       "on the shot card")
+        self.framing.set_shot(shot.id)
+
+    def _refresh_framing_caption(self) -> None:
+        shot = self.win.document.project.shot(self.shot_id)
+        frame = self.framing.frame()
+        self.framing_label.setText(self.framing.describe() if frame is not None else "")
+        self.framing_reset.setVisible(frame is not None)
+        self.framing_reset.setEnabled(shot is not None and shot.start_framing is not None)
 
     def _thumb(self, rel: str) -> QPixmap | None:
         try:

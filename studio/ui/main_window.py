@@ -15,8 +15,8 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QUndoStack
+from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox,
                                QUndoView, QWidget)
 
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 APP_NAME = "Continuity Studio"
 AUTOSAVE_MS = 60_000
+DEFAULT_SIZE = (1440, 900)  # first start; bounded by the screen (_default_size)
 MENU_NAMES = ("File", "Edit", "View", "Generate", "Settings", "Help")
 
 
@@ -152,7 +153,7 @@ class MainWindow(QMainWindow):
         self.autosave_timer.start()
 
         self._install_extensions()
-        self.resize(1440, 900)
+        self.resize(self._default_size())
         if not self.restore_layout():
             self._default_layout()
         self._on_shot_selected(self.storyboard.selected_shot_id() or "")
@@ -258,6 +259,9 @@ class MainWindow(QMainWindow):
         e.addSeparator()
 
         h = self._menus["Help"]
+        from studio.ui.help import install_help  # User Guide, Keyboard Shortcuts, shortcut tooltips
+
+        self.user_help = install_help(self, h)
         about = self._action(h, f"&About {APP_NAME}", self.about)
         about.setMenuRole(QAction.AboutRole)
 
@@ -574,6 +578,16 @@ class MainWindow(QMainWindow):
         return False
 
     # -- window state ---------------------------------------------------------------------------
+    def _default_size(self) -> QSize:
+        """1440×900, or less where the screen is smaller (a 1366×768 laptop): the window must
+        open on the screen, not past its edges."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        size = QSize(*DEFAULT_SIZE)
+        if screen is not None:
+            avail = screen.availableGeometry().size()
+            size = size.boundedTo(QSize(avail.width() * 95 // 100, avail.height() * 95 // 100))
+        return size.expandedTo(self.minimumSizeHint())
+
     def save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())

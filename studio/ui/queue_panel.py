@@ -3,6 +3,7 @@ reordered by drag and drop or the up/down buttons; any job can be cancelled."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import (QAbstractTableModel, QByteArray, QMimeData, QModelIndex, QObject,
@@ -22,7 +23,15 @@ if TYPE_CHECKING:
     from studio.ui.generation import GenerationController
 
 JOB_MIME = "application/x-continuity-studio-job"
-COLUMNS = ("#", "Shot", "Seed", "Backend", "State", "Progress", "Info")
+COLUMNS = ("#", "Shot", "Seed", "Backend", "Status", "Progress", "Details")
+COLUMN_TIPS = ("Place in the queue (▶ running now)", "The shot the take is for",
+               "The seed of the take (a re-roll gets a new one)",
+               "What makes the take: the backend and the model it uses",
+               "Waiting, running (loading, generating, encoding), done, failed or cancelled",
+               "How far the running take is, and the time left",
+               "How long a finished take took, or why it failed")
+STAGE_WORDS = {"": "Running", "starting": "Starting", "loading": "Loading model",
+               "generating": "Generating", "encoding": "Encoding"}
 STATE_COLORS = {JobState.RUNNING: "#6aa8ff", JobState.DONE: "#7cc47c",
                 JobState.FAILED: "#e07070", JobState.CANCELLED: "#a0a0a0",
                 JobState.PENDING: "#d0d0d0"}
@@ -34,6 +43,7 @@ class QueueModel(QAbstractTableModel):
         super().__init__(parent)
         self.controller = controller
         self._jobs: list[Job] = []
+        self._model_names: dict[str, str] = {}
         controller.queue_changed.connect(self.reload)
         controller.job_progress.connect(self._on_progress)
         self.reload()
@@ -41,7 +51,77 @@ class QueueModel(QAbstractTableModel):
     def reload(self) -> None:
         self.beginResetModel()
         self._jobs = self.controller.queue.jobs()
+        self._model_names.clear()  # the Models dialog may have renamed or added models
         self.endResetModel()
+
+    def backend_text(self, job: Job) -> str:
+        """The backend and model the job uses (a finished one: what its take was made with),
+        in the words the app uses elsewhere: "Preview", "Wan 2.1 I2V (diffusers)"."""
+        shot = self.controller.document.project.shot(job.shot_id)
+        take = shot.take(job.take_id) if shot is not None else None
+        if take is not None:
+            backend, model = take.backend, take.model
+        else:
+            backend = job.backend or (shot.backend if shot is not None else None)
+            model = job.model or (shot.model if shot is not None else None)
+        if backend is None:
+            text = "—"
+        elif backend == "preview":
+            text = "Preview"
+        elif backend == "diffusers":
+            text = (f"{self._model_name(model)} (diffusers)" if model
+                    else "diffusers (no model chosen)")
+        else:
+            text = backend
+        if job.draft:
+            size = f" {job.width}×{job.height}" if job.width and job.height else ""
+            text += f" · draft{size}"
+        return text
+
+    def _model_name(self, model: str) -> str:
+        """A registered model's family ("Wan 2.1 I2V") or name, else the folder's name."""
+        if model not in self._model_names:
+            from studio.engine.model_library import FAMILIES, ModelRegistry
+
+            name = Path(model).name or model
+            try:
+                for info in ModelRegistry().models():
+                    if model in (info.path, info.id):
+                        fam = FAMILIES.get(info.family)
+                        name = fam.label if fam is not None else info.name
+                        break
+            except StudioError:  # a damaged model list: the folder's name still says it
+                pass
+            self._model_names[model] = name
+        return self._model_names[model]
+
+    def status_text(self, job: Job) -> str:
+        if job.state is JobState.RUNNING:
+            if job.cancel_requested:
+                return "Cancelling…"
+            return STAGE_WORDS.get(job.stage, job.stage.capitalize())
+        if job.state is JobState.PENDING:
+            return "Waiting (queue paused)" if self.controller.queue.paused else "Waiting"
+        return {JobState.DONE: "Done", JobState.FAILED: "Failed",
+                JobState.CANCELLED: "Cancelled"}[job.state]
+
+    def progress_text(self, job: Job) -> str:
+        if job.state is JobState.RUNNING and job.total:
+            eta = eta_text(job.eta_s)
+            return f"{round(100 * job.fraction)}%" + (f" · {eta}" if eta else "")
+        return "100%" if job.state is JobState.DONE else ""
+
+    def details_text(self, job: Job) -> str:
+        if job.state is JobState.FAILED:
+            return job.error
+        if job.state is JobState.DONE and job.timings.get("total_s"):
+            return f"took {job.timings['total_s']:.1f} s"
+        if job.state is JobState.RUNNING and job.total:
+            unit = "frames" if job.stage == "encoding" else "steps"
+            return f"{job.step} of {job.total} {unit}"
+        if job.requeued and job.state is JobState.PENDING:
+            return "re-queued after an interruption"
+        return ""
 
     def _on_progress(self, job_id: str) -> None:
         for row, job in enumerate(self._jobs):
@@ -59,8 +139,11 @@ class QueueModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(COLUMNS)
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.DisplayRole) -> Any:
-        if role == Qt.DisplayRole and orientation == Qt.Horizontal:
-            return COLUMNS[section]
+        if orientation == Qt.Horizontal and 0 <= section < len(COLUMNS):
+            if role == Qt.DisplayRole:
+                return COLUMNS[section]
+            if role == Qt.ToolTipRole:
+                return COLUMN_TIPS[section]
         return None
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.DisplayRole) -> Any:
@@ -77,26 +160,13 @@ class QueueModel(QAbstractTableModel):
             if col == 2:
                 return str(job.seed)
             if col == 3:
-                return (job.backend or "shot's") + (" · draft" if job.draft else "")
+                return self.backend_text(job)
             if col == 4:
-                text = job.state.value
-                if job.state is JobState.RUNNING and job.cancel_requested:
-                    text = "cancelling"
-                return text
+                return self.status_text(job)
             if col == 5:
-                if job.state is JobState.RUNNING and job.total:
-                    return f"{job.step}/{job.total} {job.stage}"
-                return "100%" if job.state is JobState.DONE else ""
+                return self.progress_text(job)
             if col == 6:
-                if job.state is JobState.RUNNING:
-                    return eta_text(job.eta_s) or job.stage
-                if job.state is JobState.FAILED:
-                    return job.error
-                if job.state is JobState.DONE and job.timings.get("total_s"):
-                    return f"{job.timings['total_s']:.1f} s"
-                if job.requeued and job.state is JobState.PENDING:
-                    return "re-queued after an interruption"
-                return ""
+                return self.details_text(job)
         if role == ProgressRole and col == 5:
             if job.state is JobState.RUNNING:
                 return job.fraction
@@ -104,7 +174,8 @@ class QueueModel(QAbstractTableModel):
         if role == Qt.ForegroundRole and col == 4:
             return QColor(STATE_COLORS[job.state])
         if role == Qt.ToolTipRole:
-            tip = f"{job.describe()}\ntake {job.take_id}\nstate: {job.state.value}"
+            tip = (f"{job.label or job.shot_id} · seed {job.seed} · {self.backend_text(job)}"
+                   f"\ntake {job.take_id}\n{self.status_text(job)}")
             if job.error:
                 tip += f"\nerror: {job.error}"
             notes = [n for n in job.notes if "\n" not in n]

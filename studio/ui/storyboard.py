@@ -25,7 +25,7 @@ from studio.core.errors import StudioError
 from studio.core.model import Shot
 from studio.ui import drops
 from studio.ui.undo import (AddShotCommand, MoveShotCommand, RemoveShotCommand, duplicate_of,
-                                push)
+                                push, quoted)
 
 if TYPE_CHECKING:
     from studio.ui.main_window import MainWindow
@@ -490,16 +490,29 @@ class Storyboard(QWidget):
             self.win.show_error(exc)
             return False
 
+    def new_shot_character(self) -> str | None:
+        """Whom a new shot is of: the character selected in the bible, else the selected
+        shot's, else the first one."""
+        project = self.win.document.project
+        current = project.shot(self.selected_shot_id())
+        for cid in (self.win.bible.current_character_id(),
+                    current.character_id if current is not None else None):
+            if project.character(cid) is not None:
+                return cid
+        return project.characters[0].id if project.characters else None
+
     def add_shot(self) -> None:
+        """A new shot after the selected one (at the end when none is selected), titled after
+        its place ("Shot 3" as the third), of the character selected in the bible."""
         doc = self.win.document
         current = doc.project.shot(self.selected_shot_id())
         row = self.model.row_of(current.id) + 1 if current else len(doc.project.shots)
-        shot = Shot(title=f"Shot {len(doc.project.shots) + 1}")
-        if current is not None:  # a new shot continues the selected one's setup
-            shot = Shot.model_validate({**shot.model_dump(), "character_id": current.character_id,
-                                        "fps": current.fps, "resolution": current.resolution,
-                                        "aspect": current.aspect, "backend": current.backend,
-                                        "model": current.model})
+        fields: dict[str, Any] = {"title": drops.shot_title_at(doc.project, row),
+                                  "character_id": self.new_shot_character()}
+        if current is not None:  # a new shot continues the selected one's technical setup
+            fields.update(fps=current.fps, resolution=current.resolution, aspect=current.aspect,
+                          backend=current.backend, model=current.model)
+        shot = Shot.model_validate(fields)
         if self._run(AddShotCommand(doc, shot, row)):
             self.select_shot(shot.id)
 
@@ -510,7 +523,7 @@ class Storyboard(QWidget):
             return
         copy = duplicate_of(shot)
         if self._run(AddShotCommand(doc, copy, self.model.row_of(shot.id) + 1,
-                                    text="Duplicate shot")):
+                                    text=f"Duplicate shot {quoted(shot.title)}")):
             self.select_shot(copy.id)
 
     def delete_shot(self) -> None:
@@ -569,5 +582,5 @@ class Storyboard(QWidget):
         except StudioError as exc:
             self.win.show_error(exc)
             return
-        if self._run(cmd):
+        if cmd is not None and self._run(cmd):  # None: the user cancelled
             self.select_shot(target)

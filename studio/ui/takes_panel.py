@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QUndoStack
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton,
+from PySide6.QtWidgets import (QGridLayout, QLabel, QListWidget, QListWidgetItem, QPushButton,
                                QVBoxLayout, QWidget)
 
 from studio.core.document import ProjectDocument
@@ -64,9 +64,12 @@ class TakesPanel(QWidget):
         self.error.setWordWrap(True)
         self.error.setStyleSheet("color: #e07070")
         self.error.hide()
-        row = QHBoxLayout()
-        for b in (self.active_button, self.delete_button, self.reroll_button, self.reroll4_button):
-            row.addWidget(b)
+        # Two by two, so the panel fits a side column (~220 px) instead of widening the window.
+        row = QGridLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        for i, b in enumerate((self.active_button, self.delete_button, self.reroll_button,
+                               self.reroll4_button)):
+            row.addWidget(b, i // 2, i % 2)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.title)

@@ -1,5 +1,5 @@
 """One dark theme for the whole app: Fusion style, a dark QPalette, and a little QSS for the
-pieces the palette does not reach (dock titles, cards, group boxes)."""
+pieces the palette does not reach (dock titles, cards, group boxes, toggles that are on)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ BORDER = "#34373e"
 DANGER = "#e0605a"
 WARN = "#e8b34c"
 OK = "#5cc47a"
+CHECKED = "#2b4a6b"  # the background of a toggle that is on (accent, darkened)
+CHECKED_HOVER = "#35597f"
 
 QSS = f"""
 QMainWindow::separator {{ background: {BORDER}; width: 3px; height: 3px; }}
@@ -38,11 +40,17 @@ QListView::item:selected {{ background: {ACCENT}; color: white; border-radius: 4
 QStatusBar {{ background: {PANEL}; color: {MUTED}; }}
 QStatusBar QLabel {{ color: {TEXT}; padding: 0 8px; }}
 QToolBar {{ border: none; spacing: 4px; }}
-QToolButton {{ padding: 3px 7px; border-radius: 4px; }}
+QToolButton {{ padding: 3px 7px; border-radius: 4px; border: 1px solid transparent; }}
 QToolButton:hover {{ background: {BORDER}; }}
 QPushButton {{ padding: 4px 12px; border-radius: 4px; border: 1px solid {BORDER};
     background: {PANEL}; }}
 QPushButton:hover {{ background: {BORDER}; }}
+/* Toggles (Heatmap, Face, Ranges, Draft, Pause…) must look different when on: an accent
+   background and border; the same padding and border width, so the size does not change. */
+QToolButton:checked, QPushButton:checked {{
+    background: {CHECKED}; border: 1px solid {ACCENT}; color: #ffffff;
+}}
+QToolButton:checked:hover, QPushButton:checked:hover {{ background: {CHECKED_HOVER}; }}
 QLabel#hint {{ color: {MUTED}; }}
 QLabel#total {{ color: {TEXT}; font-weight: 600; padding: 0 6px; }}
 """

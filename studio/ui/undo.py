@@ -8,12 +8,13 @@ stack's own first ``redo()`` call is then skipped.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from studio.core.document import ProjectDocument
-from studio.core.model import Asset, Character, Reference, Shot, new_id
+from studio.core.model import ANGLE_LABELS, Angle, Asset, Character, Reference, Shot, new_id
 
 # Merge ids (QUndoCommand.id): consecutive edits of the same text field become one undo step.
 _MERGE_SHOT_TEXT = 1001
@@ -21,6 +22,91 @@ _MERGE_CHARACTER_TEXT = 1002
 _MERGE_PROJECT_NAME = 1003
 SHOT_TEXT_FIELDS = frozenset({"title", "prompt", "negative_prompt", "model"})
 CHARACTER_TEXT_FIELDS = frozenset({"name", "notes"})
+
+# What the History panel and Edit ▸ Undo call each field: plain words, never attribute names.
+_SHOT_FIELD_WORDS = {"title": "title", "prompt": "prompt", "negative_prompt": "negative prompt",
+                     "character_id": "character", "start_asset": "start image",
+                     "start_reference_id": "start image", "duration_s": "duration",
+                     "fps": "frame rate", "resolution": "resolution", "aspect": "aspect ratio",
+                     "seed": "seed", "seed_mode": "seed mode", "backend": "backend",
+                     "model": "model", "params": "generation settings",
+                     "start_framing": "framing"}
+_CHARACTER_FIELD_WORDS = {"name": "name", "notes": "notes", "color": "colour", "lora": "LoRA"}
+_BACKEND_WORDS = {"preview": "Preview", "diffusers": "diffusers"}
+
+
+def quoted(name: str) -> str:
+    """How a shot or character name appears in a History entry: 'Introduction'."""
+    return f"'{name}'"
+
+
+def _value(v: Any) -> Any:
+    return getattr(v, "value", v)  # enums (or their strings) as the user sees them
+
+
+def _field_list(words: list[str]) -> str:
+    unique = list(dict.fromkeys(words))
+    return unique[0] if len(unique) == 1 else ", ".join(unique[:-1]) + " and " + unique[-1]
+
+
+def _describe_shot_edit(doc: ProjectDocument, name: str, fields: dict[str, Any]) -> str:
+    """E.g. "Change character of 'Introduction' to Admiral Hopper", "Rename shot 'One' to
+    'Two'", "Change duration of 'One' to 3.5 s"."""
+    keys = set(fields)
+    of = quoted(name)
+    if keys == {"title"}:
+        return f"Rename shot {of} to {quoted(fields['title'])}"
+    if keys == {"character_id"}:
+        char = doc.project.character(fields["character_id"])
+        return (f"Change character of {of} to {char.name}" if char is not None
+                else f"Remove the character of {of}")
+    if keys <= {"start_asset", "start_reference_id"}:
+        return (f"Remove the start image of {of}" if fields.get("start_asset", "x") is None
+                else f"Change start image of {of}")
+    if keys <= {"start_asset", "start_reference_id", "character_id"}:
+        char = doc.project.character(fields.get("character_id"))
+        to = f" and switch to {char.name}" if char is not None else ""
+        return f"Set start image of {of}{to}"
+    if len(keys) == 1:
+        (key,) = keys
+        v = _value(fields[key])
+        word = _SHOT_FIELD_WORDS.get(key, key.replace("_", " "))
+        if key == "duration_s":
+            return f"Change duration of {of} to {v:g} s"
+        if key == "fps":
+            return f"Change frame rate of {of} to {v} fps"
+        if key in ("resolution", "aspect", "seed", "seed_mode"):
+            return f"Change {word} of {of} to {v}"
+        if key == "backend":
+            return f"Change backend of {of} to {_BACKEND_WORDS.get(v, v)}"
+        if key == "model":
+            return (f"Change model of {of} to {Path(v).name or v}" if v
+                    else f"Use the backend's default model for {of}")
+        return f"Change {word} of {of}"
+    words = [_SHOT_FIELD_WORDS.get(k, k.replace("_", " ")) for k in fields]
+    return f"Change {_field_list(words)} of {of}"
+
+
+def _describe_character_edit(name: str, fields: dict[str, Any]) -> str:
+    of = quoted(name)
+    if set(fields) == {"name"}:
+        return f"Rename character {of} to {quoted(fields['name'])}"
+    if set(fields) == {"lora"} and fields["lora"] is None:
+        return f"Remove the LoRA of {of}"
+    words = [_CHARACTER_FIELD_WORDS.get(k, k.replace("_", " ")) for k in fields]
+    return f"Change {_field_list(words)} of {of}"
+
+
+def _describe_project_edit(fields: dict[str, Any]) -> str:
+    parts = []
+    if "name" in fields:
+        parts.append(f"Rename the project to {quoted(fields['name'])}")
+    out = fields.get("output")
+    if out is not None:
+        what = (f"{_value(out.resolution)} {_value(out.aspect)} at {out.fps} fps"
+                if hasattr(out, "fps") else "")
+        parts.append("Change the film's output" + (f" to {what}" if what else ""))
+    return "; ".join(parts) or "Change the project"
 
 
 class DocCommand(QUndoCommand):
@@ -80,6 +166,10 @@ class _EditFieldsCommand(DocCommand):
     def _target(self) -> tuple[str, ...]:
         return ()
 
+    def _describe(self) -> str | None:
+        """The History text for ``self.new`` (None: keep the text given)."""
+        return None
+
     def _apply(self) -> None:
         old = self._update(**self.new)
         if not self.old:
@@ -99,6 +189,9 @@ class _EditFieldsCommand(DocCommand):
             return False
         self.new = dict(other.new)
         self.setObsolete(self.new == self.old)
+        text = self._describe()  # typing on: "Rename shot 'One' to 'One!!'"
+        if text:
+            self.setText(text)
         return True
 
 
@@ -109,7 +202,10 @@ class EditProjectCommand(_EditFieldsCommand):
     MERGEABLE = frozenset({"name"})
 
     def __init__(self, doc: ProjectDocument, **fields: Any) -> None:
-        super().__init__(doc, "Edit project " + ", ".join(fields), **fields)
+        super().__init__(doc, _describe_project_edit(fields), **fields)
+
+    def _describe(self) -> str | None:
+        return _describe_project_edit(self.new)
 
     def _update(self, **fields: Any) -> dict[str, Any]:
         return self.doc.update_project(**fields)
@@ -121,7 +217,8 @@ class RegisterAssetsCommand(DocCommand):
     """Record imported files in the project's asset table (the files are already copied)."""
 
     def __init__(self, doc: ProjectDocument, assets: list[Asset]) -> None:
-        super().__init__(doc, "Import images")
+        n = len(assets)
+        super().__init__(doc, f"Import {n} image{'s' if n != 1 else ''}")
         self.assets = list(assets)
         self._added: list[str] = []
 
@@ -137,7 +234,7 @@ class RegisterAssetsCommand(DocCommand):
 
 class AddCharacterCommand(DocCommand):
     def __init__(self, doc: ProjectDocument, character: Character, index: int | None = None) -> None:
-        super().__init__(doc, f"Add character {character.name}")
+        super().__init__(doc, f"Add character {quoted(character.name)}")
         self.character = character
         self.index = index
 
@@ -151,7 +248,7 @@ class AddCharacterCommand(DocCommand):
 class RemoveCharacterCommand(DocCommand):
     def __init__(self, doc: ProjectDocument, char_id: str) -> None:
         char = doc.project.character(char_id)
-        super().__init__(doc, f"Remove character {char.name if char else char_id}")
+        super().__init__(doc, f"Remove character {quoted(char.name if char else char_id)}")
         self.char_id = char_id
         self._saved: tuple[Character, int, dict[str, str]] | None = None
 
@@ -172,7 +269,12 @@ class EditCharacterCommand(_EditFieldsCommand):
 
     def __init__(self, doc: ProjectDocument, char_id: str, **fields: Any) -> None:
         self.char_id = char_id
-        super().__init__(doc, "Edit character " + ", ".join(fields), **fields)
+        char = doc.project.character(char_id)
+        self._name = char.name if char is not None else char_id  # as it was before the edit
+        super().__init__(doc, _describe_character_edit(self._name, fields), **fields)
+
+    def _describe(self) -> str | None:
+        return _describe_character_edit(self._name, self.new)
 
     def _target(self) -> tuple[str, ...]:
         return (self.char_id,)
@@ -181,9 +283,24 @@ class EditCharacterCommand(_EditFieldsCommand):
         return self.doc.update_character(self.char_id, **fields)
 
 
+def references_text(doc: ProjectDocument, char_id: str, n: int) -> str:
+    """"Add a reference to 'Alice'", "Add 3 references to 'Alice'"."""
+    char = doc.project.character(char_id)
+    name = quoted(char.name) if char is not None else "a character"
+    return f"Add {'a reference' if n == 1 else f'{n} references'} to {name}"
+
+
+def _reference_words(doc: ProjectDocument, char_id: str, ref_id: str) -> str:
+    """"the Front reference of 'Alice'"."""
+    char = doc.project.character(char_id)
+    ref = char.reference(ref_id) if char is not None else None
+    angle = f"{ANGLE_LABELS[ref.angle]} " if ref is not None else ""
+    return f"the {angle}reference of {quoted(char.name) if char else 'a character'}"
+
+
 class AddReferencesCommand(DocCommand):
     def __init__(self, doc: ProjectDocument, char_id: str, refs: list[Reference]) -> None:
-        super().__init__(doc, f"Add {len(refs)} reference(s)")
+        super().__init__(doc, references_text(doc, char_id, len(refs)))
         self.char_id = char_id
         self.refs = list(refs)
 
@@ -198,7 +315,7 @@ class AddReferencesCommand(DocCommand):
 
 class RemoveReferenceCommand(DocCommand):
     def __init__(self, doc: ProjectDocument, char_id: str, ref_id: str) -> None:
-        super().__init__(doc, "Remove reference")
+        super().__init__(doc, "Remove " + _reference_words(doc, char_id, ref_id))
         self.char_id = char_id
         self.ref_id = ref_id
         self._saved: tuple[Reference, int, list[str]] | None = None
@@ -219,8 +336,14 @@ class EditReferenceCommand(_EditFieldsCommand):
 
     def __init__(self, doc: ProjectDocument, char_id: str, ref_id: str, **fields: Any) -> None:
         self.char_id, self.ref_id = char_id, ref_id
-        label = "Change angle" if set(fields) == {"angle"} else "Edit reference"
-        super().__init__(doc, label, **fields)
+        what = _reference_words(doc, char_id, ref_id)
+        if set(fields) == {"angle"}:
+            label = f"Mark {what} as {ANGLE_LABELS[Angle(fields['angle'])]}"
+        elif set(fields) == {"note"}:
+            label = f"Change the note of {what}"
+        else:
+            label = f"Change {what}"
+        super().__init__(doc, label[:1].upper() + label[1:], **fields)
 
     def _target(self) -> tuple[str, ...]:
         return (self.char_id, self.ref_id)
@@ -233,8 +356,8 @@ class EditReferenceCommand(_EditFieldsCommand):
 
 class AddShotCommand(DocCommand):
     def __init__(self, doc: ProjectDocument, shot: Shot, index: int | None = None,
-                 text: str = "Add shot") -> None:
-        super().__init__(doc, text)
+                 text: str | None = None) -> None:
+        super().__init__(doc, text or f"Add shot {quoted(shot.title)}")
         self.shot = shot
         self.index = index
 
@@ -256,7 +379,7 @@ def duplicate_of(shot: Shot) -> Shot:
 class RemoveShotCommand(DocCommand):
     def __init__(self, doc: ProjectDocument, shot_id: str) -> None:
         shot = doc.project.shot(shot_id)
-        super().__init__(doc, f"Delete shot {shot.title if shot else shot_id}")
+        super().__init__(doc, f"Delete shot {quoted(shot.title if shot else shot_id)}")
         self.shot_id = shot_id
         self._saved: tuple[Shot, int] | None = None
 
@@ -271,7 +394,9 @@ class RemoveShotCommand(DocCommand):
 
 class MoveShotCommand(DocCommand):
     def __init__(self, doc: ProjectDocument, shot_id: str, to_index: int) -> None:
-        super().__init__(doc, "Move shot")
+        shot = doc.project.shot(shot_id)
+        super().__init__(doc, f"Move shot {quoted(shot.title if shot else shot_id)} to "
+                              f"position {to_index + 1}")
         self.shot_id = shot_id
         self.to_index = to_index
         self.from_index = doc.project.shot_index(shot_id)
@@ -290,8 +415,13 @@ class EditShotCommand(_EditFieldsCommand):
     def __init__(self, doc: ProjectDocument, shot_id: str, text: str | None = None,
                  **fields: Any) -> None:
         self.shot_id = shot_id
-        super().__init__(doc, text or "Edit shot " + ", ".join(f.replace("_", " ") for f in fields),
-                         **fields)
+        shot = doc.project.shot(shot_id)
+        self._name = shot.title if shot is not None else shot_id  # as it was before the edit
+        self._fixed_text = text
+        super().__init__(doc, text or _describe_shot_edit(doc, self._name, fields), **fields)
+
+    def _describe(self) -> str | None:
+        return self._fixed_text or _describe_shot_edit(self.doc, self._name, self.new)
 
     def _target(self) -> tuple[str, ...]:
         return (self.shot_id,)

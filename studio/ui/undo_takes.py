@@ -8,12 +8,23 @@ from __future__ import annotations
 
 from studio.core.document import ProjectDocument
 from studio.core.model import Take
-from studio.ui.undo import DocCommand
+from studio.ui.undo import DocCommand, quoted
+
+
+def _take_words(document: ProjectDocument, shot_id: str, take_id: str | None) -> tuple[str, str]:
+    """("take 2", "'Introduction'"): the take as the takes list numbers it, and its shot."""
+    shot = document.project.shot(shot_id)
+    if shot is None:
+        return "a take", "a deleted shot"
+    number = next((i for i, t in enumerate(shot.takes, 1) if t.id == take_id), None)
+    return (f"take {number}" if number else "a take"), quoted(shot.title)
 
 
 class SetActiveTakeCommand(DocCommand):
     def __init__(self, document: ProjectDocument, shot_id: str, take_id: str | None) -> None:
-        super().__init__(document, "Make take active")
+        take, shot = _take_words(document, shot_id, take_id)
+        super().__init__(document, f"Make {take} of {shot} active" if take_id is not None
+                         else f"Clear the active take of {shot}")
         self.shot_id = shot_id
         self.take_id = take_id
         self.old: str | None = None
@@ -30,7 +41,8 @@ class DeleteTakeCommand(DocCommand):
     recovery) brings the take back intact."""
 
     def __init__(self, document: ProjectDocument, shot_id: str, take_id: str) -> None:
-        super().__init__(document, "Delete take")
+        take, shot = _take_words(document, shot_id, take_id)
+        super().__init__(document, f"Delete {take} of {shot}")
         self.shot_id = shot_id
         self.take_id = take_id
         self._removed: tuple[Take, int, bool] | None = None

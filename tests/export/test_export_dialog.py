@@ -29,9 +29,14 @@ def test_preview_lists_copy_conform_and_skip(qtbot, tmp_path: Path) -> None:
     dialog2 = _dialog(qtbot, tmp_path / "b", [(6, 160, 96, 24)])
     row = dialog2.preview_rows()[0]
     assert row[1] == "conform" and "scale 160x96" in row[2] and "24 → 16 fps" in row[2]
+    # An EDL needs SMPTE timecode: ticking it conforms to 24 fps, visibly (see below); choosing
+    # the project's 16 fps again refuses with the reason.
     dialog2.edl_check.setChecked(True)
+    assert dialog2.fps_combo.currentData() == 24
+    dialog2.fps_combo.setCurrentIndex(dialog2.fps_combo.findData(16))
     dialog2.refresh_preview()
     assert "16 fps" in dialog2.summary_label.text() and not dialog2.export_button.isEnabled()
+    assert "Frame rate" in dialog2.summary_label.text()
 
 
 def test_export_runs_in_background_and_writes_all_files(qtbot, tmp_path: Path) -> None:
@@ -122,3 +127,67 @@ def test_preview_follows_document_edits(qtbot, tmp_path: Path) -> None:
                                width=160, height=96, frames=4, fps=16))
     qtbot.waitUntil(lambda: [r[1] for r in dialog.preview_rows()] == ["conform", "conform"],
                     timeout=5000)
+
+
+def test_ticking_edl_on_a_16fps_project_conforms_the_film_and_timeline_to_24(qtbot,
+                                                                          tmp_path: Path) -> None:
+    import opentimelineio as otio
+
+    from studio.media.video import iter_frames, timecode
+
+    dialog = _dialog(qtbot, tmp_path, [(16, OUT_W, OUT_H, 16), (8, OUT_W, OUT_H, 16)])
+    assert dialog.fps_combo.currentData() == 16 and dialog.fps_note.text() == ""
+    dialog.otio_check.setChecked(False)
+    dialog.report_check.setChecked(False)
+    dialog.edl_check.setChecked(True)  # the one click
+    assert dialog.fps_combo.currentData() == 24
+    dialog.refresh_preview()
+    assert dialog.export_button.isEnabled(), dialog.summary_label.text()
+    assert "@ 24 fps (conformed from the project's 16 fps)" in dialog.summary_label.text()
+    assert "conformed from the project's 16 fps" in dialog.fps_note.text()
+    assert [r[1] for r in dialog.preview_rows()] == ["conform", "conform"]
+    out = tmp_path / "exports" / "film.mp4"
+    dialog.out_edit.setText(str(out))
+    with qtbot.waitSignal(dialog.export_ended, timeout=60_000) as blocker:
+        dialog.export_button.click()
+    assert blocker.args[0] == "done", dialog.last_error
+    frames = sum(1 for _ in iter_frames(out, format=None))
+    assert frames == 24 + 12 and probe(out).rate == 24  # 1 s + 0.5 s at 24 fps
+    edl = out.with_suffix(".edl")
+    events = [ln.split() for ln in edl.read_text().splitlines() if ln[:3].isdigit()]
+    assert events[-1][-1] == timecode(frames, 24)  # record out of the last event = the film's end
+    timeline = otio.adapters.read_from_file(str(edl), rate=24)
+    assert timeline.duration().to_frames() == frames
+    assert len(blocker.args[1]["media"]) == 2 and "conformed take(s)" in dialog.status_label.text()
+
+
+def test_show_in_folder_and_play_open_the_result(qtbot, tmp_path: Path, monkeypatch) -> None:
+    from PySide6.QtCore import QUrl
+    from PySide6.QtGui import QDesktopServices
+
+    opened: list[QUrl] = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
+    dialog = _dialog(qtbot, tmp_path, [(4, OUT_W, OUT_H, 16)])
+    # The default is the project's own exports/ folder, and the dialog says so.
+    default = tmp_path / "exports" / "Test film.mp4"
+    assert dialog.out_edit.text() == str(default)
+    assert dialog.where_label.text() == f"Files are written to {default.parent}"
+    assert not dialog.show_folder_button.isEnabled() and not dialog.play_button.isEnabled()
+    with qtbot.waitSignal(dialog.export_ended, timeout=60_000) as blocker:
+        dialog.export_button.click()
+    assert blocker.args[0] == "done", dialog.last_error
+    assert dialog.show_folder_button.isEnabled() and dialog.play_button.isEnabled()
+    dialog.show_folder_button.click()
+    dialog.play_button.click()
+    assert opened == [QUrl.fromLocalFile(str(default.parent)), QUrl.fromLocalFile(str(default))]
+
+
+def test_an_unsaved_project_exports_to_a_visible_folder(qtbot, tmp_path: Path) -> None:
+    from studio.ui.app import projects_root
+    from studio.ui.main_window import new_untitled_document
+
+    doc = new_untitled_document()  # its folder is a scratch folder, deleted when it closes
+    dialog = ExportDialog(doc)
+    qtbot.addWidget(dialog)
+    assert Path(dialog.out_edit.text()) == projects_root() / "Exports" / "Untitled.mp4"
+    assert "not saved yet" in dialog.where_label.text()

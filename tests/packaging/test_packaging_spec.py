@@ -110,6 +110,7 @@ def test_data_files(spec: dict[str, Any]) -> None:
     _, kw = _call(spec, "Analysis")
     datas = kw["datas"]
     assert (str(ROOT / "resources"), "resources") in datas
+    assert (str(ROOT / "docs" / "GUIDE.md"), "docs") in datas  # Help ▸ User Guide
     assert any(dest == "face_recognition_models" for _, dest in datas)
     assert any("cmx3600" in dest and dest.endswith(".dist-info") for _, dest in datas)  # entry points
     # OTIO imports adapters from .py files; the GPU runtime copies studio's .py sources.

@@ -48,6 +48,8 @@ def test_drop_on_character_adds_references_undoably(qtbot, tmp_path, photo_png, 
 def test_drop_on_empty_space_creates_character(qtbot, tmp_path, photo_png, answers):
     doc = sample_project(tmp_path / "proj")
     win = open_window(qtbot, doc, make_settings(tmp_path))
+    win.resize(1440, 900)  # room below the two characters (the offscreen screen is 800×800)
+    qtbot.wait(20)
     chars = win.bible.characters
     empty = QPointF(20, chars.viewport().height() - 5)
     assert chars.itemAt(empty.toPoint()) is None

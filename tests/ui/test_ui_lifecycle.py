@@ -194,7 +194,7 @@ def test_startup_signal_for_the_benchmark(tmp_path):
                          text=True, timeout=60, env=env, cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr
     assert any(line.startswith("STARTUP_SHOWN ") for line in out.stdout.splitlines())
-    copies = list((tmp_path / "home" / "data" / "demo-projects").iterdir())
+    copies = list((tmp_path / "home" / "Continuity Studio").iterdir())
     assert len(copies) == 1 and (copies[0] / "project.json").is_file()
 
 

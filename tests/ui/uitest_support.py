@@ -25,10 +25,13 @@ class Answers:
     def __init__(self) -> None:
         self.queue: list[QMessageBox.StandardButton] = []
         self.asked: list[str] = []
+        self.questions: list[dict[str, Any]] = []  # each question with its text and labels
 
     def __call__(self, parent: Any, title: str, text: str, buttons: Any, default: Any,
                  labels: Any = None, informative: str = "") -> QMessageBox.StandardButton:
         self.asked.append(title)
+        self.questions.append({"title": title, "text": text, "labels": dict(labels or {}),
+                               "informative": informative})
         return self.queue.pop(0) if self.queue else QMessageBox.Discard
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QLinearGradient, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
@@ -89,7 +89,7 @@ class FrameView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setMinimumSize(200, 120)
+        self.setMinimumSize(200, 100)
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.a = Layer()
@@ -104,6 +104,11 @@ class FrameView(QWidget):
         self._heat_images: dict[tuple[int, int], tuple[Any, QImage, Any]] = {}
         self._dragging_wipe = False
         self.paint_count = 0
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        # What it would like (a 16:9 picture of a useful size); when the window is short the
+        # viewer's layout takes height from the picture and the plot alike, down to minimums.
+        return QSize(480, 270)
 
     # -- content -------------------------------------------------------------------------
     def set_frame(self, side: str, frame: "np.ndarray | None", index: int,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
@@ -33,7 +33,7 @@ class MetricPlot(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setMinimumHeight(90)
+        self.setMinimumHeight(56)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.frames = 1
@@ -44,6 +44,10 @@ class MetricPlot(QWidget):
         self.current = 0
         self.empty_text = "No analysis for this take yet"
         self._dragging = False
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        # 90 px when there is room; down to the minimum when the window is short.
+        return QSize(400, 90)
 
     def set_data(self, frames: int, series: dict[str, "np.ndarray"], threshold: float | None,
                  ranges: list[tuple[int, int]]) -> None:

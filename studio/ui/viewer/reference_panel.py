@@ -10,6 +10,8 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QImage, QImageReader, QPainter
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
+from studio.ui.layouts import ElidedLabel
+
 if TYPE_CHECKING:
     from studio.core.document import ProjectDocument
 
@@ -21,7 +23,7 @@ class _Picture(QWidget):
         super().__init__(parent)
         self.image: QImage | None = None
         self.text = "No reference"
-        self.setMinimumSize(120, 120)
+        self.setMinimumSize(80, 60)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def paintEvent(self, event: Any) -> None:  # noqa: N802
@@ -46,11 +48,13 @@ class ReferencePanel(QWidget):
         self.setMinimumWidth(160)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
+        lay.setSpacing(2)
         title = QLabel("Matched reference")
         title.setStyleSheet("font-weight: bold")
         self.picture = _Picture(self)
-        self.caption = QLabel("")
-        self.caption.setWordWrap(True)
+        # One elided line: a wrapped caption grew taller than a short viewer gives it and was
+        # painted over the picture. The reference's note is in the tooltip.
+        self.caption = ElidedLabel("", min_chars=6)
         lay.addWidget(title)
         lay.addWidget(self.picture, 1)
         lay.addWidget(self.caption)
@@ -73,6 +77,12 @@ class ReferencePanel(QWidget):
             self._images[key] = img
         return img
 
+    def _set_caption(self, caption: str, note: str) -> None:
+        self.caption.setText(caption)
+        tip = caption + (f"\n{note}" if note else "")
+        self.caption.setToolTip(tip)
+        self.picture.setToolTip(tip)
+
     def show_reference(self, document: "ProjectDocument | None", ref_id: str | None) -> None:
         if ref_id == self.reference_id and ref_id is not None:
             return
@@ -81,16 +91,15 @@ class ReferencePanel(QWidget):
         pic.image = None
         if ref_id is None or document is None:
             pic.text = "No reference matched for this frame"
-            self.caption.setText("")
+            self._set_caption("", "")
         else:
             found = document.project.find_reference(ref_id)
             if found is None:
                 pic.text = f"Reference {ref_id} is no longer in the bible"
-                self.caption.setText("")
+                self._set_caption("", "")
             else:
                 char, ref = found
-                self.caption.setText(f"{char.name} · {ref.angle.label}"
-                                     + (f"\n{ref.note}" if ref.note else ""))
+                self._set_caption(f"{char.name} · {ref.angle.label}", ref.note or "")
                 try:
                     img = self._load(document.path_of(ref.asset))
                     pic.image = img if not img.isNull() else None

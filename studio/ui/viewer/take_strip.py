@@ -17,7 +17,10 @@ if TYPE_CHECKING:
     from studio.core.document import ProjectDocument
     from studio.core.model import Shot, Take
 
-CARD_W, CARD_H = 150, 118
+# Landscape cards (picture left, text right): the strip is one short row, so the viewer keeps
+# its height for the picture on a 768-px screen.
+CARD_W, CARD_H = 210, 64
+THUMB_W = 100
 
 
 class TakeCard(QWidget):
@@ -47,32 +50,39 @@ class TakeCard(QWidget):
                       3 if (self.viewing or self.comparing) else 1))
         p.setBrush(QColor(40, 42, 46) if not self.best else QColor(40, 58, 44))
         p.drawRoundedRect(r, 6, 6)
-        thumb_r = QRectF(r.x() + 5, r.y() + 5, r.width() - 10, 68)
+        thumb_r = QRectF(r.x() + 4, r.y() + 4, THUMB_W, r.height() - 8)
         if self.thumb is not None:
             img = self.thumb
             s = min(thumb_r.width() / img.width(), thumb_r.height() / img.height())
             w, h = img.width() * s, img.height() * s
-            p.drawImage(QRectF(thumb_r.x() + (thumb_r.width() - w) / 2, thumb_r.y(), w, h), img)
+            p.drawImage(QRectF(thumb_r.x() + (thumb_r.width() - w) / 2,
+                               thumb_r.y() + (thumb_r.height() - h) / 2, w, h), img)
         else:
             p.fillRect(thumb_r, QColor(28, 28, 30))
-        paint_badge(p, QRectF(thumb_r.x() + 3, thumb_r.bottom() - 19, 58, 16), self.badge)
+        paint_badge(p, QRectF(thumb_r.x() + 2, thumb_r.bottom() - 18, 58, 16), self.badge)
         if self.best:
-            pill = QRectF(thumb_r.right() - 50, thumb_r.y() + 3, 47, 16)
+            pill = QRectF(thumb_r.right() - 49, thumb_r.y() + 2, 47, 16)
             p.setPen(Qt.PenStyle.NoPen)
             p.setBrush(QColor(0, 0, 0, 170))
             p.drawRoundedRect(pill, 8, 8)
             p.setPen(QColor(255, 220, 90))
             p.drawText(pill, Qt.AlignmentFlag.AlignCenter, "★ best")
-        p.setPen(QColor(230, 230, 230))
-        tag = "  ● active" if self.active else ""
-        tag += "  A" if self.viewing else "  B" if self.comparing else ""
-        p.drawText(QRectF(r.x() + 6, thumb_r.bottom() + 3, r.width() - 12, 16),
-                   Qt.AlignmentFlag.AlignLeft, f"Take {self.number}{tag}")
-        p.setPen(QColor(160, 160, 165))
-        p.drawText(QRectF(r.x() + 6, thumb_r.bottom() + 21, r.width() - 12, 16),
-                   Qt.AlignmentFlag.AlignLeft,
-                   p.fontMetrics().elidedText(f"seed {self.take.seed} · {self.take.backend}",
-                                              Qt.TextElideMode.ElideRight, int(r.width() - 12)))
+        text_x = thumb_r.right() + 6
+        text_w = r.right() - 4 - text_x
+        fm = p.fontMetrics()
+        line = max(14.0, (r.height() - 8) / 3)
+
+        def text(row: int, s: str, colour: QColor) -> None:
+            p.setPen(colour)
+            p.drawText(QRectF(text_x, r.y() + 4 + row * line, text_w, line),
+                       Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                       fm.elidedText(s, Qt.TextElideMode.ElideRight, int(text_w)))
+
+        tag = " · A" if self.viewing else " · B" if self.comparing else ""
+        text(0, f"Take {self.number}{tag}", QColor(230, 230, 230))
+        text(1, "● active" if self.active else self.take.backend,
+             QColor(230, 230, 230) if self.active else QColor(160, 160, 165))
+        text(2, f"seed {self.take.seed}", QColor(160, 160, 165))
         p.end()
 
     def mousePressEvent(self, event: Any) -> None:  # noqa: N802
@@ -91,7 +101,7 @@ class TakeStrip(QScrollArea):
         super().__init__(parent)
         self.thumbnails = thumbnails
         self.setWidgetResizable(True)
-        self.setFixedHeight(CARD_H + 22)
+        self.setFixedHeight(CARD_H + 22)  # until _fit_height knows whether a scroll bar shows
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
@@ -104,6 +114,23 @@ class TakeStrip(QScrollArea):
         self.cards: dict[str, TakeCard] = {}
         self._videos: dict[str, str] = {}
         self.thumbnails.ready.connect(self._on_thumb)
+
+    def _fit_height(self) -> None:
+        """As tall as a card, plus the scroll bar only while the cards do not fit: the viewer
+        keeps those pixels for the picture on a short screen."""
+        m = self._layout.contentsMargins()
+        n = len(self.cards)
+        needed = m.left() + m.right() + n * CARD_W + max(0, n - 1) * self._layout.spacing()
+        frame = 2 * self.frameWidth()
+        bar = self.horizontalScrollBar().sizeHint().height() if needed > self.width() - frame \
+            else 0
+        height = CARD_H + m.top() + m.bottom() + frame + bar
+        if self.height() != height or self.minimumHeight() != height:
+            self.setFixedHeight(height)
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._fit_height()
 
     def set_takes(self, document: "ProjectDocument | None", shot: "Shot | None",
                   viewing: str | None, comparing: str | None, best: str | None,
@@ -118,6 +145,7 @@ class TakeStrip(QScrollArea):
         self.cards.clear()
         self._videos.clear()
         if document is None or shot is None:
+            self._fit_height()
             return
         for n, take in enumerate(shot.takes, start=1):
             reasons = stale(take.id) if stale is not None else ()
@@ -137,6 +165,7 @@ class TakeStrip(QScrollArea):
                     continue
                 self._videos[take.id] = str(path)
                 card.thumb = self.thumbnails.get(path)
+        self._fit_height()
 
     def _on_thumb(self, path: str) -> None:
         from pathlib import Path

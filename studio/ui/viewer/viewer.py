@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QUndoStack
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QMenu, QPushButton,
-                               QSlider, QSplitter, QToolButton, QVBoxLayout, QWidget)
+                               QSizePolicy, QSlider, QSplitter, QToolButton, QVBoxLayout, QWidget)
 
 from studio.core.errors import StudioError
 from studio.identity.record import record_mtime_ns
@@ -24,6 +24,7 @@ from studio.media.frames import DEFAULT_CACHE_BYTES, FrameCache
 from studio.media.video import timecode
 from studio.ui.undo import push
 from studio.ui.events import DocumentEvents
+from studio.ui.layouts import ElidedLabel, FitScrollArea, FlowLayout, group
 from studio.ui.settings import app_settings
 from studio.ui.undo_takes import SetActiveTakeCommand
 from studio.ui.viewer.analysis import METRICS, TakeAnalysis, load_analysis
@@ -130,18 +131,22 @@ class ViewerWidget(QWidget):
 
     # -- layout --------------------------------------------------------------------------
     def _build_ui(self) -> None:
-        top = QHBoxLayout()
-        top.setContentsMargins(4, 2, 4, 2)
-        self.title = QLabel("")
+        # Everything here gives up width rather than widening the window: the header labels
+        # elide, the control bar and the transport wrap (flow layouts of button groups), and
+        # the whole viewer scrolls vertically when the window is short.
+        self.title = ElidedLabel("", min_chars=10)
         self.title.setStyleSheet("font-weight: bold")
-        top.addWidget(self.title)
         # Which engine and model produced the scores, with its licence (scores of different
         # engines are not comparable, and some face models are non-commercial).
-        self.engine_label = QLabel("")
+        self.engine_label = ElidedLabel("", min_chars=4)
         self.engine_label.setObjectName("analysisEngine")
         self.engine_label.setStyleSheet("color: #9aa0a6")
-        top.addWidget(self.engine_label)
-        top.addStretch(1)
+        self.engine_label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        header = QHBoxLayout()
+        header.setContentsMargins(4, 2, 4, 0)
+        header.addWidget(self.title)
+        header.addWidget(self.engine_label, 1)
+
         self.btn_heat = _button("Heatmap", "Drift heatmap overlay (H)", True)
         self.btn_face = _button("Face", "Face box and landmarks (F)", True)
         self.btn_ranges = _button("Ranges", "Flagged ranges on the ruler and plot (R)", True)
@@ -154,6 +159,7 @@ class ViewerWidget(QWidget):
         self.opacity.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.btn_metrics = _button("Metrics ▾", "Metrics shown in the plot")
         self.btn_metrics.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.btn_metrics.setStyleSheet("QToolButton::menu-indicator { image: none; width: 0; }")
         menu = QMenu(self.btn_metrics)
         self.metric_actions: dict[str, QAction] = {}
         for label, key in METRICS:
@@ -171,10 +177,19 @@ class ViewerWidget(QWidget):
         self.compare_take = QComboBox()
         self.compare_take.setToolTip("Take B")
         self.compare_take.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.compare_take.setMinimumContentsLength(10)
-        for w in (self.btn_heat, self.opacity, self.btn_face, self.btn_ranges, self.btn_metrics,
-                  QLabel("Compare:"), self.compare_mode, self.compare_take):
-            top.addWidget(w)
+        # A width that holds "(choose take B)" and "Take 12 · 0.93" and never changes with the
+        # list, so choosing a take does not re-wrap the bar.
+        self.compare_take.setMinimumContentsLength(16)
+        self.compare_take.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.control_bar = QWidget()
+        self.control_bar.setObjectName("viewerControls")
+        controls = FlowLayout(self.control_bar)
+        controls.setContentsMargins(4, 0, 4, 0)
+        controls.addWidget(group(self.btn_heat, self.opacity, self.btn_face, self.btn_ranges,
+                                 self.btn_metrics, name="viewerOverlays"))
+        controls.addWidget(group(QLabel("Compare:"), self.compare_mode, self.compare_take,
+                                 name="viewerCompare"))
 
         mid = QSplitter(Qt.Orientation.Horizontal)
         mid.addWidget(self.view)
@@ -183,16 +198,18 @@ class ViewerWidget(QWidget):
         mid.setStretchFactor(1, 1)
         mid.setChildrenCollapsible(True)
 
-        transport = QHBoxLayout()
-        transport.setContentsMargins(4, 0, 4, 0)
         self.btn_start = _button("|◀◀", "First frame (Home)")
         self.btn_back = _button("◀|", "Previous frame (←)")
         self.btn_play = _button("▶", "Play/pause (Space); J/K/L shuttle")
         self.btn_fwd = _button("|▶", "Next frame (→)")
         self.btn_end = _button("▶▶|", "Last frame (End)")
-        self.position = QLabel("")
+        # Its text changes every frame; the template keeps its size hint (and so where the
+        # transport wraps) the same while playing.
+        self.position = ElidedLabel("", min_chars=12,
+                                    template="Frame 0000 / 0000   00:00:00:00   identity 0.00 ⚑")
         self.position.setObjectName("viewerPosition")
         self.position.setStyleSheet("font-family: monospace")
+        self.position.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.btn_make_active = QPushButton("Make active")
         self.btn_make_active.setToolTip("Use the viewed take for this shot (export, storyboard); "
                                         "undoable")
@@ -206,21 +223,32 @@ class ViewerWidget(QWidget):
         self.auto_pick.setChecked(self.settings.value(SETTING_AUTO_PICK, False, type=bool))
         for w in (self.btn_make_active, self.btn_reroll, self.btn_reroll4, self.auto_pick):
             w.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        for w in (self.btn_start, self.btn_back, self.btn_play, self.btn_fwd, self.btn_end):
-            transport.addWidget(w)
-        transport.addWidget(self.position, 1)
-        for w in (self.btn_make_active, self.auto_pick, self.btn_reroll, self.btn_reroll4):
-            transport.addWidget(w)
+        self.transport_bar = QWidget()
+        self.transport_bar.setObjectName("viewerTransport")
+        transport = FlowLayout(self.transport_bar)
+        transport.setContentsMargins(4, 0, 4, 0)
+        transport.addWidget(group(self.btn_start, self.btn_back, self.btn_play, self.btn_fwd,
+                                  self.btn_end, 6, self.position, stretch_last=True,
+                                  expanding=True, name="viewerPlayback"))
+        transport.addWidget(group(self.btn_make_active, self.auto_pick, self.btn_reroll,
+                                  self.btn_reroll4, name="viewerTakeActions"))
 
-        lay = QVBoxLayout(self)
+        body = QWidget()
+        body.setObjectName("viewerBody")
+        lay = QVBoxLayout(body)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
-        lay.addLayout(top)
+        lay.addLayout(header)
+        lay.addWidget(self.control_bar)
         lay.addWidget(mid, 1)
-        lay.addLayout(transport)
+        lay.addWidget(self.transport_bar)
         lay.addWidget(self.ruler)
         lay.addWidget(self.plot)
         lay.addWidget(self.strip)
+        self.scroll = FitScrollArea(body, self)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.scroll)
 
         self.btn_heat.toggled.connect(self.set_heatmap_visible)
         self.btn_face.toggled.connect(self.set_face_visible)
@@ -717,21 +745,22 @@ class ViewerWidget(QWidget):
             return
         n, fps = self._frames(), self._fps()
         rate = self.player.rate
-        text = (f"Frame {self.current} / {n - 1}   {timecode(self.current, fps)}   "
-                f"{fps:g} fps")
-        if rate not in (0.0, 1.0):
-            text += f"   {rate:+g}×"
-        lo, hi = self.player.loop_in, self.player.loop_out
-        if lo is not None or hi is not None:
-            text += f"   loop {lo if lo is not None else 0}–{hi if hi is not None else n - 1}"
-        if not self.src_a.source.proxy_ready and not self.src_a.source.failed:
-            text += "   (preparing scrub proxy…)"
+        # Most important first: where a narrow window elides the line, it cuts the end.
+        text = f"Frame {self.current} / {n - 1}   {timecode(self.current, fps)}"
         a = self.analysis_a
         if a is not None and self.current < a.frames:
             v = a.metrics["identity"][self.current]
             text += f"   identity {v:.2f}" if v == v else "   identity –"
             if a.flagged[self.current]:
                 text += " ⚑ " + ", ".join(a.reasons[self.current])
+        if rate not in (0.0, 1.0):
+            text += f"   {rate:+g}×"
+        lo, hi = self.player.loop_in, self.player.loop_out
+        if lo is not None or hi is not None:
+            text += f"   loop {lo if lo is not None else 0}–{hi if hi is not None else n - 1}"
+        text += f"   {fps:g} fps"
+        if not self.src_a.source.proxy_ready and not self.src_a.source.failed:
+            text += "   (preparing scrub proxy…)"
         self.position.setText(text)
 
     # -- keys ----------------------------------------------------------------------------
