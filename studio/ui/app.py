@@ -151,8 +151,15 @@ def run_app(project: str | None = None, demo: bool = False, demo_dir: Path | Non
             win.show_error(exc)
             target = None
     if target:
-        if bench:
+        made_demo = target != project
+
+        def open_target() -> None:
             win.open_project(target)
+            if made_demo:  # where the copy lives, for the artist who did not start a terminal
+                win.statusBar().showMessage(f"Demo project created in {target}", 30_000)
+
+        if bench:
+            open_target()
         else:  # after the first paint, so a recovery question appears over the window
-            QTimer.singleShot(0, lambda: win.open_project(target))
+            QTimer.singleShot(0, open_target)
     return app.exec()

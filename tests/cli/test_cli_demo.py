@@ -84,3 +84,39 @@ def test_the_command_prints_where_the_demo_is(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert f"demo project: {chosen}" in proc.stdout.splitlines()
     assert (chosen / "project.json").is_file()
+
+
+def test_the_window_says_where_the_demo_was_created(qapp, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``run_app(demo=True)`` opens the copy and the status bar names its folder (an artist who
+    started the app from a menu sees no terminal)."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from studio.ui import app as app_mod, dialogs
+    from studio.ui.main_window import MainWindow
+
+    monkeypatch.setenv("CONTINUITY_STUDIO_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(dialogs, "ask", lambda *a, **k: QMessageBox.Discard)
+    monkeypatch.setattr(app_mod, "install_excepthook", lambda win: None)
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + 30
+
+    def look() -> None:
+        wins = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
+        win = wins[-1]
+        folder = win.document.folder
+        if (folder is None or folder.parent.name != "Continuity Studio") and time.monotonic() < deadline:
+            QTimer.singleShot(20, look)  # still the untitled project: the demo opens after paint
+            return
+        seen["folder"] = str(win.document.folder)
+        seen["status"] = win.statusBar().currentMessage()
+        win.close()
+        win.deleteLater()
+        QApplication.instance().quit()
+
+    QTimer.singleShot(0, look)
+    assert app_mod.run_app(demo=True) == 0
+    expected = tmp_path / "home" / "Continuity Studio" / f"Demo {time.strftime('%Y-%m-%d')}"
+    assert Path(seen["folder"]) == expected
+    assert seen["status"] == f"Demo project created in {expected}"
