@@ -86,11 +86,11 @@ def test_the_command_prints_where_the_demo_is(tmp_path: Path) -> None:
     assert (chosen / "project.json").is_file()
 
 
-def test_the_window_says_where_the_demo_was_created(qapp, tmp_path: Path,
+def test_the_window_says_where_the_demo_was_created(qapp, qtbot, tmp_path: Path, request,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """``run_app(demo=True)`` opens the copy and the status bar names its folder (an artist who
-    started the app from a menu sees no terminal)."""
-    from PySide6.QtCore import QTimer
+    started the app from a menu sees no terminal). The event loop is not run to its end here:
+    quitting it would shut the shared task pools (aboutToQuit) for the tests that follow."""
     from PySide6.QtWidgets import QApplication, QMessageBox
 
     from studio.ui import app as app_mod, dialogs
@@ -99,24 +99,22 @@ def test_the_window_says_where_the_demo_was_created(qapp, tmp_path: Path,
     monkeypatch.setenv("CONTINUITY_STUDIO_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(dialogs, "ask", lambda *a, **k: QMessageBox.Discard)
     monkeypatch.setattr(app_mod, "install_excepthook", lambda win: None)
-    seen: dict[str, str] = {}
-    deadline = time.monotonic() + 30
+    monkeypatch.setattr(app_mod, "apply_theme", lambda app: None)  # keep the session's style
+    monkeypatch.setattr(qapp, "exec", lambda: 0)
+    names = qapp.applicationName(), qapp.organizationName(), qapp.desktopFileName()
 
-    def look() -> None:
-        wins = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
-        win = wins[-1]
-        folder = win.document.folder
-        if (folder is None or folder.parent.name != "Continuity Studio") and time.monotonic() < deadline:
-            QTimer.singleShot(20, look)  # still the untitled project: the demo opens after paint
-            return
-        seen["folder"] = str(win.document.folder)
-        seen["status"] = win.statusBar().currentMessage()
-        win.close()
-        win.deleteLater()
-        QApplication.instance().quit()
+    def restore_names() -> None:  # run_app names the shared QApplication; later tests expect not
+        qapp.setApplicationName(names[0])
+        qapp.setOrganizationName(names[1])
+        qapp.setDesktopFileName(names[2])
 
-    QTimer.singleShot(0, look)
+    request.addfinalizer(restore_names)
+    before = set(QApplication.topLevelWidgets())
     assert app_mod.run_app(demo=True) == 0
+    (win,) = [w for w in QApplication.topLevelWidgets()
+              if isinstance(w, MainWindow) and w not in before]
+    qtbot.addWidget(win)
+    request.addfinalizer(win.close)  # while dialogs.ask is still patched
     expected = tmp_path / "home" / "Continuity Studio" / f"Demo {time.strftime('%Y-%m-%d')}"
-    assert Path(seen["folder"]) == expected
-    assert seen["status"] == f"Demo project created in {expected}"
+    qtbot.waitUntil(lambda: win.document.folder == expected, timeout=30_000)
+    assert win.statusBar().currentMessage() == f"Demo project created in {expected}"
