@@ -106,7 +106,9 @@ def prepare_job(document: ProjectDocument, job: Job) -> JobSpec:
                    loras=tuple(rel_loras), requeued=job.requeued)
 
 
-def _request_record(req: GenerationRequest, folder: Path) -> dict[str, Any]:
+def request_record(req: GenerationRequest, folder: Path) -> dict[str, Any]:
+    """The request as a take's sidecar records it (paths relative to the project); the session
+    compares these records to find a job that would repeat a take."""
     def rel(p: Path | None) -> str | None:
         if p is None:
             return None
@@ -161,8 +163,8 @@ def execute_job(spec: JobSpec, on_progress: ProgressFn, cancelled: Callable[[], 
         "job_id": spec.job_id, "shot_id": spec.shot_id, "shot_title": spec.shot_title,
         "backend": {"name": backend.name, "label": backend.label, "model": spec.model,
                     "model_fingerprint": fingerprint},
-        "request": _request_record(req, spec.folder),
-        "request_unsnapped": _request_record(spec.request, spec.folder),  # as asked: repeat check
+        "request": request_record(req, spec.folder),
+        "request_unsnapped": request_record(spec.request, spec.folder),  # as asked: repeat check
         "requested": {"width": spec.request.width, "height": spec.request.height,
                       "num_frames": spec.request.num_frames},
         "snap_notes": notes, "draft": spec.draft, "draft_overrides": spec.overrides,

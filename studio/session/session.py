@@ -269,14 +269,14 @@ class Session:
 
     def _job_key(self, job: Job) -> str | None:
         """The job's generation settings as they stand now (None: it cannot start)."""
-        from studio.engine.runner import _request_record, prepare_job
+        from studio.engine.runner import request_record, prepare_job
 
         try:
             spec = prepare_job(self.document, job)
         except (StudioError, KeyError, ValueError):
             return None
         return _settings_key(spec.backend, spec.model,
-                             _request_record(spec.request, spec.folder))
+                             request_record(spec.request, spec.folder))
 
     def _take_key(self, take: Take) -> str | None:
         """The settings a take was made with, from its sidecar (None: unknown, or its video is

@@ -433,7 +433,6 @@ def install_generation(main_window: "MainWindow") -> GenerationController:
     ctl.generate_missing_action = act("Generate Shots &Without Takes",
                                       guarded(lambda: ctl.generate(missing(), ask=True)),
                                       "Ctrl+Shift+G", "Queue a take of every shot that has none")
-    ctl.generate_all_action = ctl.generate_missing_action
     menu.addSeparator()
     ctl.reroll_action = act("&Re-roll", guarded(lambda: ctl.reroll(selected()[0], 1)), "Ctrl+R",
                             "A new take of the selected shot with a new seed, same settings")

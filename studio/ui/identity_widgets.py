@@ -195,71 +195,49 @@ class PromptLintList(QListWidget):
 
 
 class _ReferenceQualityBinder(QObject):
-    """Keeps a badge in the bible panel showing the quality of the selected reference."""
+    """Keeps a badge in the bible panel showing the quality of the selected reference: the
+    verdict the bible's :class:`~studio.ui.bible_panel.ReferenceChecks` made for its tile (one
+    check per image, off the UI thread; never a second face detection for the same file)."""
 
     def __init__(self, main_window: Any) -> None:
         super().__init__(main_window)
         self.win = main_window
         self.badge = ReferenceQualityBadge()
         self.badge.setVisible(False)
-        self._cache: dict[str, Any] = {}  # "path|angle" -> QualityReport or error text
-        self._current = ""
-        self._checking: set[str] = set()
-        # Debounced: arrowing through references starts one check, for the one the user stops
-        # on, and opening a project does not load dlib while the window is first painted.
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(300)
-        self._timer.timeout.connect(self.refresh)
-        main_window.bible.add_reference_widget(self.badge)
-        main_window.bible.reference_selected.connect(lambda *_: self._timer.start())
-        main_window.events.character_changed.connect(lambda _cid: self._timer.start())
-        main_window.project_opened.connect(lambda *_: self._timer.start())
-        self._timer.start()  # the window selected a reference before this binder existed
+        self._current: tuple[str, str] | None = None  # (path, angle) shown
+        bible = main_window.bible
+        bible.add_reference_widget(self.badge)
+        bible.reference_selected.connect(lambda *_: self.refresh())
+        bible.checks.ready.connect(self._on_ready)
+        main_window.events.character_changed.connect(lambda _cid: self.refresh())
+        main_window.project_opened.connect(lambda *_: self.refresh())
+        self.refresh()  # the window selected a reference before this binder existed
 
     def refresh(self, *_: Any) -> None:
-        from studio.ui.tasks import run_task
-
         bible = self.win.bible
         path = bible.current_reference_path()
         char = self.win.document.project.character(bible.current_character_id())
         ref = char.reference(bible.current_reference_id() or "") if char else None
         if path is None or ref is None:
             self.badge.setVisible(False)
-            self._current = ""
+            self._current = None
             return
-        key = f"{path}|{ref.angle.value}"
-        self._current = key
+        self._current = (str(path), ref.angle.value)
         self.badge.setVisible(True)
-        if key in self._cache:
-            self._show(self._cache[key])
-            return
-        self.badge.set_report({"level": "pending", "reasons": []})
-        if key in self._checking:
-            return
-        self._checking.add(key)
-        angle = ref.angle.value
+        verdict = bible.checks.want(path, ref.angle)
+        self._show(verdict)
 
-        def check(_progress: ProgressFn, _cancelled: CancelledFn) -> Any:
-            from studio.identity.checks import reference_quality
+    def _on_ready(self, path: str, angle: str) -> None:
+        if self._current == (path, angle):
+            self._show(self.win.bible.checks.verdict(path, angle))
 
-            return reference_quality(path, angle)  # face detection: ~0.1–1 s per image
-
-        run_task(check, parent=self, name="reference-quality",
-                 on_done=lambda report: self._done(key, report),
-                 on_error=lambda message: self._done(key, message))
-
-    def _done(self, key: str, result: Any) -> None:
-        self._checking.discard(key)
-        self._cache[key] = result
-        if key == self._current:
-            self._show(result)
-
-    def _show(self, result: Any) -> None:
-        if isinstance(result, str):
-            self.badge.set_error(result)
+    def _show(self, verdict: dict[str, Any] | None) -> None:
+        if verdict is None:
+            self.badge.set_report({"level": "pending", "reasons": []})
+        elif verdict["level"] == "unknown":  # the check itself failed: its message
+            self.badge.set_error("; ".join(verdict["reasons"]) or "could not be checked")
         else:
-            self.badge.set_report(result)
+            self.badge.set_report(verdict)
 
 
 def install_identity(main_window: "MainWindow") -> AnalysisController:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import shutil
-import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from studio.cli._remedies import UI_PLACE, for_cli
 from studio.resources import resource
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "engine"))
 
 
 def _messages_below_the_ui() -> list[tuple[str, str]]:
@@ -66,29 +67,14 @@ def test_a_render_without_a_model_says_which_command_fixes_it(
     assert not UI_PLACE.search(err)
 
 
-def _fake_svd(root: Path) -> Path:
-    """A diffusers folder layout (SVD) that passes the model check: safetensors files holding one
-    number each (never loaded)."""
-    index = {"_class_name": "StableVideoDiffusionPipeline",
-             "unet": ["diffusers", "UNetSpatioTemporalConditionModel"],
-             "vae": ["diffusers", "AutoencoderKLTemporalDecoder"],
-             "scheduler": ["diffusers", "EulerDiscreteScheduler"]}
-    for comp in ("unet", "vae"):
-        (root / comp).mkdir(parents=True)
-        (root / comp / "config.json").write_text("{}")
-        header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
-        (root / comp / "diffusion_pytorch_model.safetensors").write_bytes(
-            struct.pack("<Q", len(header)) + header + bytes(4))
-    (root / "model_index.json").write_text(json.dumps(index))
-    return root
-
-
 def test_models_add_list_memory_remove(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from studio.engine.model_library import ModelRegistry
 
     assert main(["models", "list"]) == 0
     assert "no models registered" in capsys.readouterr().out
-    folder = _fake_svd(tmp_path / "svd-model")
+    import tiny_pipelines as tp  # a real (tiny, random-weight) SVD folder
+
+    folder = tp.save_tiny_pipeline("svd", tmp_path / "svd-model")
     assert main(["models", "add", str(folder)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("added svd-model (svd") and "--model 'svd-model'" in out

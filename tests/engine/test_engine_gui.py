@@ -248,7 +248,7 @@ app = QApplication([])
 win = MainWindow(ProjectDocument(load_project(folder), folder),
                  settings=QSettings(sys.argv[2], QSettings.IniFormat))
 win.show()
-win.generation.generate_all_action.trigger()
+win.generation.generate_missing_action.trigger()
 app.exec()
 """
 
