@@ -26,6 +26,11 @@ class AssetError(StudioError):
     """An asset (image, video) that cannot be imported or read."""
 
 
+class Requeue(StudioError):
+    """A job could not finish for a reason that is not its own (the server running it stopped
+    answering): the session puts it back in the queue with this message instead of failing it."""
+
+
 def error_text(exc_or_text: BaseException | str) -> str:
     """The one readable line (or paragraph) for an error shown to the user: a StudioError's own
     message, words for a missing library, memory or key, the message of a ValueError (validation

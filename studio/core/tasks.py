@@ -25,11 +25,16 @@ class Progress:
     message: str = ""  # extra words for the user (a shot title, a model name)
     elapsed_s: float | None = None
     eta_s: float | None = None  # None until there is a rate to extrapolate from
+    # A live preview of the work (a ComfyUI sampler's preview image): (format, encoded bytes).
+    preview: tuple[str, bytes] | None = None
 
     @property
     def fraction(self) -> float:
         return min(1.0, self.step / self.total) if self.total else 0.0
 
+
+# A report whose stage is PLACED says where the work runs (its message: a server's URL).
+PLACED = "placed"
 
 ProgressFn = Callable[[Progress], None]
 CancelledFn = Callable[[], bool]

@@ -62,6 +62,8 @@ class GenerationRequest:
     # The part of the start image in frame (the shot's Framing: x, y, w, h as fractions of the
     # upright image); None: automatic, centred on the face (prepare_start_image).
     crop: tuple[float, float, float, float] | None = None
+    # Reference portraits for reference-conditioned models (Wan VACE, Phantom): image paths.
+    references: tuple[Path, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def with_changes(self, **kw: Any) -> "GenerationRequest":
@@ -321,6 +323,11 @@ class Backend(abc.ABC):
                 on_progress(Progress(i, total, "encoding"))
 
         return encode_take(out_path, frames, fps, on_frame=on_frame, cancelled=cancelled, generate_s=generate_s)
+
+    def slots(self) -> int:
+        """How many jobs this backend runs at once: 1 for a local GPU or the CPU preview; a farm
+        of ComfyUI servers runs one job per server. The session never starts more."""
+        return 1
 
     def unload(self) -> None:
         """Release memory (models, GPU caches)."""

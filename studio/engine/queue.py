@@ -28,6 +28,7 @@ from studio.core.document import Signal
 from studio.core.errors import ProjectError, StudioError
 from studio.core.model import Project, SeedMode, Shot, new_id
 from studio.engine.base import Progress
+from studio.core.tasks import PLACED
 
 QUEUE_FILE = "queue.json"
 QUEUE_FORMAT = 1
@@ -79,11 +80,12 @@ class Job:
     step: int = 0
     total: int = 0
     stage: str = ""
+    where: str = ""  # the server running it (a ComfyUI farm), from a PLACED report
     cancel_requested: bool = False
     _gen_started: float | None = None
     _gen_step0: int = 0
 
-    _LIVE = ("step", "total", "stage", "cancel_requested", "_gen_started", "_gen_step0")
+    _LIVE = ("step", "total", "stage", "where", "cancel_requested", "_gen_started", "_gen_step0")
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._LIVE}
@@ -257,8 +259,13 @@ class JobQueue:
             return [j for j in self._active if j.state is JobState.PENDING]
 
     def running(self) -> Job | None:
+        """The first running job (the oldest, when a farm of servers runs several)."""
         with self._lock:
             return next((j for j in self._active if j.state is JobState.RUNNING), None)
+
+    def running_jobs(self) -> list[Job]:
+        with self._lock:
+            return [j for j in self._active if j.state is JobState.RUNNING]
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -282,7 +289,7 @@ class JobQueue:
                 if j.state is not JobState.PENDING:
                     raise ValueError("only pending jobs can be queued")
             if front:
-                at = 1 if self._active and self._active[0].state is JobState.RUNNING else 0
+                at = sum(1 for j in self._active if j.state is JobState.RUNNING)
                 self._active[at:at] = items
             else:
                 self._active.extend(items)
@@ -378,16 +385,18 @@ class JobQueue:
         self._commit(None)
 
     # -- the runner's side ----------------------------------------------------------------
-    def start_next(self) -> Job | None:
-        """Mark the first pending job running and return it (None when paused, busy or empty)."""
+    def start_next(self, limit: int = 1) -> Job | None:
+        """Mark the first pending job running and return it (None when paused, empty, or when
+        ``limit`` jobs already run: 1 for a local GPU, the number of servers for a farm)."""
         with self._lock:
-            if self._paused or self.running() is not None:
+            running = sum(1 for j in self._active if j.state is JobState.RUNNING)
+            if self._paused or running >= max(1, limit):
                 return None
             job = next((j for j in self._active if j.state is JobState.PENDING), None)
             if job is None:
                 return None
             self._active.remove(job)
-            self._active.insert(0, job)
+            self._active.insert(running, job)  # running jobs first, in the order they started
             job.state = JobState.RUNNING
             job.started_at = time.time()
             job.error = ""
@@ -399,6 +408,15 @@ class JobQueue:
     def interrupt(self, job_id: str) -> None:
         """Put the running job back at the head of the pending jobs (the app is closing or
         switching projects); it runs again later under the same take id."""
+        self._back_to_pending(job_id, "interrupted; re-queued")
+
+    def requeue(self, job_id: str, reason: str) -> None:
+        """Put a running job back at the head of the pending jobs because of something that was
+        not its own fault (the server running it went away): it runs again, on another server
+        or later, under the same take id."""
+        self._back_to_pending(job_id, f"re-queued: {reason}")
+
+    def _back_to_pending(self, job_id: str, note: str) -> None:
         with self._lock:
             job = next((j for j in self._active if j.id == job_id), None)
             if job is None or job.state is not JobState.RUNNING:
@@ -408,8 +426,10 @@ class JobQueue:
             job.started_at = None
             job.cancel_requested = False
             job.step = job.total = 0
-            job.stage = ""
-            job.notes.append("interrupted; re-queued")
+            job.stage = job.where = ""
+            job.notes.append(note)
+            self._active.remove(job)  # first among the pending, after the jobs still running
+            self._active.insert(sum(1 for j in self._active if j.state is JobState.RUNNING), job)
         self._commit(job_id)
 
     def cancel_requested(self, job_id: str) -> bool:
@@ -421,6 +441,9 @@ class JobQueue:
             job = self.get(job_id)
             if job is None or job.state is not JobState.RUNNING:
                 return
+            if progress.stage == PLACED:  # where it runs, not a step
+                job.where = progress.message
+                progress = Progress(job.step, job.total, job.stage)
             if progress.stage != job.stage or job._gen_started is None:
                 if progress.stage == "generating":
                     job._gen_started = time.monotonic()

@@ -123,6 +123,8 @@ def request_record(req: GenerationRequest, folder: Path) -> dict[str, Any]:
             "steps": req.steps, "guidance": req.guidance, "model": req.model,
             "loras": [{"path": rel(p), "weight": w} for p, w in req.loras],
             "face_landmarks": req.face_landmarks is not None, "extra": req.extra,
+            # Only when the request has references: records of older takes stay as they were.
+            **({"references": [rel(p) for p in req.references]} if req.references else {}),
             # Only when the artist framed the shot: records of automatic takes stay as they were.
             **({"crop": list(req.crop)} if req.crop is not None else {})}
 
@@ -176,6 +178,8 @@ def execute_job(spec: JobSpec, on_progress: ProgressFn, cancelled: Callable[[], 
         "backend_notes": [str(n) for n in (getattr(backend, "last_notes", None) or [])],
         "timings": dict(timings),
     }
+    if made.generator:
+        sidecar["generator"] = made.generator
     take = _write(spec, made, req.seed, backend.name, sidecar)
     timings["encode_s"] = round(encode_s, 4)
     timings["total_s"] = round(time.perf_counter() - t_start, 4)

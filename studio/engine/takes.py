@@ -69,6 +69,9 @@ class TakeFile:
     bytes: int
     generate_s: float | None = None
     encode_s: float | None = None
+    # What made it, for the sidecar, when the backend knows more than the request says (a
+    # ComfyUI server: its URL and version, the workflow and the bound graph with its hash).
+    generator: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -82,7 +85,8 @@ class TakeFile:
                        frames=int(d["frames"]), fps=float(d["fps"]), frame_width=int(d["frame_width"]),
                        frame_height=int(d["frame_height"]), bytes=int(d["bytes"]),
                        generate_s=None if d.get("generate_s") is None else float(d["generate_s"]),
-                       encode_s=None if d.get("encode_s") is None else float(d["encode_s"]))
+                       encode_s=None if d.get("encode_s") is None else float(d["encode_s"]),
+                       generator=d["generator"] if isinstance(d.get("generator"), dict) else None)
         except (KeyError, TypeError, ValueError) as exc:
             raise StudioError(f"invalid take file record: {exc!r}") from None
 

@@ -68,6 +68,26 @@ class JobCancelled(SessionEvent):
 
 
 @dataclass(frozen=True)
+class JobRequeued(SessionEvent):
+    """A running job went back to the head of the queue (its server stopped answering); it
+    runs again on another server or later, under the same take id."""
+
+    job_id: str
+    shot_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class JobPreview(SessionEvent):
+    """A live preview of a take being made (a ComfyUI sampler's preview image): encoded
+    image bytes (JPEG or PNG), shown by the queue panel while the job runs."""
+
+    job_id: str
+    image: bytes
+    format: str = "jpeg"
+
+
+@dataclass(frozen=True)
 class TakesRecovered(SessionEvent):
     """Finished takes found on disk that the project did not list (the app stopped before
     saving); they are back in the document."""

@@ -65,6 +65,9 @@ def run_analysis(job: AnalysisJob, on_progress: ProgressFn | None = None,
                         engine=job.engine, force=job.force)
 
 
+MAX_REQUEUES = 5  # a job whose server keeps disappearing fails after this many re-queues
+
+
 class RepeatPolicy(str, Enum):
     """What :meth:`Session.add_jobs` does with a job that would repeat a take exactly."""
 
@@ -299,6 +302,27 @@ class Session:
         except (StudioError, KeyError, TypeError, ValueError, AttributeError):
             return None
 
+    def paid_jobs(self, jobs: list[Job] | None = None) -> list[tuple[Job, str, str]]:
+        """The jobs (of ``jobs``, default the pending ones) that run a hosted model billed to
+        the user's Comfy account: (job, workflow label, what it costs). Shown before queueing."""
+        from studio.engine.registry import get_backend
+
+        out = []
+        for job in (self.queue.pending() if jobs is None else jobs):
+            shot = self.document.project.shot(job.shot_id)
+            backend = job.backend or (shot.backend if shot is not None else None)
+            if backend != "comfyui":
+                continue
+            try:  # the shot's model is its workflow (None: the default one)
+                w = get_backend("comfyui").workflow(  # type: ignore[attr-defined]
+                    job.model or (shot.model if shot else None))
+            except StudioError:
+                continue
+            if w.manifest.needs_api_key or w.manifest.kind == "hosted":
+                out.append((job, w.manifest.label, w.manifest.cost_note or
+                            "billed by the provider through your Comfy account"))
+        return out
+
     def shots_without_takes(self, shot_ids: list[str] | None = None) -> list[str]:
         """Shots (of ``shot_ids``, default all) with no take and none on its way."""
         queued = {j.shot_id for j in self.queue.pending()}
@@ -310,14 +334,32 @@ class Session:
                 if (wanted is None or s.id in wanted) and not s.takes and s.id not in queued]
 
     # -- generation: running --------------------------------------------------------------------
-    def next_job(self) -> "JobSpec | None":
-        """Start the next runnable job and return its frozen request (None: nothing to run).
-        Jobs whose take already exists finish at once; jobs whose shot cannot be generated
-        fail with the reason; both are announced."""
+    def job_slots(self) -> int:
+        """How many jobs may run at once, as the backend of the next pending job says: 1 for a
+        local GPU or the preview, one per server for a farm of ComfyUI servers."""
+        from studio.engine.registry import PARALLEL, get_backend
+
+        pending = self.queue.pending()
+        if not pending:
+            return 1
+        job = pending[0]
+        shot = self.document.project.shot(job.shot_id)
+        name = job.backend or (shot.backend if shot is not None else None)
+        if name not in PARALLEL:
+            return 1
+        try:
+            return max(1, int(get_backend(name).slots()))
+        except Exception:  # noqa: BLE001 - a backend that cannot say runs one job at a time
+            return 1
+
+    def next_job(self, limit: int = 1) -> "JobSpec | None":
+        """Start the next runnable job and return its frozen request (None: nothing to run, or
+        ``limit`` jobs already run). Jobs whose take already exists finish at once; jobs whose
+        shot cannot be generated fail with the reason; both are announced."""
         from studio.engine.runner import finished_take, prepare_job
 
         while True:
-            job = self.queue.start_next()
+            job = self.queue.start_next(limit)
             if job is None:
                 return None
             if finished_take(self.document, job) is not None:
@@ -355,6 +397,12 @@ class Session:
     def job_progress(self, job_id: str, progress: Progress) -> None:
         """A running job's report: recorded on the job (the queue keeps the generation rate
         for its ETA) and announced with that ETA."""
+        if progress.preview is not None:  # a live preview: shown, not a step
+            fmt, data = progress.preview
+            self.events.emit(ev.JobPreview(job_id, bytes(data), str(fmt)))
+            if not progress.total:
+                return
+            progress = replace(progress, preview=None)
         self.queue.report(job_id, progress)
         job = self.queue.get(job_id)
         if job is not None and job.state is JobState.RUNNING:
@@ -395,6 +443,19 @@ class Session:
             self.note(str(exc))
         self.events.emit(ev.JobCancelled(job_id, job.shot_id if job else ""))
 
+    def job_requeued(self, job_id: str, reason: str) -> None:
+        """A running job goes back to the head of the queue with ``reason`` (its server stopped
+        answering); a job that keeps coming back fails instead of looping."""
+        job = self.queue.get(job_id)
+        if job is not None and job.requeued >= MAX_REQUEUES:
+            self.job_failed(job_id, f"{reason} (tried {job.requeued + 1} times)")
+            return
+        try:
+            self.queue.requeue(job_id, reason)
+        except StudioError as exc:
+            self.note(str(exc))
+        self.events.emit(ev.JobRequeued(job_id, job.shot_id if job else "", reason))
+
     def job_interrupted(self, job_id: str, queue: JobQueue | None = None) -> None:
         """Put a running job back at the head of its queue (project switch, shutdown; after
         Save As it is the previous ``queue``)."""
@@ -404,38 +465,133 @@ class Session:
             self.note(f"the interrupted job could not be re-queued: {exc}")
 
     def run_jobs(self, *, cancelled: CancelledFn | None = None) -> RunSummary:
-        """Run the queue synchronously until it is empty or paused (the CLI, tests), analysing
-        each new take right after it when ``analyze_new_takes`` is on."""
+        """Run the queue until it is empty or paused (the CLI, tests), analysing each new take
+        when ``analyze_new_takes`` is on.
+
+        Jobs and analyses run on worker threads; everything that touches the document or the
+        queue happens here, on the calling thread, as their outcomes arrive. As many jobs run
+        at once as their backend has slots (a farm: one per server). With one slot the next job
+        waits for the previous take's analysis, so a take is scored before the next begins."""
+        import queue as queue_mod
+        import threading
+
         from studio.engine.runner import execute_job
 
         summary = RunSummary()
         unsubscribe = self.events.subscribe(lambda e: _summarise(summary, e))
+        inbox: "queue_mod.Queue[tuple[str, str, Any]]" = queue_mod.Queue()
+        stop = threading.Event()  # KeyboardInterrupt or the caller's cancel: workers stop
+        jobs: set[str] = set()
+        analysis: AnalysisJob | None = None
+
+        def stopped() -> bool:
+            if cancelled is not None and cancelled():
+                stop.set()
+            return stop.is_set()
+
+        def report(kind: str, key: str, progress: Progress) -> None:
+            # Handed over and waited for: a listener that cancels on a progress report stops
+            # the job before its next step, as when it ran on this thread.
+            seen = threading.Event()
+            inbox.put((kind, key, (progress, seen)))
+            while not seen.wait(0.5) and not stop.is_set():
+                pass
+
+        def job_worker(spec: "JobSpec") -> None:
+            j = spec.job_id
+            try:
+                result = execute_job(spec, lambda p: report("progress", j, p),
+                                     lambda: self.queue.cancel_requested(j) or stopped())
+            except BaseException as exc:  # noqa: BLE001 - every outcome goes back to the owner
+                tb = None if isinstance(exc, (StudioError, Cancelled)) else \
+                    traceback.format_exc(limit=6)[-2000:]
+                inbox.put(("error", j, (exc, tb)))
+            else:
+                inbox.put(("done", j, result))
+
+        def analysis_worker(job: AnalysisJob) -> None:
+            t = job.take.id
+            try:
+                out = run_analysis(job, lambda p: report("aprogress", t, p), stopped)
+            except BaseException as exc:  # noqa: BLE001
+                if not isinstance(exc, (StudioError, Cancelled)):
+                    traceback.print_exc()
+                inbox.put(("aerror", t, exc))
+            else:
+                inbox.put(("adone", t, out))
+
+        def spawn(target: Any, arg: Any, name: str) -> None:
+            # Daemon threads: a Ctrl+C in the CLI never waits for a job to end.
+            threading.Thread(target=target, args=(arg,), name=name, daemon=True).start()
+
         try:
             while True:
-                spec = self.next_job()
-                if spec is None:
+                slots = self.job_slots()
+                while not stop.is_set() and (analysis is None or slots > 1):
+                    spec = self.next_job(limit=slots)
+                    if spec is None:
+                        break
+                    jobs.add(spec.job_id)
+                    spawn(job_worker, spec, f"job-{spec.job_id}")
+                if analysis is None and not stop.is_set():
+                    analysis = self.next_analysis()
+                    if analysis is not None:
+                        spawn(analysis_worker, analysis, f"analysis-{analysis.take.id}")
+                        continue  # with one slot the next job waits for this analysis
+                if not jobs and analysis is None:
                     break
-                job_id = spec.job_id
                 try:
-                    result = execute_job(
-                        spec, lambda p, j=job_id: self.job_progress(j, p),  # type: ignore[misc]
-                        lambda j=job_id: self.queue.cancel_requested(j) or bool(  # type: ignore[misc]
-                            cancelled and cancelled()))
-                except Cancelled:
-                    self.job_cancelled(job_id)
+                    kind, key, payload = inbox.get(timeout=0.2)
+                except queue_mod.Empty:
+                    stopped()
                     continue
-                except Exception as exc:  # recorded on the job; the queue goes on
-                    job = self.queue.get(job_id)
-                    if job is not None and not isinstance(exc, StudioError):
-                        job.notes.append(traceback.format_exc(limit=6)[-2000:])
-                    self.job_failed(job_id, error_text(exc))
-                    continue
-                self.job_done(result)
-                self.run_analyses(cancelled=cancelled)
-            self.run_analyses(cancelled=cancelled)
+                if kind in ("progress", "aprogress"):
+                    progress, seen = payload
+                    try:
+                        if kind == "aprogress":
+                            self.analysis_progress(key, progress)
+                        elif key in jobs:
+                            self.job_progress(key, progress)
+                    finally:
+                        seen.set()
+                elif kind in ("done", "error"):
+                    jobs.discard(key)
+                    self._job_outcome(key, kind, payload)
+                elif analysis is not None:  # adone / aerror
+                    done, analysis = analysis, None
+                    if kind == "adone":
+                        self.analysis_done(done, payload)
+                    elif isinstance(payload, Cancelled):
+                        self.analysis_cancelled(done)
+                    elif isinstance(payload, StudioError):
+                        self.analysis_failed(done, str(payload))
+                    else:
+                        self.analysis_failed(done, f"analysis failed: {error_text(payload)}")
+        except BaseException:
+            # Ctrl+C: the running jobs stay "running" in queue.json, so the next run re-queues
+            # them at the front (as after a crash); the workers stop within a step.
+            stop.set()
+            raise
         finally:
             unsubscribe()
         return summary
+
+    def _job_outcome(self, job_id: str, kind: str, payload: Any) -> None:
+        from studio.core.errors import Requeue
+
+        if kind == "done":
+            self.job_done(payload)
+            return
+        exc, tb = payload
+        if isinstance(exc, Cancelled):
+            self.job_cancelled(job_id)
+        elif isinstance(exc, Requeue):
+            self.job_requeued(job_id, str(exc))
+        else:
+            job = self.queue.get(job_id)
+            if job is not None and tb:
+                job.notes.append(tb)
+            self.job_failed(job_id, error_text(exc))
 
     # -- analysis -------------------------------------------------------------------------------
     def request_analysis(self, shot_id: str, take_id: str, force: bool = False) -> bool:
