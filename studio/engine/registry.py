@@ -21,9 +21,15 @@ BACKENDS: dict[str, tuple[str, str]] = {
     # name: (module, class); labels are shown in the shot inspector's backend menu
     "preview": ("studio.engine.preview", "PreviewBackend"),
     "diffusers": ("studio.engine.diffusers_backend", "DiffusersBackend"),
+    "comfyui": ("studio.engine.comfyui.backend", "ComfyUIBackend"),
 }
 
-LABELS = {"preview": "Preview (CPU animatic)", "diffusers": "diffusers I2V (local GPU)"}
+# Backends that may run several jobs at once (Backend.slots() > 1: a farm of ComfyUI servers).
+# The others run one job at a time, and the session does not resolve them just to ask.
+PARALLEL = frozenset({"comfyui"})
+
+LABELS = {"preview": "Preview (CPU animatic)", "diffusers": "diffusers I2V (local GPU)",
+          "comfyui": "ComfyUI (local or network server)"}
 
 # A provider is asked on every get_backend call, so it must be cheap (a small file read at most)
 # and return a shared instance: pipelines and worker processes stay warm between jobs.

@@ -1,0 +1,1 @@
+"""The ComfyUI backend: servers, client, workflows, farm."""
