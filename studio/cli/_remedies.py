@@ -22,6 +22,16 @@ _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(install|repair) it in Settings\s*[▸→]\s*Install GPU runtime…? or run "
                 r"(`continuity-studio runtime \w+`)"),
      r"run \2"),
+    (re.compile(r"enter it in Settings\s*[▸→]\s*Generators"),
+     "store it with `continuity-studio comfyui servers add URL --token-stdin`"),
+    (re.compile(r"check the token for this server in Settings\s*[▸→]\s*Generators"),
+     "check the token stored for it (`continuity-studio comfyui servers add URL --token-stdin` "
+     "replaces it)"),
+    (re.compile(r"add one in Settings\s*[▸→]\s*Generators \(or pass --server URL\)"),
+     "pass --server URL, or add one with `continuity-studio comfyui servers add URL`"),
+    (re.compile(r"add your Comfy API key in Settings\s*[▸→]\s*Generators"),
+     "store your Comfy API key with `continuity-studio comfyui api-key` (it reads the key from "
+     "standard input)"),
     (re.compile(r"(?P<id>[\w.-]+/[\w.-]+) is not in the local Hugging Face cache "
                 r"(?P<where>\([^)]*\)); download it first or add its folder"),
      r"\g<id> is not in the local Hugging Face cache \g<where>; download it with "

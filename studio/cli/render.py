@@ -25,9 +25,18 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated shot ids (or exact titles, or 1-based numbers); "
                              "default: every shot")
     parser.add_argument("--backend", choices=None, default=None,
-                        help="backend for every job (preview or diffusers); default: each "
-                             "shot's own")
+                        help="backend for every job (preview, diffusers or comfyui); default: "
+                             "each shot's own")
     parser.add_argument("--model", default=None, help="model folder for every job")
+    parser.add_argument("--server", action="append", default=None, metavar="URL",
+                        help="ComfyUI server for comfyui jobs (repeat for a farm: each job goes "
+                             "to an idle server that has its models); default: the servers in "
+                             "Settings ▸ Generators")
+    parser.add_argument("--workflow", default=None, metavar="NAME|FILE",
+                        help="ComfyUI workflow for every job: a bundled one (see `comfyui "
+                             "check`), an imported one, or an API-format JSON file")
+    parser.add_argument("--allow-paid", action="store_true",
+                        help="run hosted workflows (Kling, Veo 3, …) billed to your Comfy account")
     parser.add_argument("--takes", type=int, default=None, metavar="N",
                         help="queue N new takes per selected shot (re-rolls)")
     parser.add_argument("--size", default=None, metavar="WxH", help="draft size, e.g. 416x240")
@@ -109,9 +118,24 @@ class ProgressBar:
             self._width = 0
 
 
+def _check_paid(session: "object", *, allow: bool) -> None:
+    """Hosted workflows cost money: refuse them unless --allow-paid, saying what they cost
+    (the pending jobs stay queued for a run that allows them)."""
+    from studio.core.errors import StudioError
+    from studio.session.session import Session
+
+    assert isinstance(session, Session)
+    paid = session.paid_jobs()
+    if paid and not allow:
+        labels = sorted({label for _job, label, _note in paid})
+        raise StudioError(f"{len(paid)} job(s) use hosted models billed to your Comfy account "
+                          f"({', '.join(labels)}): {paid[0][2]}. Add --allow-paid to run them")
+
+
 def run(args: argparse.Namespace) -> int:
     from studio.cli._remedies import for_cli
     from studio.core.errors import StudioError
+    from studio.core.tasks import PLACED
     from studio.engine.queue import DraftOverrides
     from studio.engine.registry import backend_names
     from studio.session import events as ev
@@ -125,6 +149,17 @@ def run(args: argparse.Namespace) -> int:
             raise StudioError(f"--{opt} must be at least 1")
     if args.backend is not None and args.backend not in backend_names():
         raise StudioError(f"unknown backend {args.backend!r}; available: {', '.join(backend_names())}")
+    if args.workflow is not None:
+        if args.model is not None:
+            raise StudioError("give either --model or --workflow (a workflow is the comfyui "
+                              "backend's model)")
+        if args.backend not in (None, "comfyui"):
+            raise StudioError("--workflow is for the comfyui backend")
+        args.backend, args.model = "comfyui", args.workflow
+    if args.server:
+        if args.backend not in (None, "comfyui"):
+            raise StudioError("--server is for the comfyui backend")
+        args.backend = "comfyui"
     size = _parse_size(args.size) if args.size else None
     draft = DraftOverrides(width=size[0] if size else None, height=size[1] if size else None,
                            frames=args.frames, steps=args.steps)
@@ -149,6 +184,10 @@ def run(args: argparse.Namespace) -> int:
     if queue.paused:
         queue.resume()
 
+    if args.server:
+        from studio.cli.comfyui import configure_servers
+
+        configure_servers(args.server)
     shot_ids = select_shots(document.project, args.shots)
     missing = set(session.shots_without_takes(shot_ids))  # no take yet, none on its way
     for sid in shot_ids:
@@ -159,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
             session.queue_takes([sid], count=args.takes, reroll=sid not in missing,
                                 backend=args.backend, model=args.model, draft=draft)
     total = len(queue.pending())
+    _check_paid(session, allow=args.allow_paid)
     if total == 0:
         print("nothing to render: every selected shot has a take (use --takes N for re-rolls)",
               file=out)
@@ -169,9 +209,14 @@ def run(args: argparse.Namespace) -> int:
 
     def on_event(e: ev.SessionEvent) -> None:
         if isinstance(e, ev.JobStarted):
-            counter["n"] += 1
+            if e.job_id in labels:  # back from the queue (its server went away): again
+                bar.job_line(f"[again] {e.label} (take {e.take_id})")
+            else:
+                counter["n"] += 1
+                bar.job_line(f"[{counter['n']}/{total}] {e.label} (take {e.take_id})")
             labels[e.job_id] = e.label
-            bar.job_line(f"[{counter['n']}/{total}] {e.label} (take {e.take_id})")
+        elif isinstance(e, ev.JobProgress) and e.progress.stage == PLACED:
+            bar.job_line(f"    {labels.get(e.job_id, '')} runs on {e.progress.message}")
         elif isinstance(e, ev.JobProgress):
             p = e.progress
             bar.update(labels.get(e.job_id, ""), p.step, p.total, p.stage, p.eta_s)
@@ -187,6 +232,8 @@ def run(args: argparse.Namespace) -> int:
             bar.job_line(f"    FAILED: {for_cli(e.message)}")
         elif isinstance(e, ev.JobCancelled):
             bar.job_line("    cancelled")
+        elif isinstance(e, ev.JobRequeued):
+            bar.job_line(f"    back in the queue: {for_cli(e.reason)}")
         elif isinstance(e, ev.AnalysisProgress):
             p = e.progress
             bar.update("analysing identity", p.step, p.total, "analysing", p.eta_s)
