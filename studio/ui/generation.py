@@ -27,6 +27,8 @@ from studio.session import events as ev
 from studio.session.session import Repeat, RepeatPolicy, Session
 from studio.ui.tasks import TaskHandle, run_task, task_pool
 
+MAX_PARALLEL = 16  # jobs at once at most, whatever the farm's size
+
 if TYPE_CHECKING:
     from studio.ui.main_window import MainWindow
     from studio.engine.runner import JobResult, JobSpec
@@ -39,8 +41,12 @@ def _run_job(spec: "JobSpec", progress: ProgressFn, cancelled: CancelledFn) -> "
     from studio.core.errors import error_text
     from studio.engine.runner import execute_job
 
+    from studio.core.errors import Requeue
+
     try:
         return execute_job(spec, progress, cancelled)
+    except Requeue as exc:  # not the job's fault (its server went away): back in the queue
+        return _Requeued(str(exc))  # type: ignore[return-value]
     except (Cancelled, StudioError):
         raise
     except Exception as exc:  # every failure reaches the user as a message
@@ -50,12 +56,20 @@ def _run_job(spec: "JobSpec", progress: ProgressFn, cancelled: CancelledFn) -> "
         raise StudioError(error_text(exc)) from exc
 
 
+class _Requeued:
+    """The outcome of a job whose server stopped answering: it goes back in the queue."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
 class GenerationController(QObject):
     """Drives the session's job queue from a worker thread: the session decides what runs and
     records every outcome; this controller only moves the work between threads."""
 
     queue_changed = Signal()
     job_progress = Signal(str)  # job id
+    job_preview = Signal(str, bytes)  # job id, encoded image (a ComfyUI sampler's live preview)
     take_added = Signal(str, str)  # shot id, take id
     job_failed = Signal(str, str)  # job id, message
     note = Signal(str)  # something the user should see (restored queue, recovered takes)
@@ -64,12 +78,12 @@ class GenerationController(QObject):
 
     def __init__(self, session: Session, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        # One job at a time, through the UI's one task helper; the pool's thread ends when
-        # idle, so a closing window never owns a running thread.
-        self._pool = task_pool(self, 1)
-        self._task: TaskHandle | None = None
+        # Jobs run through the UI's one task helper: one at a time, or one per server of a
+        # ComfyUI farm (the session says how many); the pool's threads end when idle, so a
+        # closing window never owns a running thread.
+        self._pool = task_pool(self, MAX_PARALLEL)
         self._closed = False
-        self._running: tuple[Session, str] | None = None  # (session, job id)
+        self._running: dict[str, tuple[Session, TaskHandle | None]] = {}  # job id → (session, task)
         self._stop = threading.Event()  # set on shutdown: the running job stops within a step
         self._draft = False
         self.notes: list[str] = []
@@ -91,7 +105,7 @@ class GenerationController(QObject):
 
     @property
     def busy(self) -> bool:
-        return self._running is not None
+        return bool(self._running)
 
     @property
     def draft(self) -> bool:
@@ -111,7 +125,7 @@ class GenerationController(QObject):
         """Follow ``session`` (another project, or the same one after Save As): a job running
         for the previous one goes back to the head of its queue, finished takes the project
         does not list yet are recovered, the restored queue resumes."""
-        if self._running is not None:
+        if self._running:
             self._interrupt_running()
         try:
             self.session.queue.changed.disconnect(self._on_queue_changed)
@@ -138,11 +152,15 @@ class GenerationController(QObject):
             self.job_failed.emit(e.job_id, e.message)
         elif isinstance(e, ev.QueueMoved):
             self._follow_queue(e.old)
+        elif isinstance(e, ev.JobPreview):
+            self.job_preview.emit(e.job_id, e.image)
+        elif isinstance(e, ev.JobRequeued):
+            self._note(f"A job went back to the queue: {e.reason}.")
 
     def _follow_queue(self, old: JobQueue) -> None:
         """Save As: the running job goes back to the head of the old queue (its copy in the new
         folder is re-queued there already), and the new queue runs."""
-        if self._running is not None:
+        if self._running:
             self._interrupt_running(old)
         try:
             old.changed.disconnect(self._on_queue_changed)
@@ -168,6 +186,9 @@ class GenerationController(QObject):
             shot = self.document.project.shot(sid)
             draft = default_draft(shot) if self._draft and shot is not None else None
             jobs += self.session.plan_takes([sid], count=count, reroll=reroll, draft=draft)
+        paid = self.session.paid_jobs(jobs)
+        if paid and not self._confirm_paid(paid):
+            return []
         policy = RepeatPolicy.NOTE
         if ask:
             found = self.session.find_repeats(jobs)
@@ -179,6 +200,23 @@ class GenerationController(QObject):
         self.session.add_jobs(jobs, front=front, repeats=policy)
         self._pump()
         return jobs
+
+    def _confirm_paid(self, paid: list[tuple[Job, str, str]]) -> bool:
+        """Hosted models cost money: say so, and what, before anything is queued."""
+        from PySide6.QtWidgets import QMessageBox, QWidget
+
+        from studio.ui import dialogs
+
+        labels = sorted({label for _j, label, _n in paid})
+        parent = self.parent()
+        answer = dialogs.ask(
+            parent if isinstance(parent, QWidget) else None, "Generate with a paid service?",
+            f"{len(paid)} take{'s' if len(paid) != 1 else ''} will run on "
+            f"{', '.join(labels)}, billed to your Comfy account.",
+            [QMessageBox.Yes, QMessageBox.Cancel], QMessageBox.Cancel,
+            {QMessageBox.Yes: f"Queue {len(paid)} paid take{'s' if len(paid) != 1 else ''}"},
+            informative=paid[0][2])
+        return answer == QMessageBox.Yes
 
     def _ask_about_repeats(self, found: list[Repeat]) -> RepeatPolicy | None:
         """Use a new seed / Generate anyway / Cancel (None)."""
@@ -245,14 +283,17 @@ class GenerationController(QObject):
 
     # -- running ----------------------------------------------------------------------------
     def _pump(self) -> None:
-        """Start the next job if the worker is idle (UI thread)."""
-        while self._running is None and not self._stop.is_set() and not self._closed:
-            spec = self.session.next_job()  # a job that cannot start fails with JobFailed
+        """Start jobs while the session allows more to run (UI thread)."""
+        while not self._stop.is_set() and not self._closed:
+            limit = min(MAX_PARALLEL, self.session.job_slots())
+            if len(self._running) >= limit:
+                return
+            spec = self.session.next_job(limit)  # a job that cannot start fails with JobFailed
             if spec is None:
                 return
             session, job_id = self.session, spec.job_id
             queue = session.queue
-            self._running = (session, job_id)
+            self._running[job_id] = (session, None)
             stop = self._stop
             self.busy_changed.emit(True)
 
@@ -263,23 +304,23 @@ class GenerationController(QObject):
                 return _run_job(spec, progress, lambda: cancelled() or stop.is_set()
                                 or queue.cancel_requested(job_id))
 
-            self._task = run_task(
+            task = run_task(
                 work, parent=self, pool=self._pool, name=f"generation-{job_id}",
                 on_progress=lambda p, j=job_id: self._on_progress(j, p),
                 on_done=lambda result, j=job_id: self._on_finished(j, result),
                 on_error=lambda msg, j=job_id: self._on_failed(j, msg),
                 on_cancelled=lambda j=job_id: self._on_cancelled(j))
+            if job_id in self._running:  # (an outcome may already have arrived)
+                self._running[job_id] = (session, task)
 
     def _context(self, job_id: str) -> Session | None:
-        """The session of ``job_id`` while it is this controller's running job."""
-        if self._running is None or self._running[1] != job_id:
-            return None
-        return self._running[0]
+        """The session of ``job_id`` while it is one of this controller's running jobs."""
+        entry = self._running.get(job_id)
+        return entry[0] if entry is not None else None
 
-    def _done(self) -> None:
-        self._running = None
-        self._task = None
-        self.busy_changed.emit(False)
+    def _done(self, job_id: str) -> None:
+        self._running.pop(job_id, None)
+        self.busy_changed.emit(bool(self._running))
         self._pump()
 
     def _on_progress(self, job_id: str, progress: Progress) -> None:
@@ -293,43 +334,46 @@ class GenerationController(QObject):
         session = self._context(job_id)
         if session is None:
             return
+        if isinstance(result, _Requeued):
+            session.job_requeued(job_id, result.reason)
+            self._done(job_id)
+            return
         added = session.job_done(result)
         if added:
             self.take_added.emit(result.shot_id, result.take.id)
-        self._done()
+        self._done(job_id)
 
     def _on_failed(self, job_id: str, message: str) -> None:
         session = self._context(job_id)
         if session is None:
             return
         session.job_failed(job_id, message)  # job_failed is emitted from its JobFailed event
-        self._done()
+        self._done(job_id)
 
     def _on_cancelled(self, job_id: str) -> None:
         session = self._context(job_id)
         if session is None:
             return
         session.job_cancelled(job_id)
-        self._done()
+        self._done(job_id)
 
     def _interrupt_running(self, queue: JobQueue | None = None) -> None:
-        """Stop the running job and put it back at the head of its queue (project switch,
-        shutdown): it resumes the next time that project is open."""
-        assert self._running is not None
-        session, job_id = self._running
+        """Stop the running jobs and put them back at the head of their queue (project switch,
+        shutdown): they resume the next time that project is open."""
+        running, self._running = dict(self._running), {}
         self._stop.set()
-        self._running = None
-        self._drain()
-        session.job_interrupted(job_id, queue)
+        self._drain([task for _s, task in running.values()])
+        for job_id, (session, _task) in running.items():
+            session.job_interrupted(job_id, queue)
         self._stop.clear()
         self.busy_changed.emit(False)
 
-    def _drain(self, timeout_ms: int = 60_000) -> None:
-        """Wait until the worker has returned from its current job (its outcome, delivered
-        later, is ignored: the job is no longer this controller's running one)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.wait(timeout_ms)
+    def _drain(self, tasks: "list[TaskHandle | None]", timeout_ms: int = 60_000) -> None:
+        """Wait until the workers have returned from their jobs (outcomes delivered later are
+        ignored: the jobs are no longer this controller's running ones)."""
+        for task in tasks:
+            if task is not None:
+                task.wait(timeout_ms)
 
     def wait_idle(self, timeout_ms: int = 60_000) -> bool:
         """Process events until no job is running and none is startable (tests, shutdown)."""
@@ -338,7 +382,7 @@ class GenerationController(QObject):
         end = time.monotonic() + timeout_ms / 1000
         while time.monotonic() < end:
             QApplication.processEvents()
-            if self._running is None and (self.queue.paused or not self.queue.pending()):
+            if not self._running and (self.queue.paused or not self.queue.pending()):
                 return True
             time.sleep(0.005)
         return False
@@ -348,7 +392,7 @@ class GenerationController(QObject):
         if self._closed:
             return
         self._closed = True
-        if self._running is not None:
+        if self._running:
             self._interrupt_running()
         self._stop.set()
         if self._unsubscribe is not None:
@@ -525,7 +569,8 @@ def install_generation(main_window: "MainWindow") -> GenerationController:
 
 
 def _cancel_running(ctl: GenerationController) -> None:
-    job = ctl.queue.running()
-    if job is None:
+    jobs = ctl.queue.running_jobs()
+    if not jobs:
         raise StudioError("no job is running")
-    ctl.cancel(job.id)
+    for job in jobs:  # a farm runs several: Cancel Running stops them all
+        ctl.cancel(job.id)

@@ -507,6 +507,10 @@ class Inspector(QScrollArea):
 
         menu = self.model_menu
         menu.clear()
+        shot = self.win.document.project.shot(self.shot_id) if self.shot_id else None
+        if shot is not None and shot.backend == "comfyui":
+            self._fill_workflow_menu(menu)
+            return
         try:
             models = ModelRegistry().models()
         except StudioError as exc:
@@ -524,6 +528,49 @@ class Inspector(QScrollArea):
         manage.triggered.connect(self._manage_models)
         if self.model_path.text():
             menu.addAction("Backend default", lambda: self._edit_shot(model=None))
+
+    def _fill_workflow_menu(self, menu: QMenu) -> None:
+        """For a ComfyUI shot the model is a workflow: the bundled ones, then the imported
+        ones; hosted models say that they are billed."""
+        from studio.engine.comfyui.check import known_workflows
+
+        try:
+            workflows = known_workflows()
+        except StudioError as exc:
+            menu.addAction(f"Workflows unreadable: {exc.problem}").setEnabled(False)
+            workflows = {}
+        for kind, title in (("test", None), ("local", "Local models"), ("hosted",
+                                                                         "Hosted (billed to your Comfy account)")):
+            group = [w for w in workflows.values() if w.manifest.kind == kind]
+            if not group:
+                continue
+            if title:
+                menu.addSection(title)
+            for w in group:
+                action = menu.addAction(w.manifest.label)
+                needs = ", ".join(f"{m.folder}/{m.name}" for m in w.manifest.models)
+                action.setToolTip((w.manifest.description or w.name)
+                                  + (f"\nNeeds: {needs}" if needs else "")
+                                  + (f"\n{w.manifest.cost_note}" if w.manifest.cost_note else ""))
+                action.triggered.connect(lambda _=False, n=w.name: self._edit_shot(model=n))
+        menu.addSeparator()
+        menu.addAction("Import workflow (API JSON)…", self._import_workflow)
+        if self.model_path.text():
+            menu.addAction("Default workflow", lambda: self._edit_shot(model=None))
+
+    def _import_workflow(self) -> None:
+        from studio.engine.comfyui.workflow import import_workflow
+
+        path, _ = QFileDialog.getOpenFileName(self, "Import a ComfyUI workflow (Export (API))",
+                                              str(Path.home()), "ComfyUI API workflow (*.json)")
+        if not path:
+            return
+        try:
+            wf = import_workflow(Path(path))
+        except StudioError as exc:
+            self.win.show_error(f"Cannot import the workflow: {exc}")
+            return
+        self._edit_shot(model=wf.name)
 
     def _manage_models(self) -> None:
         from studio.ui.models_dialog import open_models_dialog

@@ -94,6 +94,7 @@ class MainWindow(QMainWindow):
     export_dialog: "ExportDialog | None" = None
     models_action: QAction
     runtime_action: QAction
+    generators_action: QAction
 
     def __init__(self, document: ProjectDocument | None = None,
                  settings: QSettings | None = None) -> None:
@@ -169,6 +170,7 @@ class MainWindow(QMainWindow):
         from studio.ui.generation import install_generation
         from studio.ui.identity_widgets import install_identity
         from studio.ui.models_dialog import install_models
+        from studio.ui.generators_dialog import install_generators
         from studio.ui.runtime_dialog import install_runtime
         from studio.ui.viewer.install import install_viewer
 
@@ -178,6 +180,7 @@ class MainWindow(QMainWindow):
         self.identity = install_identity(self)
         install_models(self)
         install_runtime(self)
+        install_generators(self)
 
     # -- integration points ---------------------------------------------------------------------
     def menu(self, name: str) -> QMenu:

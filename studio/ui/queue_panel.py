@@ -31,7 +31,9 @@ COLUMN_TIPS = ("Place in the queue (▶ running now)", "The shot the take is for
                "How far the running take is, and the time left",
                "How long a finished take took, or why it failed")
 STAGE_WORDS = {"": "Running", "starting": "Starting", "loading": "Loading model",
-               "generating": "Generating", "encoding": "Encoding"}
+               "generating": "Generating", "encoding": "Encoding",
+               "waiting": "Waiting for a server", "uploading": "Uploading images",
+               "downloading": "Downloading"}
 STATE_COLORS = {JobState.RUNNING: "#6aa8ff", JobState.DONE: "#7cc47c",
                 JobState.FAILED: "#e07070", JobState.CANCELLED: "#a0a0a0",
                 JobState.PENDING: "#d0d0d0"}
@@ -71,12 +73,27 @@ class QueueModel(QAbstractTableModel):
         elif backend == "diffusers":
             text = (f"{self._model_name(model)} (diffusers)" if model
                     else "diffusers (no model chosen)")
+        elif backend == "comfyui":
+            text = f"{self._workflow_name(model)} (ComfyUI)"
+            if job.state is JobState.RUNNING and job.where:
+                text += f" on {job.where}"
         else:
             text = backend
         if job.draft:
             size = f" {job.width}×{job.height}" if job.width and job.height else ""
             text += f" · draft{size}"
         return text
+
+    def _workflow_name(self, model: str | None) -> str:
+        key = f"comfyui:{model}"
+        if key not in self._model_names:
+            from studio.engine.registry import get_backend
+
+            try:
+                self._model_names[key] = get_backend("comfyui").workflow(model).manifest.label  # type: ignore[attr-defined]
+            except StudioError:
+                self._model_names[key] = model or "default workflow"
+        return self._model_names[key]
 
     def _model_name(self, model: str) -> str:
         """A registered model's family ("Wan 2.1 I2V") or name, else the folder's name."""
@@ -316,6 +333,15 @@ class QueuePanel(QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.note_box)
         lay.addWidget(self.summary)
+        # The running job's live preview (ComfyUI sends the sampler's latest image); hidden
+        # while nothing is being previewed.
+        self.preview = QLabel("")
+        self.preview.setObjectName("queue_preview")
+        self.preview.setAlignment(Qt.AlignCenter)
+        self.preview.hide()
+        self._preview_job: str | None = None
+        lay.addWidget(self.preview)
+        controller.job_preview.connect(self.show_preview)
         lay.addWidget(self.view, 1)
         lay.addLayout(buttons)
         lay.addWidget(self.error)
@@ -336,6 +362,21 @@ class QueuePanel(QWidget):
     def hide_note(self) -> None:
         self.note.setText("")
         self.note_box.hide()
+
+    def show_preview(self, job_id: str, data: bytes) -> None:
+        """Show a running job's latest preview image (decoded here: a few KB of JPEG)."""
+        from PySide6.QtGui import QPixmap
+
+        pix = QPixmap()
+        if not pix.loadFromData(data):
+            return  # a damaged preview is not worth a message: the next one replaces it
+        width = max(120, min(320, self.width() - 16))
+        self.preview.setPixmap(pix.scaledToWidth(width, Qt.SmoothTransformation))
+        job = self.controller.queue.get(job_id)
+        self.preview.setToolTip(f"Live preview of {job.label if job else 'the running job'} "
+                                "(from the ComfyUI sampler)")
+        self._preview_job = job_id
+        self.preview.show()
 
     # -- helpers ----------------------------------------------------------------------------
     def _guard(self, fn: Any) -> None:
@@ -373,10 +414,16 @@ class QueuePanel(QWidget):
     def _refresh(self) -> None:
         q = self.controller.queue
         pending = len(q.pending())
-        running = q.running()
+        running_jobs = q.running_jobs()
         parts = []
-        if running is not None:
-            parts.append(f"running: {running.label or running.shot_id}")
+        if len(running_jobs) > 1:
+            parts.append(f"{len(running_jobs)} running")
+        elif running_jobs:
+            parts.append(f"running: {running_jobs[0].label or running_jobs[0].shot_id}")
+        if self._preview_job is not None and self._preview_job not in {j.id for j in running_jobs}:
+            self._preview_job = None  # its job ended: the preview goes
+            self.preview.clear()
+            self.preview.hide()
         parts.append(f"{pending} waiting")
         if q.paused:
             parts.append("PAUSED")
