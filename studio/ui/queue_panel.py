@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import (QAbstractTableModel, QByteArray, QMimeData, QModelIndex, QObject,
-                            QPersistentModelIndex, Qt)
+                            QPersistentModelIndex, QSize, Qt)
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QAbstractItemView, QApplication, QHBoxLayout, QHeaderView,
                                QInputDialog, QLabel, QMenu, QPushButton, QStyle,
@@ -38,6 +38,7 @@ STATE_COLORS = {JobState.RUNNING: "#6aa8ff", JobState.DONE: "#7cc47c",
                 JobState.FAILED: "#e07070", JobState.CANCELLED: "#a0a0a0",
                 JobState.PENDING: "#d0d0d0"}
 ProgressRole = Qt.UserRole + 1
+PREVIEW_HEIGHT = 120  # px: the live preview of a running ComfyUI job
 
 
 class QueueModel(QAbstractTableModel):
@@ -370,8 +371,10 @@ class QueuePanel(QWidget):
         pix = QPixmap()
         if not pix.loadFromData(data):
             return  # a damaged preview is not worth a message: the next one replaces it
-        width = max(120, min(320, self.width() - 16))
-        self.preview.setPixmap(pix.scaledToWidth(width, Qt.SmoothTransformation))
+        # Small enough to leave the job list in view (the dock may be short).
+        box = QSize(max(120, min(320, self.width() - 16)),
+                    max(64, min(PREVIEW_HEIGHT, self.height() // 4)))
+        self.preview.setPixmap(pix.scaled(box, Qt.KeepAspectRatio, Qt.SmoothTransformation))
         job = self.controller.queue.get(job_id)
         self.preview.setToolTip(f"Live preview of {job.label if job else 'the running job'} "
                                 "(from the ComfyUI sampler)")
