@@ -899,4 +899,4 @@ def install_generators(main_window: "MainWindow") -> None:
 
     action.triggered.connect(open_dialog)
     main_window.menu("Settings").addAction(action)
-    main_window.generators_action = action  # type: ignore[attr-defined]  # see MainWindow's attributes
+    main_window.generators_action = action

@@ -380,6 +380,12 @@ class Inspector(QScrollArea):
                 i = self.backend.count() - 1
             self.backend.setCurrentIndex(i)
             _set_text(self.model_path, shot.model or "")
+            comfy = shot.backend == "comfyui"  # its model is a workflow (a name, or a JSON file)
+            self.model_path.setPlaceholderText(
+                "workflow (default: Settings ▸ Generators)" if comfy
+                else "model folder (backend default when empty)")
+            self.model_browse.setToolTip("Pick a bundled or imported ComfyUI workflow" if comfy
+                                         else "Pick a registered model or a model folder")
 
     def _refresh_character_combo(self, current: str | None) -> None:
         with self._refresh():

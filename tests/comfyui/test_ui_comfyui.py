@@ -110,3 +110,37 @@ def test_server_lost_mid_job_goes_back_to_the_queue_in_the_app(qtbot, tmp_path, 
     assert ctl.wait_idle(60_000)
     assert {ctl.queue.get(j.id).state.value for j in jobs} == {"done"}
     assert any("went back to the queue" in n and dying.url in n for n in notes)
+
+
+def test_inspector_model_menu_lists_workflows_for_a_comfyui_shot(qtbot, tmp_path, photo_png,
+                                                                 monkeypatch) -> None:
+    """The shot's model menu offers the bundled workflows (hosted ones in their own section)
+    and picking one is an undoable edit of the shot's model."""
+    from PySide6.QtCore import QSettings
+
+    from studio.ui.main_window import MainWindow
+
+    # Closing the edited window asks "Save changes?": the test answers Discard.
+    monkeypatch.setattr(dialogs, "ask", lambda *a, **k: QMessageBox.Discard)
+    doc = make_project(tmp_path / "p", photo_png, shots=1)
+    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    qtbot.addWidget(win)
+    win.open_project(doc.folder)
+    sid = win.document.project.shots[0].id
+    win.select_shot(sid)
+    inspector = win.inspector
+    i = inspector.backend.findData("comfyui")
+    assert i >= 0
+    inspector.backend.setCurrentIndex(i)
+    inspector.backend.activated.emit(i)
+    assert win.document.project.shot(sid).backend == "comfyui"
+    assert "workflow" in inspector.model_path.placeholderText()
+    inspector.model_menu.aboutToShow.emit()
+    texts = [a.text() for a in inspector.model_menu.actions()]
+    assert "Wan 2.1 I2V 14B 480p" in texts and "Connection test (no model)" in texts
+    assert any("Hosted" in t for t in texts) and "Import workflow (API JSON)…" in texts
+    action = next(a for a in inspector.model_menu.actions() if a.text() == "Wan 2.1 I2V 14B 480p")
+    action.trigger()
+    assert win.document.project.shot(sid).model == "wan21-i2v-480p"
+    win.undo_stack.undo()
+    assert win.document.project.shot(sid).model != "wan21-i2v-480p"
