@@ -135,6 +135,9 @@ def run_app(project: str | None = None, demo: bool = False, demo_dir: Path | Non
     app.setDesktopFileName("continuity-studio")
     app.setWindowIcon(app_icon())
     apply_theme(app)
+    from studio.ui.gc_guard import install as collect_on_ui_thread
+
+    collect_on_ui_thread(app)  # worker threads never destroy Qt objects through the collector
     win = MainWindow()
     install_excepthook(win)
     if bench:

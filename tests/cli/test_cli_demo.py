@@ -100,6 +100,8 @@ def test_the_window_says_where_the_demo_was_created(qapp, qtbot, tmp_path: Path,
     monkeypatch.setattr(dialogs, "ask", lambda *a, **k: QMessageBox.Discard)
     monkeypatch.setattr(app_mod, "install_excepthook", lambda win: None)
     monkeypatch.setattr(app_mod, "apply_theme", lambda app: None)  # keep the session's style
+    # …and its collector: the UI-thread-only collection would outlive this test on the shared app
+    monkeypatch.setattr("studio.ui.gc_guard.install", lambda app: None)
     monkeypatch.setattr(qapp, "exec", lambda: 0)
     names = qapp.applicationName(), qapp.organizationName(), qapp.desktopFileName()
 

@@ -10,6 +10,18 @@ import pytest
 from fake_server import FakeComfyUI  # this folder is on sys.path (pytest's rootdir-less import)
 
 
+@pytest.fixture(autouse=True)
+def _collect_on_the_main_thread() -> Iterator[None]:
+    """The fake servers' threads allocate a lot: a collection they trigger would destroy the
+    Qt objects a UI test left in reference cycles off the GUI thread (a crash). Collect here,
+    on the main thread, after each test (autouse: torn down after qtbot closed its widgets);
+    the app does the same with studio.ui.gc_guard."""
+    yield
+    import gc
+
+    gc.collect()
+
+
 @pytest.fixture
 def make_comfy_server() -> Iterator[Callable[..., FakeComfyUI]]:
     """A factory: ``make_comfy_server(**options)`` starts another fake server (for farms);
