@@ -82,7 +82,7 @@ def _bare_job(url: str, image: bytes, graph: dict[str, Any]) -> float:
 
 
 def _client_job(url: str, image: bytes, graph_values: dict[str, Any], tmp: Path) -> float:
-    from studio.engine.comfyui.backend import _pick
+    from studio.engine.comfyui.backend import pick_outputs
     from studio.engine.comfyui.client import ComfyClient, ServerInfo
     from studio.engine.comfyui.workflow import bundled_workflows
 
@@ -91,7 +91,7 @@ def _client_job(url: str, image: bytes, graph_values: dict[str, Any], tmp: Path)
     name = client.upload_bytes(image, f"{uuid.uuid4().hex}.jpg", subfolder="continuity-studio")
     graph = bundled_workflows()["connection-test"].bind(dict(graph_values, start_image=name))
     _pid, outputs = client.run(graph, on_event=lambda e: None, cancelled=lambda: False)
-    out = _pick(outputs)[0]
+    out = pick_outputs(outputs)[0]
     client.download(out, tmp / f"{uuid.uuid4().hex}{Path(out.filename).suffix}")
     return time.perf_counter() - t0
 
@@ -177,12 +177,11 @@ def run(argv: list[str]) -> dict[str, Any]:
 
             photo = tmp / "astronaut.png"
             Image.fromarray(data.astronaut()).save(photo)
-            graph = bundled_workflows_graph()
             values = {"width": 832, "height": 480, "frames": args.frames, "fps": 16,
                       "filename_prefix": "continuity-studio/bench"}
-            from studio.engine.comfyui.workflow import bundled_workflows as _bw
+            from studio.engine.comfyui.workflow import bundled_workflows
 
-            bare_graph = _bw()["connection-test"].bind(dict(values, start_image="x.jpg"))
+            bare_graph = bundled_workflows()["connection-test"].bind(dict(values, start_image="x.jpg"))
             bare, client, take = [], [], []
             _client_job(urls[0], _image_bytes(0), values, tmp)  # warm both paths once
             _bare_job(urls[0], _image_bytes(0), bare_graph)
@@ -197,7 +196,7 @@ def run(argv: list[str]) -> dict[str, Any]:
                 "take_s": round(median(take), 4),
                 "client_vs_bare": round(median(client) / median(bare), 3),
                 "take_vs_bare": round(median(take) / median(bare), 3),
-                "runs": args.repeat, "graph_nodes": len(graph)}
+                "runs": args.repeat}
             if len(urls) >= 2:
                 workflow = "connection-test" if args.server else "wan21-i2v-480p"
                 one = [_farm_run(urls[:1], photo, tmp, args.jobs, workflow, args.steps)]
@@ -215,8 +214,3 @@ def run(argv: list[str]) -> dict[str, Any]:
             f.stop()
     return out
 
-
-def bundled_workflows_graph() -> dict[str, Any]:
-    from studio.engine.comfyui.workflow import bundled_workflows
-
-    return bundled_workflows()["connection-test"].graph

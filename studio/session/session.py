@@ -561,12 +561,8 @@ class Session:
                     done, analysis = analysis, None
                     if kind == "adone":
                         self.analysis_done(done, payload)
-                    elif isinstance(payload, Cancelled):
-                        self.analysis_cancelled(done)
-                    elif isinstance(payload, StudioError):
-                        self.analysis_failed(done, str(payload))
                     else:
-                        self.analysis_failed(done, f"analysis failed: {error_text(payload)}")
+                        self._analysis_error(done, payload)
         except BaseException:
             # Ctrl+C: the running jobs stay "running" in queue.json, so the next run re-queues
             # them at the front (as after a crash); the workers stop within a step.
@@ -665,15 +661,21 @@ class Session:
             try:
                 summary = run_analysis(job, lambda p, t=job.take.id: self.analysis_progress(t, p),
                                        cancelled)
-            except Cancelled:
-                self.analysis_cancelled(job)
-            except StudioError as exc:
-                self.analysis_failed(job, str(exc))
             except Exception as exc:  # a bug must reach the user as a message
-                traceback.print_exc()
-                self.analysis_failed(job, f"analysis failed: {error_text(exc)}")
+                if not isinstance(exc, (StudioError, Cancelled)):
+                    traceback.print_exc()
+                self._analysis_error(job, exc)
             else:
                 self.analysis_done(job, summary)
+
+    def _analysis_error(self, job: AnalysisJob, exc: BaseException) -> None:
+        """Record an analysis that ended without a summary: cancelled, or failed in words."""
+        if isinstance(exc, Cancelled):
+            self.analysis_cancelled(job)
+        elif isinstance(exc, StudioError):
+            self.analysis_failed(job, str(exc))
+        else:
+            self.analysis_failed(job, f"analysis failed: {error_text(exc)}")
 
 
 def _settings_key(backend: str | None, model: str | None, record: dict[str, Any]) -> str:

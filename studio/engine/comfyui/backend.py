@@ -155,14 +155,15 @@ class ComfyUIBackend(Backend):
             farm.release(lease, done=done)
         from dataclasses import replace
 
-        from studio.engine.comfyui.workflow import Workflow as _W
+        from studio.engine.comfyui.workflow import Workflow
 
         record = {"server": lease.url, "comfyui_version": lease.version,
                   "workflow": workflow.name, "workflow_label": workflow.manifest.label,
-                  "workflow_source": str(workflow.source) if workflow.source and
-                  workflow.manifest.kind != "test" and not _bundled(workflow) else None,
-                  "prompt_id": prompt_id, "graph_sha256": _W.sha256(graph), "graph": graph,
-                  "uploads": {k: v for k, v in uploaded.items()},
+                  # an imported or file workflow: where its JSON came from
+                  "workflow_source": None if _bundled(workflow) or workflow.source is None
+                  else str(workflow.source),
+                  "prompt_id": prompt_id, "graph_sha256": Workflow.sha256(graph), "graph": graph,
+                  "uploads": uploaded,
                   "outputs": [o.filename for o in outputs]}
         if made.frames != req.num_frames:
             record["note"] = (f"the workflow made {made.frames} frames; the shot asked for "
@@ -181,10 +182,9 @@ class ComfyUIBackend(Backend):
         return key
 
     def model_fingerprint(self, model: str | None) -> str | None:
-        from studio.engine.comfyui.workflow import Workflow as _W
+        from studio.engine.comfyui.workflow import Workflow
 
-        w = self.workflow(model)
-        return _W.sha256(w.graph)[:16]
+        return Workflow.sha256(self.workflow(model).graph)[:16]
 
     def unload(self) -> None:
         """Nothing is loaded here: the server owns its models."""
@@ -282,7 +282,7 @@ _VIDEO_EXT = {".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v"}
 _ANIM_EXT = {".webp", ".png", ".apng", ".gif"}
 
 
-def _pick(outputs: list["OutputFile"]) -> list["OutputFile"]:
+def pick_outputs(outputs: list["OutputFile"]) -> list["OutputFile"]:
     """The take's file(s): a video (SaveVideo, SaveWEBM, VHS_VideoCombine), else an animation
     (SaveAnimatedWEBP/PNG), else the images of one SaveImage node, in order."""
     outs = [o for o in outputs if o.type == "output"] or list(outputs)
@@ -331,7 +331,7 @@ def _write_take(client: "ComfyClient", outputs: list["OutputFile"], out_path: Pa
     from studio.engine.takes import TAKE_CRF, TAKE_PRESET, TakeFile
     from studio.media.video import VideoWriter
 
-    picked = _pick(outputs)
+    picked = pick_outputs(outputs)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=".comfyui-", dir=out_path.parent) as tmp:

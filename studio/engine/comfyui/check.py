@@ -139,9 +139,9 @@ def run_connection_test(client: Any, *, width: int = 256, height: int = 144,
                            "frames": frames, "fps": 16,
                            "filename_prefix": f"{UPLOAD_FOLDER}/connection-test"})
     _pid, outputs = client.run(graph, on_event=lambda _e: None, cancelled=lambda: False)
-    from studio.engine.comfyui.backend import _pick
+    from studio.engine.comfyui.backend import pick_outputs
 
-    picked = _pick(outputs)[0]
+    picked = pick_outputs(outputs)[0]
     with tempfile.TemporaryDirectory(prefix="cs-comfyui-") as tmp:
         path = client.download(picked, Path(tmp) / ("result" + Path(picked.filename).suffix))
         n = probe(path, what="the connection test's video").frames
