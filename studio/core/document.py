@@ -142,16 +142,22 @@ class ProjectDocument:
         self.structure_changed.emit("characters")
         return index
 
-    def remove_character(self, char_id: str) -> tuple[Character, int, dict[str, str]]:
-        """Remove a character; shots that used it lose it. Returns (character, index,
-        {shot_id: char_id}) for undo."""
+    def remove_character(self, char_id: str) -> tuple[Character, int, dict[str, dict[str, Any]]]:
+        """Remove a character; shots that used it (as their character or in their cast) lose
+        it. Returns (character, index, {shot_id: the shot's old fields}) for undo."""
         index = self.project.character_index(char_id)
         character = self.project.characters.pop(index)
-        unlinked: dict[str, str] = {}
+        unlinked: dict[str, dict[str, Any]] = {}
         for shot in self.project.shots:
+            old: dict[str, Any] = {}
             if shot.character_id == char_id:
+                old["character_id"] = char_id
                 shot.character_id = None
-                unlinked[shot.id] = char_id
+            if char_id in shot.cast:
+                old["cast"] = list(shot.cast)
+                shot.cast = [c for c in shot.cast if c != char_id]
+            if old:
+                unlinked[shot.id] = old
                 self.shot_changed.emit(shot.id)
         self._touch()
         self.structure_changed.emit("characters")
@@ -323,5 +329,10 @@ class ProjectDocument:
     def _check_shot_links(self, shot: Shot) -> None:
         if shot.character_id is not None and self.project.character(shot.character_id) is None:
             raise ValueError(f"unknown character {shot.character_id!r}")
+        for cid in shot.cast:
+            if self.project.character(cid) is None:
+                raise ValueError(f"unknown character {cid!r}")
+        if len(set(shot.cast)) != len(shot.cast) or shot.character_id in shot.cast:
+            raise ValueError("the shot names a character twice")
         if shot.start_asset is not None:
             self._check_assets([shot.start_asset])

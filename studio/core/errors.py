@@ -31,6 +31,12 @@ class Requeue(StudioError):
     answering): the session puts it back in the queue with this message instead of failing it."""
 
 
+class GaveUp(StudioError):
+    """A take given up on before its end because it was going wrong (its live previews showed
+    another person): not a failure of the backend. A "generate until" series counts it as a try
+    and moves on to the next seed."""
+
+
 def error_text(exc_or_text: BaseException | str) -> str:
     """The one readable line (or paragraph) for an error shown to the user: a StudioError's own
     message, words for a missing library, memory or key, the message of a ValueError (validation

@@ -210,6 +210,13 @@ class Shot(Strict):
     prompt: Text = ""
     negative_prompt: Text = ""
     character_id: Ident | None = None
+    # Further characters in the shot (dialogue, two-shots): each is scored on its own and their
+    # references go to backends that take several subjects. The main one is ``character_id``.
+    cast: list[Ident] = Field(default_factory=list, max_length=16)
+    # The bible references generation holds the take to, in order (ids of references of the
+    # shot's characters); None: chosen automatically (studio.engine.references). Ids whose
+    # reference was deleted since are skipped.
+    reference_ids: list[Ident] | None = Field(default=None, max_length=64)
     start_asset: RelPath | None = None  # the start image (always also a bible reference)
     start_reference_id: Ident | None = None
     framing: Framing | None = None  # the part of the start image in frame; None = automatic
@@ -228,6 +235,12 @@ class Shot(Strict):
     @property
     def size(self) -> tuple[int, int]:
         return preset_size(self.resolution, self.aspect)
+
+    @property
+    def character_ids(self) -> list[str]:
+        """Every character in the shot, the main one first."""
+        main = [self.character_id] if self.character_id else []
+        return main + [c for c in self.cast if c != self.character_id]
 
     @property
     def start_framing(self) -> Framing | None:
@@ -289,6 +302,11 @@ class Project(Strict):
         for s in self.shots:
             if s.character_id is not None and s.character_id not in char_ids:
                 raise ValueError(f"shot {s.title!r} names unknown character {s.character_id!r}")
+            for cid in s.cast:
+                if cid not in char_ids:
+                    raise ValueError(f"shot {s.title!r} names unknown character {cid!r}")
+            if len(set(s.cast)) != len(s.cast) or (s.character_id in s.cast):
+                raise ValueError(f"shot {s.title!r} names a character twice")
             if s.start_asset is not None and s.start_asset not in asset_paths:
                 raise ValueError(f"shot {s.title!r} uses unknown start image {s.start_asset!r}")
             take_ids = {t.id for t in s.takes}

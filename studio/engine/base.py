@@ -37,6 +37,11 @@ class Capabilities:
     default_fps: int = 16
     last_frame: bool = False  # supports a first+last frame conditioning
     needs_gpu: bool = False
+    # How many bible reference images the model is conditioned on (Wan VACE, Phantom); 0 for
+    # plain image-to-video. The job runner hands the backend at most this many.
+    max_references: int = 0
+    # Several subjects in one take (Phantom): references of every character in the shot go in.
+    multi_subject: bool = False
 
 
 @dataclass(frozen=True)

@@ -250,7 +250,7 @@ class RemoveCharacterCommand(DocCommand):
         char = doc.project.character(char_id)
         super().__init__(doc, f"Remove character {quoted(char.name if char else char_id)}")
         self.char_id = char_id
-        self._saved: tuple[Character, int, dict[str, str]] | None = None
+        self._saved: tuple[Character, int, dict[str, dict[str, Any]]] | None = None
 
     def _apply(self) -> None:
         self._saved = self.doc.remove_character(self.char_id)
@@ -259,8 +259,8 @@ class RemoveCharacterCommand(DocCommand):
         assert self._saved is not None
         character, index, unlinked = self._saved
         self.doc.insert_character(character, index)
-        for shot_id, char_id in unlinked.items():
-            self.doc.update_shot(shot_id, character_id=char_id)
+        for shot_id, fields in unlinked.items():
+            self.doc.update_shot(shot_id, **fields)
 
 
 class EditCharacterCommand(_EditFieldsCommand):

@@ -93,10 +93,10 @@ def test_document_edits_emit_and_invert() -> None:
 
     # Removing a character unlinks its shots; the returned record restores everything.
     removed, index, unlinked = doc.remove_character("c1")
-    assert doc.project.shot("a").character_id is None and unlinked == {"a": "c1"}
+    assert doc.project.shot("a").character_id is None and unlinked == {"a": {"character_id": "c1"}}
     doc.insert_character(removed, index)
-    for sid, cid in unlinked.items():
-        doc.update_shot(sid, character_id=cid)
+    for sid, fields in unlinked.items():
+        doc.update_shot(sid, **fields)
     assert doc.project.shot("a").character_id == "c1"
     assert ("structure", "characters") in events and ("shot", "b") in events
     assert ("character", "c1") in events

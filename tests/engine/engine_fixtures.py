@@ -52,3 +52,21 @@ def make_project(folder: Path, photo: Path, shots: int = 2, *, duration_s: float
         doc.insert_shot(shot)
     doc.save()
     return doc
+
+
+def add_references(doc: ProjectDocument, folder: Path, char_id: str, faces: list,
+                   angles: list) -> list[str]:
+    """Import ``faces`` (RGB arrays) as references of ``char_id`` tagged with ``angles``; their
+    ids. The images are written into ``folder`` first, as a user's files would be."""
+    from PIL import Image
+
+    ids = []
+    for i, (face, angle) in enumerate(zip(faces, angles)):
+        p = Path(folder) / f"ref-{char_id}-{i}.png"
+        Image.fromarray(face).save(p)
+        asset = import_image(doc.folder, p)
+        doc.add_asset(asset)
+        ref = Reference(asset=asset.path, angle=angle)
+        doc.insert_reference(char_id, ref)
+        ids.append(ref.id)
+    return ids

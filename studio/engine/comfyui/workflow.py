@@ -138,6 +138,8 @@ class Manifest(BaseModel):
     default_steps: int = Field(30, ge=1, le=10000)
     default_cfg: float = Field(5.0, ge=0, le=100)
     max_references: int = Field(0, ge=0, le=64)
+    # The references may show different subjects (Phantom): every character of a shot goes in.
+    multi_subject: bool = False
     needs_api_key: bool = False
     cost_note: str = ""
 
@@ -198,7 +200,9 @@ class Workflow:
         return Capabilities(text_prompt=self.takes("prompt"), negative_prompt=self.takes("negative_prompt"),
                             size_multiple=m.size_multiple, frame_step=m.frame_step, frame_offset=m.frame_offset,
                             max_frames=m.max_frames, default_fps=m.default_fps, last_frame=self.takes("end_image"),
-                            needs_gpu=False)  # the GPU, if any, is the server's
+                            needs_gpu=False,  # the GPU, if any, is the server's
+                            max_references=m.max_references if self.takes("references") else 0,
+                            multi_subject=m.multi_subject and self.takes("references"))
 
     def output_nodes(self, catalogue: Catalogue) -> list[str]:
         out = []
