@@ -1,5 +1,6 @@
-"""The diffusers image-to-video backend: Wan 2.1 / 2.2, LTX-Video and Stable Video Diffusion
-pipelines loaded from local folders in diffusers format.
+"""The diffusers image-to-video backend: Wan 2.1 / 2.2, Wan 2.1 VACE (start image plus character
+references), LTX-Video and Stable Video Diffusion pipelines loaded from local folders in diffusers
+format.
 
 torch and diffusers are imported inside methods only: the registry imports this module on the
 worker thread, never at start-up. One pipeline is cached between jobs of the same model (same
@@ -40,7 +41,8 @@ def capabilities_for(info: ModelInfo) -> Capabilities:
     return Capabilities(
         text_prompt=fam.text_prompt, negative_prompt=fam.text_prompt, size_multiple=int(r["size_multiple"]),
         frame_step=int(r["frame_step"]), frame_offset=int(r["frame_offset"]), max_frames=int(r["max_frames"]),
-        default_fps=fam.default_fps, last_frame=fam.last_frame, needs_gpu=True)
+        default_fps=fam.default_fps, last_frame=fam.last_frame, needs_gpu=True,
+        max_references=fam.max_references)
 
 
 def snap_for(info: ModelInfo | None, req: GenerationRequest) -> tuple[GenerationRequest, list[str]]:
@@ -73,6 +75,14 @@ def snap_for(info: ModelInfo | None, req: GenerationRequest) -> tuple[Generation
     if req.loras and not fam.lora:
         notes.append(f"{fam.label} cannot load LoRAs: the character LoRA is ignored")
         req = req.with_changes(loras=())
+    if len(req.references) > fam.max_references:
+        # The job runner already hands at most max_references; a caller that does not is told.
+        kept = req.references[:fam.max_references]
+        notes.append(f"{fam.label} takes no reference images: the {len(req.references)} references are ignored"
+                     if not kept else
+                     f"{fam.label} takes at most {len(kept)} reference images: the first {len(kept)} "
+                     f"of {len(req.references)} are used")
+        req = req.with_changes(references=kept)
     req, more = snap_request(req, caps)
     native = info.rules.get("native_size")
     if native and req.width * req.height > 1.5 * native[0] * native[1]:
@@ -88,6 +98,55 @@ def _fit(img: Any, width: int, height: int) -> Any:
     from studio.media.images import crop_resize, fit_crop
 
     return crop_resize(img, fit_crop(img.width, img.height, width, height), (width, height))
+
+
+def _fit_reference(img: Any, width: int, height: int) -> Any:
+    """A reference portrait fitted whole into ``width``×``height`` (aspect kept, centred on white).
+
+    WanVACEPipeline fits references itself the same way (white canvas, as the VACE authors pad
+    them) but by bilinear interpolation without antialiasing, which aliases a large photograph
+    shrunk ten-fold; fitted here with Lanczos at exactly the output size, its own resize is a no-op."""
+    from PIL import Image
+
+    scale = min(width / img.width, height / img.height)
+    size = (max(1, min(width, round(img.width * scale))), max(1, min(height, round(img.height * scale))))
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    canvas.paste(img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0),
+                 ((width - size[0]) // 2, (height - size[1]) // 2))
+    return canvas
+
+
+def _latent_preview(pipe: Any, prev: Any, latents: Any, i: int) -> bytes | None:
+    """A JPEG of the take's last frame as the denoiser sees it after step ``i``: the clean
+    latent estimated from the last two steps (flow matching moves along a straight line,
+    x_s = (1 - s)·x0 + s·noise, so two points on it give x0), de-normalised and decoded by the
+    VAE on its own. Approximate (a later latent frame decoded without the frames before it),
+    which is enough to see whose face it is. None when the pipeline is not laid out so."""
+    import numpy as np
+    import torch
+
+    try:
+        sigmas = getattr(pipe.scheduler, "sigmas", None)
+        vae = pipe.vae
+        if sigmas is None or len(sigmas) <= i + 1:
+            return None
+        s_prev, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        x_prev, x_next = prev[:, :, -1:].float(), latents[:, :, -1:].float()
+        x0 = x_next if s_prev == s_next else x_next - s_next * (x_prev - x_next) / (s_prev - s_next)
+        z = vae.config.z_dim
+        mean = torch.tensor(vae.config.latents_mean).view(1, z, 1, 1, 1)
+        std = torch.tensor(vae.config.latents_std).view(1, z, 1, 1, 1)
+        device = next(vae.parameters()).device
+        x0 = (x0.cpu() * std + mean).to(device=device, dtype=vae.dtype)
+        with torch.no_grad():
+            img = vae.decode(x0, return_dict=False)[0][0, :, 0]  # (C, H, W) in [-1, 1]
+        rgb = ((img.float().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(1, 2, 0)
+        frame = np.ascontiguousarray(rgb.cpu().numpy())
+    except Exception:  # noqa: BLE001 - a preview is never worth failing a take
+        return None
+    from studio.engine.preview import encode_preview
+
+    return encode_preview(frame) or None
 
 
 class DiffusersBackend(Backend):
@@ -344,8 +403,23 @@ class DiffusersBackend(Backend):
         self.last_notes.append(start.describe())
         steps = max(1, int(req.steps))
 
+        # Live previews cost a VAE decode of one latent frame: only when asked for (a job that
+        # gives a bad take up early asks, studio.engine.early_stop), only for Wan (whose VAE
+        # and flow-matching schedule the preview below assumes), and a few per take.
+        previews = bool(req.extra.get("live_previews")) and info.family.startswith("wan")
+        every = max(1, steps // 6)
+        before: dict[str, Any] = {}
+
         def on_step(p: Any, i: int, t: Any, kw: dict[str, Any]) -> dict[str, Any]:
             total = int(getattr(p, "_num_timesteps", 0) or steps)
+            latents = kw.get("latents")
+            if previews and latents is not None and i + 1 < total and (i + 1) % every == 0 \
+                    and "latents" in before:
+                data = _latent_preview(p, before["latents"], latents, i)
+                if data:
+                    on_progress(Progress(i + 1, total, "generating", preview=("jpeg", data)))
+            if previews and latents is not None:
+                before["latents"] = latents.detach().clone()
             on_progress(Progress(i + 1, total, "generating"))
             if cancelled():
                 raise _StopRequested()
@@ -353,16 +427,21 @@ class DiffusersBackend(Backend):
 
         # One generator per job, on the CPU: the same seed gives the same noise on any device.
         generator = torch.Generator(device="cpu").manual_seed(int(req.seed) % (2 ** 64))
-        kwargs: dict[str, Any] = dict(image=image, height=req.height, width=req.width,
+        kwargs: dict[str, Any] = dict(height=req.height, width=req.width,
                                       num_frames=req.num_frames, num_inference_steps=steps,
                                       generator=generator, output_type="np", callback_on_step_end=on_step)
+        if info.family == "wan_vace":
+            kwargs.update(self._vace_inputs(req, image))
+        else:
+            kwargs["image"] = image
         if info.family.startswith("wan"):
             kwargs.update(prompt=req.prompt, negative_prompt=req.negative_prompt or None,
                           guidance_scale=float(req.guidance))
-            if info.family == "wan22_a14b":
+            if info.family == "wan22_a14b" or getattr(pipe.config, "boundary_ratio", None) is not None:
+                # Two experts (Wan 2.2 A14B, or a Wan 2.2 VACE folder): the low-noise one's guidance.
                 g2 = req.extra.get("guidance_2")
                 kwargs["guidance_scale_2"] = float(g2) if g2 is not None else float(req.guidance)
-            if req.last_image is not None and fam.last_frame:
+            if req.last_image is not None and fam.last_frame and info.family != "wan_vace":
                 kwargs["last_image"] = frame_image(Path(req.last_image), (req.width, req.height), None).image
         elif info.family == "ltx_i2v":
             kwargs.update(prompt=req.prompt, negative_prompt=req.negative_prompt or None,
@@ -392,3 +471,27 @@ class DiffusersBackend(Backend):
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise StudioError(f"the pipeline returned frames of shape {frames.shape}, expected (T, H, W, 3)")
         return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+    def _vace_inputs(self, req: GenerationRequest, start: Any) -> dict[str, Any]:
+        """VACE's image-to-video inputs, as the pipeline's docstring builds them: a control video
+        whose first frame is the framed start image (mask black: keep) and whose other frames are
+        grey (mask white: generate) — with the end image as a kept last frame when the shot has
+        one — plus the request's reference images, each fitted into the frame."""
+        from PIL import Image
+
+        from studio.engine.base import frame_image
+        from studio.media.images import load_rgb_image
+
+        w, h, n = req.width, req.height, req.num_frames
+        # 128, not 127.5: PIL holds integers (diffusers' example says the same); it maps to
+        # +0.004 in the pipeline's [-1, 1], the "nothing here" value of VACE's control video.
+        grey = Image.new("RGB", (w, h), (128, 128, 128))
+        keep, make = Image.new("L", (w, h), 0), Image.new("L", (w, h), 255)
+        video, mask = [start] + [grey] * (n - 1), [keep] + [make] * (n - 1)
+        if req.last_image is not None and n > 1:
+            video[-1] = frame_image(Path(req.last_image), (w, h), None).image
+            mask[-1] = keep
+        refs = [_fit_reference(load_rgb_image(Path(p)), w, h) for p in req.references]
+        self.last_notes.append(f"references: {len(refs)} image{'s' if len(refs) != 1 else ''} used"
+                               if refs else "references: none, from the start image alone")
+        return {"video": video, "mask": mask, "reference_images": refs or None}

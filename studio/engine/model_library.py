@@ -48,6 +48,8 @@ class Family:
     lora: bool = True
     fps_conditioning: bool = False  # the model takes the fps as an input (LTX, SVD)
     needs_last_frame: bool = False  # FLF2V's image embedding is built for exactly two images
+    # Bible reference images the model is conditioned on (0: plain image-to-video).
+    max_references: int = 0
 
 
 FAMILIES: dict[str, Family] = {f.id: f for f in (
@@ -59,6 +61,15 @@ FAMILIES: dict[str, Family] = {f.id: f for f in (
     Family("wan22_ti2v_5b", "Wan 2.2 TI2V-5B", "WanImageToVideoPipeline", True, 121, 24, (1280, 704), 50, 5.0),
     Family("ltx_i2v", "LTX-Video I2V", "LTXImageToVideoPipeline", True, 257, 25, (704, 480), 50, 3.0,
            fps_conditioning=True),
+    # VACE: the start image as the first frame of a masked control video, plus reference images
+    # encoded as extra latent frames in front of the video. Defaults as the Wan authors' generate.py
+    # sets them for the vace tasks (50 steps, guidance 5; diffusers' example uses 30 steps).
+    # At most three references: the VACE authors' reference-to-video examples use one to three
+    # subject images, and each one is one more latent frame in every denoising step (81 frames
+    # are 21 latent frames): more would cost memory and time for little the authors have shown.
+    # The end image, when given, is one more kept frame of the control video (diffusers' example).
+    Family("wan_vace", "Wan 2.1 VACE (references)", "WanVACEPipeline", True, 81, 16, (832, 480), 50, 5.0,
+           last_frame=True, max_references=3),
     Family("svd", "Stable Video Diffusion", "StableVideoDiffusionPipeline", False, 25, 7, (1024, 576), 25, 3.0,
            lora=False, fps_conditioning=True),
 )}
@@ -214,6 +225,16 @@ def _detect_family(folder: Path, index: dict[str, Any], comps: dict[str, Compone
     classes = {name: c.cls for name, c in comps.items()}
     cls_name = str(index.get("_class_name", "?"))
     cfg = lambda name: _read_json(folder / name / "config.json", folder)  # noqa: E731
+    # VACE before plain Wan: its transformer takes 16 channels like text-to-video, and the start
+    # image reaches it through the control video instead.
+    if cls_name == "WanVACEPipeline" or "WanVACETransformer3DModel" in (classes.get("transformer"),
+                                                                       classes.get("transformer_2")):
+        main = "transformer" if "transformer" in comps else "transformer_2"
+        if main not in comps:
+            raise StudioError("Wan VACE model without its transformer/ component", folder)
+        if not cfg(main).get("vace_layers"):
+            raise StudioError(f"{main}/config.json names no vace_layers: not a VACE transformer", folder)
+        return "wan_vace"
     if classes.get("transformer") == "WanTransformer3DModel" or classes.get("transformer_2") == "WanTransformer3DModel":
         main = "transformer" if "transformer" in comps else "transformer_2"
         tcfg = cfg(main)
@@ -273,6 +294,8 @@ def _rules(folder: Path, family: str, comps: dict[str, ComponentInfo]) -> dict[s
         w, h = 1280, 720
     elif family == "wan21_flf2v" and "480p" in hint:
         w, h = 832, 480
+    elif family == "wan_vace" and "14b" in hint:  # VACE-14B is published for 720P too; 1.3B for 480P
+        w, h = 1280, 720
     rules["native_size"] = [w, h]
     return rules
 

@@ -71,6 +71,7 @@ def request_to_json(req: Any) -> dict[str, Any]:
         "loras": [[str(p), float(w)] for p, w in req.loras],
         "face_landmarks": [list(map(float, p)) for p in req.face_landmarks] if req.face_landmarks else None,
         "crop": [float(v) for v in req.crop] if req.crop is not None else None,
+        "references": [str(p) for p in req.references],
         "extra": dict(req.extra),
     }
 
@@ -89,9 +90,19 @@ def request_from_json(d: dict[str, Any]) -> Any:
             face_landmarks=tuple((float(x), float(y)) for x, y in d["face_landmarks"])
             if d.get("face_landmarks") else None,
             crop=_crop(d.get("crop")),
+            references=_references(d.get("references")),
             extra=dict(d.get("extra") or {}))
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"invalid generation request: {exc!r}") from None
+
+
+def _references(value: Any) -> tuple[Path, ...]:
+    """Reference image paths: a list of non-empty strings (absent in older requests: none)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"references {value!r} is not a list of paths")
+    return tuple(Path(v) for v in value)
 
 
 def _crop(value: Any) -> tuple[float, float, float, float] | None:

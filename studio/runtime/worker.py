@@ -157,6 +157,7 @@ class Worker:
             raise protocol.ProtocolError(f"invalid take target: {exc}") from None
         if not fps > 0:
             raise protocol.ProtocolError(f"invalid fps {fps}")
+        req = req.with_changes(references=_inside(Path(project), req.references, "reference"))
         t0 = time.perf_counter()
         made = self.backend.generate_take(req, target, fps, progress, cancelled, root=Path(project))
         info = made.to_json()
@@ -196,6 +197,20 @@ class Worker:
         from studio.runtime.verify import run_verify
 
         return run_verify(progress, cancelled, device=self._device)
+
+
+def _inside(project: Path, paths: tuple[Path, ...], what: str) -> tuple[Path, ...]:
+    """``paths`` (absolute, or relative to ``project``) resolved, each checked to lie inside the
+    project folder: a take's bible references are the project's own assets, and the worker reads
+    only what the project holds."""
+    root = project.resolve()
+    out = []
+    for p in paths:
+        full = (p if p.is_absolute() else root / p).resolve()
+        if not full.is_relative_to(root):
+            raise protocol.ProtocolError(f"{what} image {str(p)!r} is outside the project folder {root}")
+        out.append(full)
+    return tuple(out)
 
 
 def _versions() -> dict[str, Any]:

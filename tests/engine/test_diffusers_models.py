@@ -15,7 +15,7 @@ from studio.engine.model_library import (FAMILIES, ModelRegistry, download_model
                                   resolve_hf_cache, resolve_model)
 
 EXPECTED = {"wan21": "wan21_i2v", "wan21_flf": "wan21_flf2v", "wan22": "wan22_a14b",
-            "wan22_5b": "wan22_ti2v_5b", "ltx": "ltx_i2v", "svd": "svd"}
+            "wan22_5b": "wan22_ti2v_5b", "wan_vace": "wan_vace", "ltx": "ltx_i2v", "svd": "svd"}
 
 
 @pytest.fixture(scope="session")

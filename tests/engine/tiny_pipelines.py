@@ -8,7 +8,8 @@ tokenizer is built from a small hand-made vocabulary.
 
 Layouts: ``wan21`` (Wan 2.1 I2V, CLIP image encoder), ``wan21_flf`` (Wan 2.1 first+last frame),
 ``wan22`` (Wan 2.2 A14B: two transformers + boundary_ratio), ``wan22_5b`` (Wan 2.2 TI2V-5B:
-48-channel VAE, expand_timesteps), ``ltx`` (LTX-Video I2V), ``svd`` (Stable Video Diffusion).
+48-channel VAE, expand_timesteps), ``wan_vace`` (Wan 2.1 VACE: 16-channel transformer with VACE
+blocks, references), ``ltx`` (LTX-Video I2V), ``svd`` (Stable Video Diffusion).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-LAYOUTS = ("wan21", "wan21_flf", "wan22", "wan22_5b", "ltx", "svd")
+LAYOUTS = ("wan21", "wan21_flf", "wan22", "wan22_5b", "wan_vace", "ltx", "svd")
 
 _WORDS = ("a the man woman walks turns smiles camera push in left right slowly face dance "
           "monkey negative blurry astronaut looks head nods").split()
@@ -101,6 +102,34 @@ def build_pipeline(layout: str) -> Any:
         return WanImageToVideoPipeline(
             tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=_wan_scheduler(),
             transformer=_wan_transformer(48, 48), expand_timesteps=True)
+    if layout == "wan_vace":
+        from diffusers import AutoencoderKLWan, WanVACEPipeline, WanVACETransformer3DModel
+
+        torch.manual_seed(0)
+        # Unit latent statistics (as the 5B layout): the control video's latents are the VAE's own.
+        vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                               temperal_downsample=[False, True, True], latents_mean=[0.0] * 16,
+                               latents_std=[1.0] * 16)
+        text_encoder, tokenizer = _t5()
+        torch.manual_seed(0)
+        # The control stream is 96 channels: 2 x 16 (kept and generated parts of the control
+        # video, VAE-encoded) + 64 (the mask folded over the VAE's 8x8 pixels per latent).
+        transformer = WanVACETransformer3DModel(
+            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16,
+            out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads", rope_max_seq_len=32, vace_layers=[0, 1], vace_in_channels=96)
+        # A reference reaches the video only through attention across frames. At random init the
+        # tiny VAE's latents barely differ between images (±0.03) and self-attention adds little
+        # to each token, so two references would change the frames by far less than one uint8
+        # level. Scaled so latents span about ±1 (as a trained VAE's) and attention mixes tokens,
+        # the tests can see which references a take was conditioned on.
+        with torch.no_grad():
+            vae.quant_conv.weight.mul_(30.0)
+            vae.quant_conv.bias.mul_(30.0)
+            for block in [*transformer.vace_blocks, *transformer.blocks]:
+                block.attn1.to_out[0].weight.mul_(30.0)
+        return WanVACEPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae,
+                               scheduler=_wan_scheduler(), transformer=transformer)
     if layout == "ltx":
         from diffusers import (AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler,
                                LTXImageToVideoPipeline, LTXVideoTransformer3DModel)
