@@ -1,7 +1,9 @@
-"""``continuity-studio analyze VIDEO (--reference IMAGE ... | --project DIR --character NAME)
-[--json OUT] [--heatmaps DIR]``: identity drift analysis of a video, headless. ``--json`` writes
-the analysis record (:class:`studio.identity.record.AnalysisRecord`, the project's
-``analysis/<take>.json`` format, without take/shot ids)."""
+"""``continuity-studio analyze VIDEO (--reference IMAGE ... | --project DIR --character NAME
+[--character NAME ...]) [--json OUT] [--heatmaps DIR]``: identity drift analysis of a video,
+headless. ``--json`` writes the analysis record (:class:`studio.identity.record.AnalysisRecord`,
+the project's ``analysis/<take>.json`` format, without take/shot ids). Several ``--character``
+options analyse a shot with several characters (:mod:`studio.identity.cast`): the first is the
+main one, the record gets the ``cast`` block and the summary one line per character."""
 
 from __future__ import annotations
 
@@ -23,8 +25,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                      help="reference portrait (repeatable); angle is measured from the image")
     src.add_argument("--project", type=Path, metavar="DIR",
                      help="project folder whose character bible supplies the references")
-    parser.add_argument("--character", metavar="NAME",
-                        help="character name (or id) in --project")
+    parser.add_argument("--character", metavar="NAME", action="append",
+                        help="character name (or id) in --project; repeat it for a shot with "
+                             "several characters (the first is the main one)")
     parser.add_argument("--json", type=str, metavar="OUT",
                         help="write the analysis record as JSON to OUT ('-' = standard output)")
     parser.add_argument("--heatmaps", type=Path, metavar="DIR",
@@ -37,7 +40,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="InsightFace model pack folder (buffalo_l / antelopev2 layout)")
 
 
-def _references(args: argparse.Namespace, engine: Any) -> list[Any]:
+def _references(args: argparse.Namespace, engine: Any) -> tuple[list[Any], list[Any]]:
+    """(the main character's references, the cast: :class:`CastCharacter` per --character when
+    there are several, else empty)."""
     from studio.core.errors import StudioError
     from studio.identity.analysis import load_references
     from studio.identity.metrics import angle_for_pose
@@ -47,20 +52,27 @@ def _references(args: argparse.Namespace, engine: Any) -> list[Any]:
         refs = load_references(engine, items)
         for r in refs:  # no tag on the command line: the measured pose is the angle
             r.angle = angle_for_pose(*r.pose)
-        return refs
+        return refs, []
     if not args.character:
         raise StudioError("--project needs --character NAME")
     from studio.core.persistence import load_project, project_file
-    from studio.identity.api import character_references
+    from studio.identity.api import cast_characters, character_references
 
     path = project_file(args.project)
     project = load_project(path)
-    char = next((c for c in project.characters
-                 if c.name == args.character or c.id == args.character), None)
-    if char is None:
-        names = ", ".join(repr(c.name) for c in project.characters) or "none"
-        raise StudioError(f"no character named {args.character!r} (characters: {names})", path)
-    return character_references(path.parent, project, char, engine)
+    chars = []
+    for name in args.character:
+        char = next((c for c in project.characters if c.name == name or c.id == name), None)
+        if char is None:
+            names = ", ".join(repr(c.name) for c in project.characters) or "none"
+            raise StudioError(f"no character named {name!r} (characters: {names})", path)
+        if char in chars:
+            raise StudioError(f"character {char.name!r} is named twice", path)
+        chars.append(char)
+    if len(chars) == 1:
+        return character_references(path.parent, project, chars[0], engine), []
+    members = cast_characters(path.parent, project, [c.id for c in chars], engine)
+    return members[0].refs, members
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,8 +84,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.video.is_file():
         raise StudioError("no such video file", args.video)
     engine = get_engine(args.engine or ("arcface" if args.model_pack else None), args.model_pack)
-    refs = _references(args, engine)
-    result, arrays = analyze_video(args.video, refs, engine)
+    refs, members = _references(args, engine)
+    if members:
+        from studio.identity.cast import analyze_video_with_cast
+
+        result, arrays = analyze_video_with_cast(args.video, members, engine)
+    else:
+        result, arrays = analyze_video(args.video, refs, engine)
     record = AnalysisRecord.from_result(result)
     if args.heatmaps:
         _write_heatmaps(args.heatmaps, args.video, record, arrays)
@@ -95,7 +112,27 @@ def run(args: argparse.Namespace) -> int:
               f"flagged {s.flagged_fraction:.0%}")
         for r in s.drift_ranges:
             print(f"  frames {r.start}-{r.end}: {', '.join(r.reasons)}")
+        names = {m.character_id: m.name for m in members}
+        for line in cast_lines(record, names):
+            print(line)
     return 0
+
+
+def cast_lines(record: Any, names: dict[str, str]) -> list[str]:
+    """One line per character of a multi-character analysis: "Ana: identity 0.82, 3% flagged"
+    (or why it was not scored)."""
+    out = []
+    for c in record.cast:
+        name = names.get(c.character_id, c.character_id)
+        if c.problem is not None:
+            out.append(f"{name}: not scored ({c.problem})")
+            continue
+        mean = "n/a" if c.identity_mean is None else f"{c.identity_mean:.2f}"
+        flagged = c.flagged_fraction or 0.0
+        out.append(f"{name}: identity {mean}, {flagged:.0%} flagged")
+        for r in c.drift_ranges:
+            out.append(f"  frames {r.start}-{r.end}: {', '.join(r.reasons)}")
+    return out
 
 
 def _write_heatmaps(folder: Path, video: Path, record: Any, arrays: dict[str, Any]) -> None:

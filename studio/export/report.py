@@ -2,7 +2,8 @@
 
 Per shot: the take used (or why the shot was skipped / held as a still), its generation
 parameters and seed (from the take's sidecar JSON), the identity summary from
-its analysis record (:mod:`studio.identity.record`), an identity-over-time plot (inline SVG), a
+its analysis record (:mod:`studio.identity.record`) — for a shot with several characters one row
+per character (the record's ``cast`` block) —, an identity-over-time plot (inline SVG), a
 contact sheet of frames, and the worst frames with the record's deviation heatmap overlaid. At
 the top, per character, the cross-shot identity matrix between the takes in the cut
 (:func:`studio.identity.api.character_matrix`). Scores and heatmaps use the one colour scale of
@@ -280,6 +281,32 @@ def _matrix_html(m: dict[str, Any]) -> str:
             f"{''.join(rows)}</table>")
 
 
+def _cast_html(analysis: AnalysisRecord, project: Project, fps: float) -> str:
+    """Per character of a multi-character shot: its identity (from the faces the best
+    assignment gave it on the sampled frames), flagged share and drift ranges."""
+    thr = analysis.engine.threshold
+    rows = []
+    for c in analysis.cast:
+        char = project.character(c.character_id)
+        name = char.name if char is not None else c.character_id
+        if c.problem is not None:
+            rows.append(f"<tr><th>{_e(name)}</th><td colspan=5 class=muted>not scored: "
+                        f"{_e(c.problem)}</td></tr>")
+            continue
+        level = colours.take_band(c.identity_mean, thr, c.flagged_fraction or 0.0)
+        ranges = ", ".join(f"{r.start}–{r.end} ({_fmt(r.start / fps, 2)}–{_fmt(r.end / fps, 2)}"
+                           f" s: {', '.join(r.reasons)})" for r in c.drift_ranges) or "none"
+        rows.append(f"<tr data-character='{_e(c.character_id)}'><th>{_e(name)}</th>"
+                    f"<td>{_band_dot(level)}{_e(_fmt(c.identity_mean))}</td>"
+                    f"<td>{_e(_fmt(c.identity_min))}</td>"
+                    f"<td>{_e(f'{100 * (c.flagged_fraction or 0.0):.1f} %')}</td>"
+                    f"<td>{_e(f'{c.face_frames} of {c.sampled_frames}')}</td>"
+                    f"<td>{_e(ranges)}</td></tr>")
+    return ("<h3>Characters</h3><table class=\"cast\"><tr><th>character</th><th>identity mean"
+            "</th><th>identity min</th><th>flagged</th><th>face found (sampled frames)</th>"
+            "<th>drift ranges</th></tr>" + "".join(rows) + "</table>")
+
+
 def _shot_html(index: int, it: "PlanItem", project: Project, folder: Path,
                analysis: AnalysisRecord | None, problem: str | None = None) -> str:
     shot = project.shot(it.shot_id)
@@ -355,6 +382,8 @@ def _shot_html(index: int, it: "PlanItem", project: Project, folder: Path,
         out.append("<h3>Identity</h3><table class='identity'>"
                    + "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in rows)
                    + "</table>")
+        if analysis.cast:
+            out.append(_cast_html(analysis, project, fps))
         out.append(identity_svg(analysis.metric("identity"),
                                 [(r.start, r.end, list(r.reasons)) for r in s.drift_ranges],
                                 eng.threshold, src.frames))

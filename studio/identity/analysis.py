@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import numpy as np
 from studio.core.errors import StudioError
 from studio.core.tasks import Cancelled, CancelledFn, Progress, ProgressFn
 from studio.identity import metrics as M
-from studio.identity.engines import FaceEngine
+from studio.identity.engines import Detection, FaceEngine
 from studio.identity.heatmap import RefCanon, heatmap_shape
 
 ANALYSIS_VERSION = 1
@@ -45,7 +45,7 @@ EYE_WINDOW = 2  # eye features: median over ±2 frames (blinks of ≥ 3 frames s
 
 REASONS = {
     "face_missing": "face missing",
-    "extra_faces": "more than one face",
+    "extra_faces": "more than one face",  # more faces than characters in the shot
     "identity": "different person",
     "proportions": "facial proportions changed",
     "eye_shape": "eye shape drifted",
@@ -147,13 +147,28 @@ class _Frame:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# Picks the face to follow among a detection frame's detections (index, or None: not there).
+ChooseFace = Callable[[np.ndarray, list[Detection]], "int | None"]
+
+
+def largest_face(dets: Sequence[Detection]) -> int | None:
+    """Index of the largest detection (a one-character shot follows the biggest face)."""
+    if not dets:
+        return None
+    return max(range(len(dets)), key=lambda i: (dets[i].box[2] - dets[i].box[0])
+               * (dets[i].box[3] - dets[i].box[1]))
+
+
 class _Analyzer:
     def __init__(self, engine: FaceEngine, refs: Sequence[ReferenceFace], detect_every: int,
-                 embed_every: int) -> None:
+                 embed_every: int, want_faces: int = 1) -> None:
         self.engine = engine
         self.refs = list(refs)
         self.detect_every = detect_every
         self.embed_every = embed_every
+        # Faces the shot should show (its characters): the half-size pass only counts as done
+        # when it found that many; a small second face needs the full-size pass.
+        self.want_faces = max(1, want_faces)
         self.min_face: float | None = None  # smallest face side seen (pixels)
 
     def pick_reference(self, pose: tuple[float, float]) -> int:
@@ -183,7 +198,7 @@ class _Analyzer:
                 d.box = tuple(v * 2 for v in d.box)
             for d in dets:
                 self.min_face = min(self.min_face or 1e9, d.box[2] - d.box[0])
-            if dets:
+            if len(dets) >= self.want_faces:
                 return dets
         dets = self.engine.detect(rgb, 0)
         # Upsampling (for faces under ~80 px) costs 3-4x; only try it while it can matter: until
@@ -200,14 +215,19 @@ def analyze_frames(frames: Iterable[np.ndarray], fps: float, refs: Sequence[Refe
                    engine: FaceEngine, *, total: int | None = None,
                    on_progress: ProgressFn | None = None, cancelled: CancelledFn | None = None,
                    detect_every: int = 8, embed_every: int = 8, parallel: bool | None = None,
+                   choose_face: ChooseFace | None = None, expected_faces: int = 1,
                    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Analyse decoded RGB frames. Returns (json-able result without "take", npz arrays).
 
-    ``parallel`` (default: on with ≥ 2 cores, dlib engine) embeds in a worker process."""
+    ``parallel`` (default: on with ≥ 2 cores, dlib engine) embeds in a worker process.
+    ``choose_face`` picks the face to follow at each detection frame (default: the largest);
+    a multi-character shot passes the cast assignment's pick for its main character
+    (:mod:`studio.identity.cast`) and ``expected_faces`` = its number of characters, so that
+    "more than one face" means more faces than characters."""
     from studio.identity import parallel as par
     from studio.identity.engines import DlibEngine
 
-    an = _Analyzer(engine, refs, detect_every, embed_every)
+    an = _Analyzer(engine, refs, detect_every, embed_every, want_faces=expected_faces)
     use_pool = isinstance(engine, DlibEngine) and (par.enabled() if parallel is None
                                                    else parallel)
     pending: list[tuple[_Frame, Any, np.ndarray]] = []
@@ -253,7 +273,8 @@ def analyze_frames(frames: Iterable[np.ndarray], fps: float, refs: Sequence[Refe
             last_det = t
             n_faces = len(dets)
             if dets:
-                box = max(dets, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1])).box
+                pick = largest_face(dets) if choose_face is None else choose_face(rgb, dets)
+                box = dets[pick].box if pick is not None else None
         elif prev.lm is not None and rel is not None:
             box = _box_from_lm(prev.lm, rel)
         if box is not None:
@@ -312,7 +333,7 @@ def analyze_frames(frames: Iterable[np.ndarray], fps: float, refs: Sequence[Refe
             fr.emb = engine.embed_chip(chip)  # type: ignore[attr-defined]
         assert fr.pose is not None
         fr.identity, fr.ref = an.identity(fr.emb, an.pick_reference(fr.pose))
-    return _finish(out, heat, fps, refs, engine, shape_hw or (0, 0))
+    return _finish(out, heat, fps, refs, engine, shape_hw or (0, 0), expected_faces)
 
 
 def _interpolate(frames: list[_Frame]) -> None:
@@ -373,7 +394,7 @@ def _eye_scores(frames: list[_Frame], refs: Sequence[ReferenceFace]) -> None:
 
 def _finish(frames: list[_Frame], heat: list[np.ndarray], fps: float,
             refs: Sequence[ReferenceFace], engine: FaceEngine, hw: tuple[int, int],
-            ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+            expected_faces: int = 1) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     _interpolate(frames)
     _eye_scores(frames, refs)
     n = len(frames)
@@ -397,7 +418,7 @@ def _finish(frames: list[_Frame], heat: list[np.ndarray], fps: float,
         if not f.face:
             reasons.append(REASONS["face_missing"])
         else:
-            if f.faces > 1:
+            if f.faces > expected_faces:
                 reasons.append(REASONS["extra_faces"])
             if f.identity is not None and f.identity < engine.threshold:
                 reasons.append(REASONS["identity"])
@@ -516,15 +537,22 @@ def prefetch(it: Iterable[Any], depth: int = 12) -> Iterable[Any]:
 
 def analyze_video(video: Path, refs: Sequence[ReferenceFace], engine: FaceEngine,
                   on_progress: ProgressFn | None = None, cancelled: CancelledFn | None = None,
+                  *, wrap: Callable[[Iterable[np.ndarray]], Iterable[np.ndarray]] | None = None,
                   **kw: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Analyse a video file; the result includes the "take" block (path, hash, size)."""
+    """Analyse a video file; the result includes the "take" block (path, hash, size).
+
+    ``wrap``: a filter the decoded frames pass through on the analysing thread before the
+    analysis sees them (the cast analysis observes every frame this way, in the same pass)."""
     from studio.core.assets import sha256_file
     from studio.media.video import iter_frames, probe
 
     video = Path(video)
     info = probe(video)
     t0 = time.perf_counter()
-    result, arrays = analyze_frames(prefetch(iter_frames(video)), info.fps, refs, engine,
+    frames: Iterable[np.ndarray] = prefetch(iter_frames(video))
+    if wrap is not None:
+        frames = wrap(frames)
+    result, arrays = analyze_frames(frames, info.fps, refs, engine,
                                     total=info.frames, on_progress=on_progress,
                                     cancelled=cancelled, **kw)
     result["take"] = {"video": video.name, "sha256": sha256_file(video),

@@ -59,9 +59,55 @@ def character_references(project_folder: Path, project: Project, character: Char
     return out
 
 
-def _summary(rec: AnalysisRecord, cached: bool) -> dict[str, Any]:
-    return {**rec.summary.model_dump(mode="json"), "engine": rec.engine.model_dump(mode="json"),
-            "cached": cached}
+def _summary(rec: AnalysisRecord, cached: bool, project: Project | None = None,
+             ) -> dict[str, Any]:
+    out = {**rec.summary.model_dump(mode="json"), "engine": rec.engine.model_dump(mode="json"),
+           "cached": cached}
+    if rec.cast:  # shots with several characters only; a one-character shot has no "cast" key
+        out["cast"] = cast_summary(rec, project)
+    return out
+
+
+def cast_summary(rec: AnalysisRecord, project: Project | None = None) -> list[dict[str, Any]]:
+    """Per character of a multi-character analysis: ``character_id``, ``name`` (from the
+    project; the id when unknown), ``identity_mean``, ``identity_min``, ``flagged_fraction``,
+    ``face_frames``, ``sampled_frames`` and ``problem`` (None, or why it was not scored)."""
+    out = []
+    for c in rec.cast:
+        char = project.character(c.character_id) if project is not None else None
+        out.append({"character_id": c.character_id,
+                    "name": char.name if char is not None else c.character_id,
+                    "identity_mean": c.identity_mean, "identity_min": c.identity_min,
+                    "flagged_fraction": c.flagged_fraction, "face_frames": c.face_frames,
+                    "sampled_frames": c.sampled_frames, "problem": c.problem})
+    return out
+
+
+def cast_characters(project_folder: Path, project: Project, character_ids: Sequence[str],
+                    engine: FaceEngine) -> list[Any]:
+    """:class:`~studio.identity.cast.CastCharacter` per id (main first) with its prepared
+    references. The main character must have a usable reference (StudioError otherwise); a
+    further character without one gets its ``problem`` instead."""
+    from studio.identity.cast import CastCharacter
+
+    out = []
+    for i, cid in enumerate(character_ids):
+        char = project.character(cid)
+        if char is None:
+            if i == 0:
+                raise StudioError(f"no character with id {cid!r}")
+            out.append(CastCharacter(cid, cid, problem="not in the project"))
+            continue
+        try:
+            if not char.references:
+                raise StudioError(f"character {char.name!r} has no bible references")
+            out.append(CastCharacter(char.id, char.name,
+                                     character_references(project_folder, project, char, engine)))
+        except StudioError as exc:
+            if i == 0:
+                raise
+            out.append(CastCharacter(char.id, char.name, problem=str(exc)))
+    return out
 
 
 def analyze_take(project_folder: Path, project: Project, shot: Shot, take: Take,
@@ -71,6 +117,11 @@ def analyze_take(project_folder: Path, project: Project, shot: Shot, take: Take,
     (through :func:`~studio.identity.record.write_record`).
 
     Returns the summary as a dict (the record's ``summary`` plus ``engine`` and ``cached``).
+    A shot with several characters (``shot.character_ids``) is analysed with
+    :mod:`studio.identity.cast`: the per-frame analysis follows the main character's face (the
+    best assignment of faces to characters, not the biggest face) and the record and the
+    summary get a ``cast`` block (see :func:`cast_summary`; absent for one character). A cast
+    character without a usable reference is reported with its ``problem``, not an error.
     Sets nothing in the project: the caller stores ``identity_mean`` / ``analysis_engine`` via
     ``ProjectDocument.update_take``. An unreadable stored analysis is simply recomputed.
     """
@@ -95,9 +146,20 @@ def analyze_take(project_folder: Path, project: Project, shot: Shot, take: Take,
                 and old.arrays_path.is_file()
                 and not old.stale_reasons(project, shot, engine.key, video_sha256=sha,
                                           analysis_version=ANALYSIS_VERSION)):
-            return _summary(old, True)
-    refs = character_references(folder, project, char, engine)
-    result, arrays = analyze_video(video, refs, engine, on_progress, cancelled)
+            return _summary(old, True, project)
+    ids = shot.character_ids
+    if len(ids) > 1:
+        from studio.identity.cast import analyze_video_with_cast
+
+        members = cast_characters(folder, project, ids, engine)
+        result, arrays = analyze_video_with_cast(video, members, engine, on_progress, cancelled)
+        for entry in result["cast"]:
+            member = project.character(entry["character_id"])
+            entry["references_fingerprint"] = (references_fingerprint(project, member)
+                                               if member is not None else None)
+    else:
+        refs = character_references(folder, project, char, engine)
+        result, arrays = analyze_video(video, refs, engine, on_progress, cancelled)
     # The record names each reference image by its project-relative path, never by where the
     # project happens to lie on this machine (a moved or shared project stays self-contained).
     result["references"] = [{**r, "source": _project_relative(folder, r.get("source"))}
@@ -107,7 +169,7 @@ def analyze_take(project_folder: Path, project: Project, shot: Shot, take: Take,
         character_id=char.id, references_fingerprint=references_fingerprint(project, char),
         created_at=round(time.time(), 3))
     write_record(folder, rec, arrays)
-    return _summary(rec, False)
+    return _summary(rec, False, project)
 
 
 def _project_relative(folder: Path, source: object) -> object:

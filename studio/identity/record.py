@@ -2,7 +2,8 @@
 
 A take's analysis is ``analysis/<take_id>.json`` (this model, :class:`AnalysisRecord`) plus
 ``analysis/<take_id>.npz`` (:class:`AnalysisArrays`: heatmaps uint8 (T, ceil(H/8), ceil(W/8)),
-landmarks float32 (T, 68, 2), boxes float32 (T, 4); NaN where no face). Nothing else in studio
+landmarks float32 (T, 68, 2), boxes float32 (T, 4); NaN where no face; for a shot with several
+characters also cast_boxes float32 (C, T, 4), one row per entry of the record's ``cast``). Nothing else in studio
 opens these files: the identity API, the viewer, the badges, the export report and interchange,
 and the CLI all go through :func:`read_record` / :func:`write_record` (docs/IDENTITY.md).
 
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from studio.core.model import Character, Project, Shot
     from studio.identity.colours import Band
 
-FORMAT = 2  # schema version of the files this module writes
+FORMAT = 3  # schema version of the files this module writes
 # A 10-minute 24 fps take's JSON is ≈ 6 MB; 32 MiB bounds what a hostile file costs to parse
 # (≈ 10x its size in Python objects).
 MAX_JSON_BYTES = 32 * 1024 * 1024
@@ -60,9 +61,11 @@ MAX_FRAMES = 1_000_000
 MAX_SIDE = 100_000  # video width/height (as for assets)
 MAX_EMBEDDING = 4096
 MAX_NPY_HEADER = 10_000  # numpy's own default limit for .npy headers
+MAX_CAST = 64  # characters in a shot's cast block (the project allows 17)
 
 METRICS: tuple[str, ...] = ("identity", "proportions", "eye_shape", "skin_tone", "stability")
 ARRAY_NAMES: tuple[str, ...] = ("heatmaps", "landmarks", "boxes")
+CAST_ARRAY = "cast_boxes"  # in the npz only when the record has a cast block
 JSON_SUFFIX, ARRAYS_SUFFIX = ".json", ".npz"
 _TAKE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -165,11 +168,50 @@ class FrameRecord(_Model):
     pose: Pose | None = None
 
 
+class CastEntry(_Model):
+    """One character of a multi-character shot (:mod:`studio.identity.cast`): the faces the
+    best assignment gave it on the sampled frames. ``identity`` has one value per frame (None
+    where not sampled or not found); ``missing`` lists the sampled frames where it was not
+    found. ``problem`` (with every score None) when the character had no usable reference."""
+
+    character_id: Ident
+    references_fingerprint: Annotated[str, Field(max_length=64)] | None = None
+    problem: Label | None = None
+    identity_mean: Score | None
+    identity_min: Score | None
+    face_frames: FrameIndex  # sampled frames where its face was found
+    sampled_frames: FrameIndex
+    flagged_fraction: Score | None  # of the sampled frames; None when not measured
+    drift_ranges: Annotated[list[DriftRange], Field(max_length=MAX_FRAMES, fail_fast=True)]
+    identity: Annotated[list[Score | None], Field(max_length=MAX_FRAMES, fail_fast=True)]
+    missing: Annotated[list[FrameIndex], Field(max_length=MAX_FRAMES, fail_fast=True)]
+    embedding: Annotated[list[float], Field(min_length=1, max_length=MAX_EMBEDDING,
+                                            fail_fast=True)] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "CastEntry":
+        found = sum(1 for v in self.identity if v is not None)
+        if found != self.face_frames:
+            raise ValueError(f"cast {self.character_id}: face_frames is {self.face_frames} but "
+                             f"{found} frames have an identity")
+        if self.face_frames + len(self.missing) != self.sampled_frames:
+            raise ValueError(f"cast {self.character_id}: found + missing frames are not the "
+                             "sampled frames")
+        if any(b <= a for a, b in zip(self.missing, self.missing[1:])):
+            raise ValueError(f"cast {self.character_id}: missing frames are not increasing")
+        if (self.flagged_fraction is None) != (self.sampled_frames == 0):
+            raise ValueError(f"cast {self.character_id}: a flagged fraction needs sampled "
+                             "frames and sampled frames need one")
+        if self.sampled_frames == 0 and self.problem is None:
+            raise ValueError(f"cast {self.character_id}: not measured, and no problem says why")
+        return self
+
+
 class AnalysisRecord(_Model):
     """``analysis/<take_id>.json``. Build one with :meth:`from_result`, read one with
     :func:`read_record`; the npz arrays, when read, are on :attr:`arrays`."""
 
-    format: Literal[2] = FORMAT
+    format: Literal[3] = FORMAT
     analysis_version: Annotated[int, Field(ge=1)]
     engine: EngineInfo
     engine_key: Label
@@ -184,6 +226,9 @@ class AnalysisRecord(_Model):
     frames: Annotated[list[FrameRecord], Field(max_length=MAX_FRAMES, fail_fast=True)]
     seconds: Annotated[float, Field(ge=0.0)] | None = None  # time the analysis took
     created_at: Annotated[float, Field(ge=0.0)] | None = None  # Unix time (None: migrated)
+    # Shots with several characters: one entry each, the main character first (format 3).
+    cast: Annotated[list[CastEntry], Field(max_length=MAX_CAST, fail_fast=True)] = Field(
+        default_factory=list)
 
     _arrays: "AnalysisArrays | None" = PrivateAttr(default=None)
     _source: "tuple[Path, int, Path] | None" = PrivateAttr(default=None)  # json, mtime, npz
@@ -211,6 +256,25 @@ class AnalysisRecord(_Model):
         bad = {f.matched_reference for f in self.frames} - ids - {None}
         if bad:
             raise ValueError(f"frames match references not in 'references': {sorted(bad)[:3]}")
+        seen: set[str] = set()
+        for c in self.cast:
+            if c.character_id in seen:
+                raise ValueError(f"cast names character {c.character_id} twice")
+            seen.add(c.character_id)
+            if len(c.identity) != n:
+                raise ValueError(f"cast {c.character_id}: {len(c.identity)} identities for "
+                                 f"{n} frames")
+            if c.sampled_frames > n or any(i >= n for i in c.missing):
+                raise ValueError(f"cast {c.character_id}: frames past the last frame")
+            if any(c.identity[i] is not None for i in c.missing):
+                raise ValueError(f"cast {c.character_id}: a missing frame has an identity")
+            for r in c.drift_ranges:
+                if r.end >= n:
+                    raise ValueError(f"cast {c.character_id}: drift range {r.start}-{r.end} "
+                                     f"is past the last frame ({n - 1})")
+        if self.cast and self.character_id is not None and \
+                self.cast[0].character_id != self.character_id:
+            raise ValueError("the cast's first entry is not the record's character")
         return self
 
     def __eq__(self, other: object) -> bool:  # the JSON content; not where it was read from
@@ -255,6 +319,19 @@ class AnalysisRecord(_Model):
     @property
     def drift_ranges(self) -> list[DriftRange]:
         return self.summary.drift_ranges
+
+    def cast_entry(self, character_id: str) -> CastEntry | None:
+        return next((c for c in self.cast if c.character_id == character_id), None)
+
+    def cast_identity(self, character_id: str) -> "np.ndarray":
+        """Float32 (T,) identity of one cast character, NaN where not sampled or not found."""
+        import numpy as np
+
+        entry = self.cast_entry(character_id)
+        if entry is None:
+            raise KeyError(f"character {character_id!r} is not in the analysis' cast")
+        return np.array([np.nan if v is None else v for v in entry.identity],
+                        np.float32).reshape(len(entry.identity))
 
     @property
     def arrays(self) -> "AnalysisArrays | None":
@@ -327,21 +404,34 @@ class AnalysisArrays:
     heatmaps: "np.ndarray"  # uint8 (T, ceil(H/8), ceil(W/8)); 0 = no deviation
     landmarks: "np.ndarray"  # float32 (T, 68, 2) frame pixels; NaN where no face
     boxes: "np.ndarray"  # float32 (T, 4) x0, y0, x1, y1; NaN where no face
+    # float32 (C, T, 4): each cast entry's face box; NaN where not sampled / not found
+    cast_boxes: "np.ndarray | None" = None
 
     def as_dict(self) -> "dict[str, np.ndarray]":
-        return {"heatmaps": self.heatmaps, "landmarks": self.landmarks, "boxes": self.boxes}
+        out = {"heatmaps": self.heatmaps, "landmarks": self.landmarks, "boxes": self.boxes}
+        if self.cast_boxes is not None:
+            out[CAST_ARRAY] = self.cast_boxes
+        return out
 
 
-def array_specs(take: TakeInfo) -> "dict[str, tuple[tuple[int, ...], np.dtype]]":
-    """The shape and dtype every npz member must have for ``take``."""
+def array_names(record: "AnalysisRecord") -> tuple[str, ...]:
+    """The npz members ``record`` has: :data:`ARRAY_NAMES`, plus cast_boxes with a cast."""
+    return ARRAY_NAMES + ((CAST_ARRAY,) if record.cast else ())
+
+
+def array_specs(take: TakeInfo, cast: int = 0) -> "dict[str, tuple[tuple[int, ...], np.dtype]]":
+    """The shape and dtype every npz member must have for ``take`` (and ``cast`` entries)."""
     import numpy as np
 
     from studio.identity.heatmap import heatmap_shape
 
     t = take.frames
-    return {"heatmaps": ((t, *heatmap_shape(take.height, take.width)), np.dtype("u1")),
-            "landmarks": ((t, 68, 2), np.dtype("<f4")),
-            "boxes": ((t, 4), np.dtype("<f4"))}
+    specs = {"heatmaps": ((t, *heatmap_shape(take.height, take.width)), np.dtype("u1")),
+             "landmarks": ((t, 68, 2), np.dtype("<f4")),
+             "boxes": ((t, 4), np.dtype("<f4"))}
+    if cast:
+        specs[CAST_ARRAY] = ((cast, t, 4), np.dtype("<f4"))
+    return specs
 
 
 # -- references fingerprint and staleness ------------------------------------------------------
@@ -386,6 +476,8 @@ def stale_reasons(record: AnalysisRecord, project: "Project", shot: "Shot",
                        f"to {char.name!r} since the analysis")
     elif record.references_fingerprint != references_fingerprint(project, char):
         reasons.append(f"{char.name!r}'s bible references changed since the analysis")
+    if char is not None:
+        reasons.extend(_cast_reasons(record, project, shot, char_name))
     if engine_key is not None and record.engine_key != engine_key:
         reasons.append(f"analysed with {record.engine_key}; the current engine is {engine_key}")
     if analysis_version is None:
@@ -395,6 +487,35 @@ def stale_reasons(record: AnalysisRecord, project: "Project", shot: "Shot",
         reasons.append(f"made by analysis version {record.analysis_version}, {age} than this "
                        f"version's {analysis_version}")
     return reasons
+
+
+def _cast_reasons(record: AnalysisRecord, project: "Project", shot: "Shot",
+                  char_name: Callable[[str | None], str]) -> list[str]:
+    """The shot's cast (its characters beyond the main one) against the record's cast block:
+    a character added or removed, or a cast character's bible references changed."""
+    want = list(shot.character_ids)
+    had = [c.character_id for c in record.cast]
+    if len(want) <= 1 and not had:
+        return []
+    if len(want) <= 1:
+        return [f"the shot's cast changed: {', '.join(char_name(c) for c in had[1:])} left it "
+                "since the analysis"]
+    added = [c for c in want[1:] if c not in had]
+    removed = [c for c in had[1:] if c not in want]
+    if added or removed:
+        parts = []
+        if added:
+            parts.append(f"{', '.join(char_name(c) for c in added)} joined")
+        if removed:
+            parts.append(f"{', '.join(char_name(c) for c in removed)} left")
+        return [f"the shot's cast changed since the analysis ({'; '.join(parts)})"]
+    out = []
+    for entry in record.cast[1:]:
+        char = project.character(entry.character_id)
+        if char is not None and entry.references_fingerprint != references_fingerprint(project,
+                                                                                       char):
+            out.append(f"{char.name!r}'s bible references changed since the analysis")
+    return out
 
 
 # -- migrations --------------------------------------------------------------------------------
@@ -449,7 +570,14 @@ def _migrate_1_to_2(doc: dict[str, Any]) -> dict[str, Any]:
 
 # Migrations from format N to N+1, applied in order on read (each takes and returns the raw
 # JSON dict). Every format change adds one entry plus a test reading a real file of the old one.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _migrate_1_to_2}
+def _migrate_2_to_3(doc: dict[str, Any]) -> dict[str, Any]:
+    """Format 2 → 3: format 3 adds the optional ``cast`` block (shots with several
+    characters); a format-2 record has none, so nothing is added."""
+    return dict(doc)
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _migrate_1_to_2,
+                                                                     2: _migrate_2_to_3}
 
 
 def migrate(doc: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
@@ -585,7 +713,8 @@ def read_arrays(npz_path: Path, record: AnalysisRecord) -> AnalysisArrays:
     and size, dtype) from its header before anything is allocated. Raises :class:`AssetError`."""
     import zlib
 
-    specs = array_specs(record.take)
+    specs = array_specs(record.take, len(record.cast))
+    names = array_names(record)
     npz_path = Path(npz_path)
     try:
         size = npz_path.stat().st_size
@@ -595,8 +724,8 @@ def read_arrays(npz_path: Path, record: AnalysisRecord) -> AnalysisArrays:
         out: dict[str, Any] = {}
         with zipfile.ZipFile(npz_path) as zf:
             infos = zf.infolist()
-            if len(infos) > len(ARRAY_NAMES):
-                raise ValueError(f"{len(infos)} members; expected {', '.join(ARRAY_NAMES)}")
+            if len(infos) > len(names):
+                raise ValueError(f"{len(infos)} members; expected {', '.join(names)}")
             for info in infos:
                 name = info.filename[:-4] if info.filename.endswith(".npy") else None
                 if name not in specs:
@@ -604,7 +733,7 @@ def read_arrays(npz_path: Path, record: AnalysisRecord) -> AnalysisArrays:
                 if name in out:
                     raise ValueError(f"member {name} appears twice")
                 out[name] = _read_member(zf, info, specs[name])
-        missing = [n for n in ARRAY_NAMES if n not in out]
+        missing = [n for n in names if n not in out]
         if missing:
             raise ValueError(f"missing {', '.join(missing)}")
     except AssetError:
@@ -654,9 +783,10 @@ def _check_arrays(record: AnalysisRecord, arrays: Mapping[str, Any], path: Path
                   ) -> "dict[str, np.ndarray]":
     import numpy as np
 
-    specs = array_specs(record.take)
-    if set(arrays) != set(ARRAY_NAMES):
-        raise AssetError(f"analysis arrays must be exactly {', '.join(ARRAY_NAMES)}, got "
+    specs = array_specs(record.take, len(record.cast))
+    names = array_names(record)
+    if set(arrays) != set(names):
+        raise AssetError(f"analysis arrays must be exactly {', '.join(names)}, got "
                          f"{', '.join(sorted(arrays))}", path)
     out = {}
     for name, (shape, dtype) in specs.items():
@@ -711,8 +841,9 @@ def write_record(project_folder: Path, record: AnalysisRecord,
     return jpath, npath
 
 
-__all__ = ["ARRAYS_SUFFIX", "ARRAY_NAMES", "FORMAT", "JSON_SUFFIX", "METRICS", "MIGRATIONS",
-           "AnalysisArrays", "AnalysisRecord", "DriftRange", "EngineInfo", "FrameRecord",
-           "ReferenceUsed", "Summary", "TakeInfo", "analysis_paths", "array_specs", "migrate",
+__all__ = ["ARRAYS_SUFFIX", "ARRAY_NAMES", "CAST_ARRAY", "FORMAT", "JSON_SUFFIX", "METRICS",
+           "MIGRATIONS", "AnalysisArrays", "AnalysisRecord", "CastEntry", "DriftRange",
+           "EngineInfo", "FrameRecord", "ReferenceUsed", "Summary", "TakeInfo", "analysis_paths",
+           "array_names", "array_specs", "migrate",
            "parse_record", "read_arrays", "read_record", "record_mtime_ns",
            "references_fingerprint", "stale_reasons", "write_arrays", "write_record"]

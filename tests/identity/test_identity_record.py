@@ -91,7 +91,7 @@ def test_write_then_read_gives_the_same_record_and_arrays(tmp_path: Path) -> Non
     assert (jpath, npath) == analysis_paths(tmp_path, "t1")
     assert jpath.parent == tmp_path / "analysis"
     back = read_record(tmp_path, "t1", arrays=True)
-    assert back == rec and back.format == R.FORMAT == 2
+    assert back == rec and back.format == R.FORMAT == 3
     assert back.json_path == jpath and back.mtime_ns == jpath.stat().st_mtime_ns
     assert _same_arrays(back.arrays, arrays)
     assert read_record(tmp_path, "t1").arrays is None  # arrays only when asked for
@@ -211,7 +211,7 @@ def test_a_real_format1_file_is_migrated_on_read(tmp_path: Path) -> None:
     old = json.loads((folder / "analysis" / f"{TAKE}.json").read_text())
     assert old["format"] == 1
     rec = read_record(folder, TAKE, arrays=True)
-    assert rec is not None and rec.format == 2 and rec.created_at is None
+    assert rec is not None and rec.format == 3 and rec.created_at is None
     assert rec.engine_key == old["engine_key"] and rec.take.sha256 == old["take"]["sha256"]
     assert rec.summary.model_dump() == {**old["summary"]}
     assert [f.model_dump() for f in rec.frames] == old["frames"]
@@ -220,9 +220,9 @@ def test_a_real_format1_file_is_migrated_on_read(tmp_path: Path) -> None:
     assert rec.arrays.heatmaps.shape == (6, 32, 32) and rec.arrays.landmarks.dtype == np.float32
     assert np.isnan(rec.arrays.boxes[0]).all()  # frame 0 has no face
     assert rec.band() == "drift"  # 83 % of the frames flagged
-    # Written back: format 2, the same record.
+    # Written back: the current format, the same record.
     write_record(folder, rec, rec.arrays)
-    assert json.loads((folder / "analysis" / f"{TAKE}.json").read_text())["format"] == 2
+    assert json.loads((folder / "analysis" / f"{TAKE}.json").read_text())["format"] == 3
     assert read_record(folder, TAKE) == rec
 
 
@@ -278,7 +278,7 @@ HOSTILE_JSON = {
     "unknown key": _set("summary.secret", 1),
     "not an object": "[1, 2, 3]",
     "no format": {"engine": {}},
-    "a newer format": {"format": 3},
+    "a newer format": {"format": 4},
     "format a string": {"format": "2"},
     "not JSON": "{format: 2",
     "frames and take disagree": _set("take.frames", 7),
