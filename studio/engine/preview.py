@@ -12,6 +12,12 @@ shake) — piecewise-affine warps over the landmark triangulation, precomputed o
 displacement field per action at half resolution and mixed per frame.
 
 Everything random comes from ``numpy.random.default_rng(req.seed)``: one seed, one animatic.
+
+It shows its work as it goes, like a sampler's live previews: every :func:`preview_every`-th
+frame goes out with its progress report as ``Progress(i + 1, n, "generating",
+preview=("jpeg", bytes))`` (at most ``PREVIEW_MAX_WIDTH`` px wide, JPEG quality
+``PREVIEW_QUALITY``), a few a second; about 0.4 ms each at 832x480, and only when a progress callback is
+given, and never when the shot's params say ``"live_previews": false``.
 """
 
 from __future__ import annotations
@@ -473,6 +479,42 @@ def _affine(cw: int, ch: int, w: int, h: int, zoom: float, ox: float, oy: float)
     return np.array([[s, 0.0, w / 2.0 - s * cx], [0.0, s, h / 2.0 - s * cy]], dtype=np.float64)
 
 
+# -- live previews ----------------------------------------------------------------------------
+
+PREVIEW_MAX_WIDTH = 320
+PREVIEW_QUALITY = 80
+# At 832x480 this machine class renders ~130 frames/s (``bench preview``): one preview every 16
+# frames is ~8 a second, and five in a 5 s take (81 frames), enough for a judge to see a face
+# change. Render time scales with the pixel count, and so does the gap.
+_PREVIEW_EVERY_832X480 = 16
+
+
+def preview_every(width: int, height: int) -> int:
+    """Every how many rendered frames one live preview goes out (a few a second)."""
+    return max(1, round(_PREVIEW_EVERY_832X480 * (832 * 480) / max(1, width * height)))
+
+
+def encode_preview(frame: "np.ndarray") -> bytes:
+    """A frame (RGB uint8) as a small JPEG for a live preview."""
+    import cv2
+
+    small = frame
+    # Halving with INTER_AREA (OpenCV's fast 2x path) first, then a linear resize: as clean as
+    # one INTER_AREA resize to 320 px and ten times cheaper (0.2 ms instead of 2 at 832x480).
+    while small.shape[1] >= 2 * PREVIEW_MAX_WIDTH:
+        small = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2),
+                           interpolation=cv2.INTER_AREA)
+    h, w = small.shape[:2]
+    if w > PREVIEW_MAX_WIDTH:
+        small = cv2.resize(small, (PREVIEW_MAX_WIDTH, max(2, round(h * PREVIEW_MAX_WIDTH / w))),
+                           interpolation=cv2.INTER_LINEAR)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, PREVIEW_QUALITY])
+    if not ok:  # never seen; a missing preview only means no live view
+        return b""
+    return buf.tobytes()
+
+
 # -- the backend --------------------------------------------------------------------------------
 
 class PreviewBackend(Backend):
@@ -501,6 +543,11 @@ class PreviewBackend(Backend):
         assert frames.dtype == np.uint8
         return frames
 
+    def _frame_done(self, req: GenerationRequest, index: int, frame: "np.ndarray") -> None:
+        """Called with each rendered frame (RGB, may be changed in place) before its progress
+        report and preview: a hook for test and benchmark doubles (benchmarks/give_up.py turns
+        a take into another person with it). Does nothing here."""
+
     def render(self, req: GenerationRequest, on_progress: ProgressFn | None = None,
                cancelled: CancelledFn | None = None) -> "np.ndarray":
         import cv2
@@ -509,6 +556,9 @@ class PreviewBackend(Backend):
         w, h, n = int(req.width), int(req.height), int(req.num_frames)
         if w < 2 or h < 2 or n < 1:
             raise StudioError(f"invalid preview size {w}x{h} with {n} frames")
+        # Live previews cost a JPEG encode each: only for a caller that listens.
+        every = (preview_every(w, h) if on_progress is not None
+                 and req.extra.get("live_previews", True) is not False else 0)
         on_progress = on_progress or (lambda p: None)
         cancelled = cancelled or (lambda: False)
         on_progress(Progress(0, n, "loading", "preparing the animatic"))
@@ -615,5 +665,11 @@ class PreviewBackend(Backend):
                 cv2.warpAffine(work, m_fg, (w, h), dst=fg, flags=flags,
                                borderMode=cv2.BORDER_REFLECT)
                 cv2.cvtColor(fg, cv2.COLOR_RGBA2RGB, dst=out[i])
-            on_progress(Progress(i + 1, n, "generating"))
+            self._frame_done(req, i, out[i])
+            if every and (i + 1) % every == 0 and i + 1 < n:
+                data = encode_preview(out[i])
+                on_progress(Progress(i + 1, n, "generating",
+                                     preview=("jpeg", data) if data else None))
+            else:
+                on_progress(Progress(i + 1, n, "generating"))
         return out
