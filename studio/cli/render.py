@@ -45,6 +45,16 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--analyze", action="store_true",
                         help="score each new take for identity drift right after it is made "
                              "(as the app does); writes analysis/<take>.json/.npz")
+    parser.add_argument("--until-identity", nargs="?", type=float, const=-1.0, default=None,
+                        metavar="T",
+                        help="generate each selected shot until a take's identity reaches T "
+                             "(default: the face engine's threshold plus a margin), at most "
+                             "--max-takes takes; each take is analysed, the best becomes active")
+    parser.add_argument("--max-takes", type=int, default=None, metavar="N",
+                        help="with --until-identity: at most N takes per shot (default 4)")
+    parser.add_argument("--give-up-early", action="store_true",
+                        help="with --until-identity: give a take up as soon as its live "
+                             "previews show another person, and go on to the next seed")
     parser.add_argument("--no-resume", action="store_true",
                         help="drop the jobs left in the saved queue instead of running them")
 
@@ -160,6 +170,15 @@ def run(args: argparse.Namespace) -> int:
         if args.backend not in (None, "comfyui"):
             raise StudioError("--server is for the comfyui backend")
         args.backend = "comfyui"
+    until = args.until_identity
+    if until is None and (args.max_takes is not None or args.give_up_early):
+        raise StudioError("--max-takes and --give-up-early go with --until-identity")
+    if until is not None and args.takes is not None:
+        raise StudioError("give either --takes or --until-identity")
+    if until is not None and until != -1.0 and not 0.0 < until <= 1.0:
+        raise StudioError(f"--until-identity must lie between 0 and 1, not {until:g}")
+    if args.max_takes is not None and not 1 <= args.max_takes <= 100:
+        raise StudioError("--max-takes must be from 1 to 100")
     size = _parse_size(args.size) if args.size else None
     draft = DraftOverrides(width=size[0] if size else None, height=size[1] if size else None,
                            frames=args.frames, steps=args.steps)
@@ -190,7 +209,14 @@ def run(args: argparse.Namespace) -> int:
         configure_servers(args.server)
     shot_ids = select_shots(document.project, args.shots)
     missing = set(session.shots_without_takes(shot_ids))  # no take yet, none on its way
-    for sid in shot_ids:
+    for sid in shot_ids if until is not None else ():
+        from studio.session.session import UNTIL_MAX_TAKES
+
+        session.queue_until([sid], threshold=None if until == -1.0 else until,
+                            max_takes=args.max_takes or UNTIL_MAX_TAKES,
+                            give_up=args.give_up_early, backend=args.backend, model=args.model,
+                            draft=draft)
+    for sid in shot_ids if until is None else ():
         if args.takes is None:
             if sid in missing:
                 session.queue_takes([sid], backend=args.backend, model=args.model, draft=draft)
@@ -206,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
     bar.job_line(f"rendering {total} job(s) in {document.project.name!r}")
     counter = {"n": 0}
     labels: dict[str, str] = {}
+    placed: dict[str, str] = {}
 
     def on_event(e: ev.SessionEvent) -> None:
         if isinstance(e, ev.JobStarted):
@@ -213,10 +240,15 @@ def run(args: argparse.Namespace) -> int:
                 bar.job_line(f"[again] {e.label} (take {e.take_id})")
             else:
                 counter["n"] += 1
-                bar.job_line(f"[{counter['n']}/{total}] {e.label} (take {e.take_id})")
+                # A series queues its next try after each take: no total to count against.
+                of = f"/{total}" if until is None else ""
+                bar.job_line(f"[{counter['n']}{of}] {e.label} (take {e.take_id})")
             labels[e.job_id] = e.label
         elif isinstance(e, ev.JobProgress) and e.progress.stage == PLACED:
-            bar.job_line(f"    {labels.get(e.job_id, '')} runs on {e.progress.message}")
+            # Said once per server: a chained take places each of its segments.
+            if placed.get(e.job_id) != e.progress.message:
+                placed[e.job_id] = e.progress.message
+                bar.job_line(f"    {labels.get(e.job_id, '')} runs on {e.progress.message}")
         elif isinstance(e, ev.JobProgress):
             p = e.progress
             bar.update(labels.get(e.job_id, ""), p.step, p.total, p.stage, p.eta_s)
@@ -244,6 +276,8 @@ def run(args: argparse.Namespace) -> int:
                          if mean is not None else "    identity: no face found in the take")
         elif isinstance(e, ev.AnalysisFailed):
             bar.job_line(f"    analysis FAILED: {for_cli(e.message)}")
+        elif isinstance(e, ev.JobGaveUp):
+            bar.job_line(f"    given up early: {for_cli(e.reason)}")
         elif isinstance(e, ev.Note):
             bar.job_line(f"note: {for_cli(e.text)}")
 
@@ -252,7 +286,21 @@ def run(args: argparse.Namespace) -> int:
     if document.dirty:
         document.save()
     failures = summary.analysis_failed
+    for finished in summary.series:
+        bar.job_line(_series_line(document.project, finished))
+    gave_up = summary.gave_up  # not failures: the series moved on to its next seed
     bar.job_line(f"finished: {len(summary.done)} done, {len(summary.failed)} failed, "
                  f"{len(summary.cancelled)} cancelled"
+                 + (f", {len(gave_up)} given up early" if gave_up else "")
                  + (f", {len(failures)} analysis failed" if failures else ""))
     return 1 if summary.failed or failures else 0
+
+
+def _series_line(project: "object", e: "object") -> str:
+    """One line per "until identity" series: tries spent, the best identity, the outcome."""
+    from studio.session import events as ev
+
+    assert isinstance(e, ev.SeriesFinished)
+    shot = project.shot(e.shot_id)  # type: ignore[attr-defined]
+    active = f"; take {e.best_take_id} is active" if e.made_active and e.best_take_id else ""
+    return e.text(shot.title if shot is not None else e.shot_id) + active

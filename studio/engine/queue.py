@@ -14,6 +14,7 @@ thread only reads :meth:`JobQueue.cancel_requested`. A lock makes every method s
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 import time
@@ -31,6 +32,7 @@ from studio.engine.base import Progress
 from studio.core.tasks import PLACED
 
 QUEUE_FILE = "queue.json"
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # take and job ids: they name files
 QUEUE_FORMAT = 1
 HISTORY_LIMIT = 200
 SEED_MAX = 2**32 - 1
@@ -76,6 +78,20 @@ class Job:
     finished_at: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
     requeued: int = 0  # times this job was put back after an interruption
+    # "Generate until identity ≥ T (at most N takes)": every job of one series carries the
+    # rule; ``series`` is the first job's id, ``attempt`` counts from 1 and ``series_takes``
+    # lists the takes the earlier attempts made (the session queues the next attempt after
+    # each take's analysis, so the whole state survives a restart in queue.json).
+    until_identity: float | None = None
+    max_takes: int | None = None
+    attempt: int = 1
+    series: str | None = None
+    series_takes: list[str] = field(default_factory=list)
+    series_active: str | None = None  # the shot's active take when the series began
+    # Give a take up early when its live previews show another person (off by default).
+    early_stop: bool = False
+    # Re-make one segment of a chained take: {"take_id": the take, "index": the segment}.
+    segment: dict[str, Any] | None = None
     # Live state (not persisted).
     step: int = 0
     total: int = 0
@@ -107,6 +123,7 @@ class Job:
             raise ValueError("job has a malformed shot id or seed")
         if not 0 <= job.seed <= SEED_MAX:
             raise ValueError(f"job seed {job.seed} out of range")
+        _check_job_fields(job)
         return job
 
     @property
@@ -135,7 +152,74 @@ class Job:
             bits.append("draft")
         if self.backend:
             bits.append(self.backend)
+        if self.segment is not None:
+            bits.append(f"segment {int(self.segment.get('index', 0)) + 1} again")
+        if self.until_identity is not None:
+            bits.append(self.stop_rule)
         return " · ".join(bits)
+
+    @property
+    def stop_rule(self) -> str:
+        """The series' rule and where it stands, in words ("" for a plain job)."""
+        if self.until_identity is None:
+            return ""
+        return (f"until identity ≥ {score_text(self.until_identity)}, try {self.attempt} of "
+                f"{self.max_takes or self.attempt}")
+
+
+def score_text(value: float) -> str:
+    """An identity score or threshold in words: 0.8 → "0.80", 0.999 → "0.999" (never rounded
+    up to a value the score did not reach)."""
+    text = f"{value:.3f}"
+    return text[:-1] if text.endswith("0") else text
+
+
+def _check_job_fields(job: Job) -> None:
+    """Types of a loaded job's fields: queue.json may have been edited or damaged."""
+    def bad(name: str) -> ValueError:
+        return ValueError(f"job field {name!r} has the wrong type ({getattr(job, name)!r})")
+
+    for name in ("label", "error"):
+        if not isinstance(getattr(job, name), str):
+            raise bad(name)
+    for name in ("backend", "model", "series", "series_active"):
+        if getattr(job, name) is not None and not isinstance(getattr(job, name), str):
+            raise bad(name)
+    for name in ("width", "height", "frames", "steps", "max_takes"):
+        v = getattr(job, name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 100_000):
+            raise bad(name)
+    for name in ("requeued", "attempt"):
+        v = getattr(job, name)
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 1_000_000:
+            raise bad(name)
+    for name in ("draft", "reroll", "early_stop"):
+        if not isinstance(getattr(job, name), bool):
+            raise bad(name)
+    u = job.until_identity
+    if u is not None and (isinstance(u, bool) or not isinstance(u, (int, float))
+                          or not 0.0 <= float(u) <= 1.0):
+        raise bad("until_identity")
+    if not isinstance(job.notes, list) or not all(isinstance(n, str) for n in job.notes):
+        raise bad("notes")
+    if not isinstance(job.series_takes, list) or not all(
+            isinstance(t, str) and _ID.match(t) for t in job.series_takes):
+        raise bad("series_takes")
+    if not isinstance(job.timings, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+            for k, v in job.timings.items()):
+        raise bad("timings")
+    if not isinstance(job.take_id, str) or not _ID.match(job.take_id):
+        raise bad("take_id")
+    if not isinstance(job.id, str) or not _ID.match(job.id):
+        raise bad("id")
+    seg = job.segment
+    if seg is not None and not (isinstance(seg, dict) and set(seg) == {"take_id", "index"}
+                                and isinstance(seg["take_id"], str) and _ID.match(seg["take_id"])
+                                and isinstance(seg["index"], int)
+                                and not isinstance(seg["index"], bool)
+                                and 0 <= seg["index"] <= 10_000):
+        raise bad("segment")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from studio.core.errors import StudioError
 from studio.core.model import Take
 from studio.engine.base import Cancelled, GenerationRequest, Progress, ProgressFn
 from studio.engine.queue import Job
+from studio.engine.references import ReferencePick, choose_references, for_backend
 
 if TYPE_CHECKING:
     from studio.engine.takes import TakeFile
@@ -48,6 +49,21 @@ class JobSpec:
     character_id: str | None
     loras: tuple[tuple[str, float], ...] = ()  # project-relative, for the sidecar
     requeued: int = 0
+    # Bible references in order of preference (studio.engine.references); the runner gives the
+    # backend as many as it takes.
+    references: tuple[ReferencePick, ...] = ()
+    # The main character's whole bible as (reference id, image path, angle): what a chained
+    # take's join frames and a give-up-early judge are scored against.
+    identity_refs: tuple[tuple[str, Path, str], ...] = ()
+    # Frames per generation when the shot asks for shorter segments than the model's window
+    # (``params["segment_frames"]``); None: the model's own window.
+    segment_frames: int | None = None
+    # Re-make one segment of an existing chained take: (its video, its sidecar's segments,
+    # the segment's index).
+    resegment: tuple[Path, tuple[dict[str, Any], ...], int] | None = None
+    # Give the take up when its live previews are clearly another person.
+    give_up: bool = False
+    reference_notes: tuple[str, ...] = ()  # a picked reference no longer in the bible
 
 
 @dataclass
@@ -98,12 +114,40 @@ def prepare_job(document: ProjectDocument, job: Job) -> JobSpec:
         crop=shot.start_framing.as_tuple() if shot.start_framing is not None else None,
         extra=params,
     )
+    picks, ref_notes = choose_references(project, shot)
+    bible = tuple((r.id, document.path_of(r.asset), r.angle.value)
+                  for r in (character.references if character is not None else []))
+    seg = params.get("segment_frames")
+    segment_frames = seg if isinstance(seg, int) and not isinstance(seg, bool) and seg >= 2 else None
     return JobSpec(job_id=job.id, shot_id=shot.id, take_id=job.take_id, shot_title=shot.title,
                    backend=job.backend or shot.backend, model=job.model or shot.model,
                    folder=Path(document.folder), request=req, draft=job.draft,
                    overrides=job.overrides, start_asset=shot.start_asset,
                    start_sha256=asset.sha256 if asset else None, character_id=shot.character_id,
-                   loras=tuple(rel_loras), requeued=job.requeued)
+                   loras=tuple(rel_loras), requeued=job.requeued, references=tuple(picks),
+                   identity_refs=bible, segment_frames=segment_frames,
+                   resegment=_resegment(document, shot, job),
+                   give_up=job.early_stop and bool(bible), reference_notes=tuple(ref_notes))
+
+
+def _resegment(document: ProjectDocument, shot: Any, job: Job
+               ) -> tuple[Path, tuple[dict[str, Any], ...], int] | None:
+    """What a "re-make segment k" job keeps: the take's video and its sidecar's segments."""
+    if job.segment is None:
+        return None
+    from studio.engine.takes import read_sidecar
+
+    take = shot.take(job.segment["take_id"])
+    if take is None or take.sidecar is None:
+        raise StudioError(f"the take whose segment was to be re-made is no longer in "
+                          f"{shot.title!r}")
+    side = read_sidecar(document.path_of(take.sidecar))
+    segments = side.get("segments")
+    index = int(job.segment["index"])
+    if not isinstance(segments, list) or not 0 <= index < len(segments):
+        raise StudioError(f"take {take.id} of {shot.title!r} has no segment {index + 1}",
+                          document.path_of(take.sidecar))
+    return document.path_of(take.video), tuple(segments), index
 
 
 def request_record(req: GenerationRequest, folder: Path) -> dict[str, Any]:
@@ -142,13 +186,48 @@ def execute_job(spec: JobSpec, on_progress: ProgressFn, cancelled: Callable[[], 
     t_loaded = time.perf_counter()
     if cancelled():
         raise Cancelled()
-    req, notes = backend.snap(spec.request)
-    fps = float(req.fps or backend.capabilities(spec.model).default_fps)
+    caps = backend.capabilities(spec.model)
+    used = for_backend(spec.references, spec.character_id, caps.max_references, caps.multi_subject)
+    request = spec.request
+    if used:
+        request = request.with_changes(references=tuple(spec.folder / p.asset for p in used))
+    on_progress, cancelled, judge = _with_judge(spec, on_progress, cancelled)
+    if judge is not None and not request.extra.get("live_previews"):
+        # The judge needs to see the take as it is made: backends that decode previews only
+        # on request (diffusers) do so now.
+        request = request.with_changes(extra={**request.extra, "live_previews": True})
     video_rel, _ = take_paths(spec.shot_id, spec.take_id)
-    # Through generate_take, always: a backend whose frames live in another process (the GPU
-    # runtime's worker) encodes the MP4 there, and only the file's description comes back.
-    made = backend.generate_take(req, spec.folder / video_rel, fps, on_progress, cancelled, root=spec.folder)
+    window = min(caps.max_frames, spec.segment_frames or caps.max_frames)
+    segments: list[dict[str, Any]] | None = None
+    try:
+        if spec.resegment is not None or request.num_frames > window:
+            # Longer than the model's window: chained segments, each started from the frame of
+            # the previous one that best keeps the face (studio.engine.chain).
+            from studio.engine.chain import generate_chained
+
+            fps = float(request.fps or caps.default_fps)
+            chained = generate_chained(backend, request, spec.folder / video_rel, fps=fps,
+                                       root=spec.folder, window=window, on_progress=on_progress,
+                                       cancelled=cancelled, identity_refs=spec.identity_refs,
+                                       resegment=spec.resegment)
+            made, req, notes, segments = (chained.made, chained.request, list(chained.notes),
+                                          chained.segments)
+        else:
+            req, notes = backend.snap(request)
+            fps = float(req.fps or caps.default_fps)
+            # Through generate_take, always: a backend whose frames live in another process
+            # (the GPU runtime's worker) encodes the MP4 there, and only its description returns.
+            made = backend.generate_take(req, spec.folder / video_rel, fps, on_progress, cancelled,
+                                         root=spec.folder)
+    except Cancelled:
+        if judge is not None and judge.gave_up:
+            from studio.core.errors import GaveUp
+
+            raise GaveUp(judge.reason) from None
+        raise
     t_made = time.perf_counter()
+    if caps.max_references:
+        notes += list(spec.reference_notes)
     if made.frames and (made.frame_height, made.frame_width) != (req.height, req.width):
         notes.append(f"the backend returned {made.frame_width}x{made.frame_height} instead of "
                      f"{req.width}x{req.height}")
@@ -172,6 +251,8 @@ def execute_job(spec: JobSpec, on_progress: ProgressFn, cancelled: Callable[[], 
         "snap_notes": notes, "draft": spec.draft, "draft_overrides": spec.overrides,
         "start_image_sha256": spec.start_sha256, "character_id": spec.character_id,
         "character_loras": [{"path": p, "weight": w} for p, w in spec.loras],
+        # The bible references the backend was conditioned on (by asset hash), in order.
+        "references": [p.as_dict() for p in used],
         "seed": req.seed, "prompt": req.prompt, "negative_prompt": req.negative_prompt,
         "preview_plan": plan.as_dict() if plan is not None and hasattr(plan, "as_dict") else None,
         # What the backend decided on its own (e.g. the diffusers memory plan).
@@ -180,11 +261,33 @@ def execute_job(spec: JobSpec, on_progress: ProgressFn, cancelled: Callable[[], 
     }
     if made.generator:
         sidecar["generator"] = made.generator
+    if segments is not None:
+        sidecar["segments"] = segments
+    if judge is not None:
+        sidecar["give_up"] = judge.record()
     take = _write(spec, made, req.seed, backend.name, sidecar)
     timings["encode_s"] = round(encode_s, 4)
     timings["total_s"] = round(time.perf_counter() - t_start, 4)
     return JobResult(job_id=spec.job_id, shot_id=spec.shot_id, take=take, timings=timings,
                      notes=list(notes))
+
+
+def _with_judge(spec: JobSpec, on_progress: ProgressFn, cancelled: Callable[[], bool]) -> tuple[
+        ProgressFn, Callable[[], bool], Any]:
+    """Progress and cancel callbacks that let a give-up-early judge watch the live previews
+    (studio.engine.early_stop): the backend stops as on a cancel, and the job gives up."""
+    if not spec.give_up or not spec.identity_refs:
+        return on_progress, cancelled, None
+    from studio.engine.early_stop import PreviewJudge
+
+    judge = PreviewJudge(spec.identity_refs)
+
+    def progress(p: Progress) -> None:
+        if p.preview is not None:
+            judge.feed(*p.preview)
+        on_progress(p)
+
+    return progress, (lambda: judge.gave_up or cancelled()), judge
 
 
 def _write(spec: JobSpec, made: TakeFile, seed: int, backend: str, sidecar: dict[str, Any]) -> Take:

@@ -205,3 +205,73 @@ def recover_takes(document: ProjectDocument) -> list[tuple[str, str]]:
         document.insert_take(shot_id, take)
         found.append((shot_id, take.id))
     return found
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One generated segment of a chained take (studio.engine.chain), as its sidecar lists it."""
+
+    index: int
+    start_frame: int  # first frame of the take it makes
+    frames: int  # how many frames of the take it makes
+    seed: int
+    from_frame: int | None  # the take's frame it started from (None: the shot's start image)
+    from_identity: float | None = None
+    remade: bool = False
+
+    @property
+    def end_frame(self) -> int:  # inclusive
+        return self.start_frame + self.frames - 1
+
+
+def _int(v: Any, lo: int = 0, hi: int = 10_000_000) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ValueError(f"{v!r} is not a whole number from {lo} to {hi}")
+    return v
+
+
+def sidecar_segments(side: dict[str, Any], frames: int | None = None) -> list[Segment]:
+    """The segments a take's sidecar lists ([] for a take made in one piece). Raises
+    StudioError when they are malformed or do not tile the take's frames in order."""
+    raw = side.get("segments")
+    if raw is None:
+        return []
+    try:
+        if not isinstance(raw, list) or len(raw) > 10_000:
+            raise ValueError("segments is not a list")
+        out = []
+        for i, d in enumerate(raw):
+            if not isinstance(d, dict):
+                raise ValueError(f"segment {i + 1} is not an object")
+            ff = d.get("from_frame")
+            fi = d.get("from_identity")
+            if fi is not None and (isinstance(fi, bool) or not isinstance(fi, (int, float))
+                                   or not -1.0 <= fi <= 1.0):
+                raise ValueError(f"segment {i + 1} has a bad from_identity {fi!r}")
+            seg = Segment(index=_int(d.get("index")), start_frame=_int(d.get("start_frame")),
+                          frames=_int(d.get("frames"), 1), seed=_int(d.get("seed"), 0, 2**63 - 1),
+                          from_frame=None if ff is None else _int(ff),
+                          from_identity=None if fi is None else float(fi),
+                          remade=d.get("remade") is True)
+            expected = out[-1].end_frame + 1 if out else 0
+            if seg.index != i or seg.start_frame != expected:
+                raise ValueError(f"segment {i + 1} does not follow the one before it")
+            out.append(seg)
+        if frames is not None and out and out[-1].end_frame + 1 != frames:
+            raise ValueError(f"the segments cover {out[-1].end_frame + 1} frames, the take has "
+                             f"{frames}")
+    except ValueError as exc:
+        raise StudioError(f"the take's segments are malformed: {exc}") from None
+    return out
+
+
+def sidecar_references(side: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bible references a take was generated against, as its sidecar names them (by
+    character, reference id, asset path and hash; malformed entries are left out)."""
+    raw = side.get("references")
+    if not isinstance(raw, list):
+        return []
+    keys = ("character_id", "reference_id", "asset", "sha256", "angle", "why")
+    return [{k: d.get(k) for k in keys} for d in raw[:64]
+            if isinstance(d, dict) and all(isinstance(d.get(k), (str, type(None))) for k in keys)
+            and isinstance(d.get("asset"), str)]

@@ -78,6 +78,54 @@ class JobRequeued(SessionEvent):
 
 
 @dataclass(frozen=True)
+class JobGaveUp(SessionEvent):
+    """A take was given up before its end: its live previews showed another person. The job
+    ends without a take; a "generate until" series moves on to its next seed."""
+
+    job_id: str
+    shot_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SeriesFinished(SessionEvent):
+    """A "generate until identity ≥ threshold (at most N takes)" series stopped: at the first
+    take that met the threshold (``met``), after its last try, or because a try failed
+    (``reason``). ``best_take_id`` became the shot's active take unless the artist had chosen
+    another one meanwhile (``made_active``)."""
+
+    shot_id: str
+    series: str
+    tries: int
+    max_takes: int
+    threshold: float
+    met: bool
+    best_take_id: str | None = None
+    best_identity: float | None = None
+    takes: tuple[str, ...] = ()
+    gave_up: int = 0
+    made_active: bool = False
+    reason: str = ""
+
+    def text(self, title: str) -> str:
+        """The series in one line for the user (the CLI's summary, the app's note):
+        ``'Shot 1': 2 takes of at most 4, best identity 0.871 (reached ≥ 0.55)``."""
+        from studio.engine.queue import score_text
+
+        best = (f"best identity {score_text(self.best_identity)}"
+                if self.best_identity is not None else "no take scored")
+        if self.met:
+            outcome = f"reached ≥ {score_text(self.threshold)}"
+        elif self.reason:
+            outcome = f"stopped: {self.reason}"
+        else:
+            outcome = f"none reached ≥ {score_text(self.threshold)}"
+        given = f", {self.gave_up} given up early" if self.gave_up else ""
+        takes = f"{self.tries} take{'s' if self.tries != 1 else ''} of at most {self.max_takes}"
+        return f"{title!r}: {takes}{given}, {best} ({outcome})"
+
+
+@dataclass(frozen=True)
 class JobPreview(SessionEvent):
     """A live preview of a take being made (a ComfyUI sampler's preview image): encoded
     image bytes (JPEG or PNG), shown by the queue panel while the job runs."""

@@ -66,6 +66,15 @@ def run_analysis(job: AnalysisJob, on_progress: ProgressFn | None = None,
 
 
 MAX_REQUEUES = 5  # a job whose server keeps disappearing fails after this many re-queues
+# "Generate until identity ≥ T": T defaults to the face engine's same-person threshold plus this
+# margin (a take just at the threshold is as likely to be flagged on some frames as not), and a
+# series makes at most this many takes unless told otherwise.
+UNTIL_MARGIN = 0.05
+UNTIL_MAX_TAKES = 4
+# A take that is judged another person on more than this share of its face frames never holds
+# the face, whatever its mean: a take that turns into someone else two thirds of the way
+# through can still average above the threshold.
+UNTIL_MAX_OTHER = 0.05
 
 
 class RepeatPolicy(str, Enum):
@@ -105,6 +114,8 @@ class RunSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (job id, error)
     cancelled: list[str] = field(default_factory=list)
     analysis_failed: list[tuple[str, str]] = field(default_factory=list)  # (take id, error)
+    gave_up: list[tuple[str, str]] = field(default_factory=list)  # (job id, reason)
+    series: list[ev.SeriesFinished] = field(default_factory=list)
 
 
 class Session:
@@ -127,6 +138,7 @@ class Session:
         self._analysis_queue: deque[tuple[str, str, bool]] = deque()
         self.analysing: str | None = None  # take id being analysed
         self._told_repeat: set[str] = set()  # jobs whose repeat was announced or accepted
+        self._series_waiting: dict[str, str] = {}  # take id -> the series job that made it
         self.restore_notes = [_sentence(t) + "." for t in queue.restore_notes]
         document.saved.connect(self._on_saved)
 
@@ -226,6 +238,163 @@ class Session:
             else:  # also said again when it starts (a CLI listening only from then on hears it)
                 self.note(f"{r.text}; queued anyway (a re-roll gives a new seed)")
         return jobs
+
+    # -- generation: until the face holds ---------------------------------------------------
+    def default_until_threshold(self) -> float:
+        """The identity a "generate until" series asks for by default: the face engine's
+        same-person threshold plus :data:`UNTIL_MARGIN`."""
+        engine = self.engine
+        if engine is None:
+            from studio.identity.engines import get_engine
+
+            engine = get_engine()
+        return round(min(0.99, float(engine.threshold) + UNTIL_MARGIN), 3)
+
+    def queue_until(self, shot_ids: list[str], *, threshold: float | None = None,
+                    max_takes: int = UNTIL_MAX_TAKES, give_up: bool = False,
+                    draft: DraftOverrides | None = None, backend: str | None = None,
+                    model: str | None = None, front: bool = False) -> list[Job]:
+        """Queue a "generate until identity ≥ ``threshold`` (at most ``max_takes`` takes)"
+        series for each shot: one job now; after each take's analysis the session queues the
+        next seed, until a take meets the threshold or the tries run out
+        (:class:`~studio.session.events.SeriesFinished`). ``give_up``: give a take up early
+        when its live previews show another person (a try spent, the next seed follows)."""
+        if threshold is None:
+            threshold = self.default_until_threshold()
+        if not 0.0 < float(threshold) <= 1.0:
+            raise StudioError(f"the identity to reach must lie between 0 and 1, not {threshold}")
+        if not 1 <= int(max_takes) <= 100:
+            raise StudioError(f"the number of takes must be from 1 to 100, not {max_takes}")
+        project = self.document.project
+        for sid in shot_ids:
+            shot = project.shot(sid)
+            char = project.character(shot.character_id) if shot is not None else None
+            if shot is not None and (char is None or not char.references):
+                raise StudioError(f"shot {shot.title!r} needs a character with bible references "
+                                  "to generate until its face holds")
+        jobs: list[Job] = []
+        for sid in shot_ids:
+            shot = project.shot(sid)
+            [job] = self.plan_takes([sid], reroll=bool(shot.takes) if shot else False,
+                                    draft=draft, backend=backend, model=model)
+            job.until_identity, job.max_takes = float(threshold), int(max_takes)
+            job.attempt, job.series, job.early_stop = 1, job.id, bool(give_up)
+            job.series_active = shot.active_take_id if shot is not None else None
+            jobs.append(job)
+        return self.add_jobs(jobs, front=front, repeats=RepeatPolicy.NEW_SEED)
+
+    def queue_segment(self, shot_id: str, take_id: str, index: int, *,
+                      front: bool = False) -> Job:
+        """Re-make segment ``index`` of a chained take with a new seed, keeping its other
+        segments: the result is a new take of the shot (the old one stays)."""
+        from studio.engine.takes import read_sidecar, sidecar_segments
+
+        shot = self.document.project.shot(shot_id)
+        take = shot.take(take_id) if shot is not None else None
+        folder = self.folder
+        if shot is None or take is None or take.sidecar is None or folder is None:
+            raise StudioError("that take is no longer in the project")
+        side = read_sidecar(folder / take.sidecar)
+        segments = sidecar_segments(side, take.frames)
+        if not 0 <= index < len(segments):
+            raise StudioError(f"take {take.id} has {len(segments) or 'no'} segments; there is "
+                              f"no segment {index + 1} to re-make")
+        used = {t.seed for t in shot.takes} | {s.seed for s in segments}
+        used |= {j.seed for j in self.queue.jobs() if j.shot_id == shot_id}
+        overrides = side.get("draft_overrides") if isinstance(side.get("draft_overrides"), dict) else {}
+        size = {k: v for k, v in overrides.items() if k in ("width", "height", "frames", "steps")
+                and isinstance(v, int) and not isinstance(v, bool) and v >= 1}
+        job = Job(shot_id=shot_id, seed=random_seed(used), label=shot.title,
+                  backend=take.backend, model=take.model, draft=take.draft, reroll=True,
+                  segment={"take_id": take.id, "index": int(index)}, **size)
+        self.queue.add([job], front=front)
+        self.events.emit(ev.JobQueued((job.id,)))
+        return job
+
+    def _series_step(self, job: Job, take_id: str | None, identity: float | None,
+                     failure: str = "") -> None:
+        """After a try of a series (its take analysed, given up, or failed): stop, or queue
+        the next seed at the head of the queue."""
+        if job.until_identity is None or job.series is None:
+            return
+        takes = list(job.series_takes) + ([take_id] if take_id else [])
+        met = take_id is not None and self.holds_face(take_id, job.until_identity, identity)
+        last = job.attempt >= (job.max_takes or 1)
+        if met or last or failure:
+            self._series_finish(job, takes, met, failure)
+            return
+        shot = self.document.project.shot(job.shot_id)
+        if shot is None:
+            self._series_finish(job, takes, False, "its shot was deleted")
+            return
+        used = {t.seed for t in shot.takes} | {j.seed for j in self.queue.jobs()
+                                               if j.shot_id == job.shot_id}
+        nxt = Job(shot_id=job.shot_id, seed=random_seed(used), label=shot.title,
+                  backend=job.backend, model=job.model, width=job.width, height=job.height,
+                  frames=job.frames, steps=job.steps, draft=job.draft, reroll=True,
+                  until_identity=job.until_identity, max_takes=job.max_takes,
+                  attempt=job.attempt + 1, series=job.series, series_takes=takes,
+                  series_active=job.series_active, early_stop=job.early_stop)
+        self.queue.add([nxt], front=True)
+        self.events.emit(ev.JobQueued((nxt.id,)))
+
+    def _series_finish(self, job: Job, takes: list[str], met: bool, failure: str) -> None:
+        """The series is over: the best of its takes becomes active unless the artist chose
+        another take meanwhile (or the take active before the series scores higher)."""
+        shot = self.document.project.shot(job.shot_id)
+        # The best: a take that is nobody else on its frames before any that is, then by mean.
+        scored = [(self._other_share(t.id) <= UNTIL_MAX_OTHER, t.identity_mean, t.id)
+                  for t in (shot.takes if shot is not None else [])
+                  if t.id in takes and t.identity_mean is not None]
+        _holds, best_identity, best = max(scored) if scored else (False, None, None)
+        made_active = False
+        if shot is not None and best is not None:
+            before = shot.take(job.series_active)
+            untouched = shot.active_take_id in (None, job.series_active, *takes)
+            better = (before is None or before.identity_mean is None
+                      or before.id in takes or best_identity >= before.identity_mean)
+            if untouched and better and shot.active_take_id != best:
+                self.document.set_active_take(shot.id, best)
+                if self.save_after_take:
+                    self.document.save()
+            made_active = untouched and better
+        self.events.emit(ev.SeriesFinished(
+            job.shot_id, job.series or job.id, job.attempt, job.max_takes or job.attempt,
+            float(job.until_identity or 0.0), met, best, best_identity, tuple(takes),
+            gave_up=job.attempt - len(takes), made_active=made_active, reason=failure))
+
+    def holds_face(self, take_id: str, threshold: float, identity: float | None = None) -> bool:
+        """Whether a take holds the face for a "generate until" series: its mean identity
+        (``identity``, default the one stored on the take) reaches ``threshold`` and at most
+        :data:`UNTIL_MAX_OTHER` of its face frames are judged another person."""
+        if identity is None:
+            take = next((t for sh in self.document.project.shots for t in sh.takes
+                         if t.id == take_id), None)
+            identity = take.identity_mean if take is not None else None
+        return (identity is not None and identity >= threshold
+                and self._other_share(take_id) <= UNTIL_MAX_OTHER)
+
+    def _other_share(self, take_id: str) -> float:
+        """The share of a take's face frames that its analysis judges another person (below
+        the engine's same-person threshold); 0 when the record cannot be read."""
+        try:
+            rec = self.analyses.record(take_id)
+        except StudioError:
+            return 0.0
+        if rec is None:
+            return 0.0
+        faces = [f for f in rec.frames if f.face_found and f.identity is not None]
+        if not faces:
+            return 0.0
+        other = sum(1 for f in faces if f.identity < rec.engine.threshold)
+        return other / len(faces)
+
+    def _series_job_of_take(self, take_id: str) -> Job | None:
+        """The series job whose new take's analysis this is (once: a later re-analysis of the
+        take by hand does not move its series on)."""
+        job_id = self._series_waiting.pop(take_id, None)
+        job = self.queue.get(job_id) if job_id is not None else None
+        return job if job is not None and job.until_identity is not None else None
 
     def find_repeats(self, jobs: list[Job]) -> list[Repeat]:
         """The jobs of ``jobs`` that would make a take identical to an existing take of their
@@ -370,8 +539,7 @@ class Session:
             try:
                 spec = prepare_job(self.document, job)
             except StudioError as exc:
-                self.queue.fail(job.id, str(exc))
-                self.events.emit(ev.JobFailed(job.id, job.shot_id, str(exc)))
+                self.job_failed(job.id, str(exc))
                 continue
             self.events.emit(ev.JobStarted(job.id, job.shot_id, job.take_id, job.describe()))
             self._note_repeat_at_start(job)
@@ -413,6 +581,8 @@ class Session:
         take's analysis. Returns whether the take was added (False: its shot was deleted)."""
         from studio.engine.runner import commit_take
 
+        job = self.queue.get(result.job_id)
+        series = job is not None and job.until_identity is not None
         added = commit_take(self.document, result)
         if added and self.save_after_take:
             self.document.save()  # the take is safe before anything else happens
@@ -423,8 +593,14 @@ class Session:
         self.events.emit(ev.TakeReady(result.job_id, result.shot_id, result.take.id,
                                       added=added, timings=dict(result.timings),
                                       notes=tuple(result.notes)))
-        if added and self.analyze_new_takes:
+        if added and series:
+            self._series_waiting[result.take.id] = result.job_id
+        if added and (self.analyze_new_takes or series):
+            # A "generate until" series is judged on each take's analysis.
             self.request_analysis(result.shot_id, result.take.id)
+        elif series and job is not None:
+            self._series_step(job, None, None, "its take could not be added (its shot was "
+                              "deleted)")
         return added
 
     def job_failed(self, job_id: str, message: str) -> None:
@@ -434,6 +610,20 @@ class Session:
         except StudioError as exc:
             self.note(str(exc))
         self.events.emit(ev.JobFailed(job_id, job.shot_id if job else "", message))
+        if job is not None:
+            self._series_step(job, None, None, f"a try failed: {message}")
+
+    def job_gave_up(self, job_id: str, reason: str) -> None:
+        """A take given up early (its live previews showed another person): the job ends
+        without a take, and a series moves on to its next seed."""
+        job = self.queue.get(job_id)
+        try:
+            self.queue.fail(job_id, f"given up early: {reason}")
+        except StudioError as exc:
+            self.note(str(exc))
+        self.events.emit(ev.JobGaveUp(job_id, job.shot_id if job else "", reason))
+        if job is not None:
+            self._series_step(job, None, None)
 
     def job_cancelled(self, job_id: str) -> None:
         job = self.queue.get(job_id)
@@ -442,6 +632,8 @@ class Session:
         except StudioError as exc:
             self.note(str(exc))
         self.events.emit(ev.JobCancelled(job_id, job.shot_id if job else ""))
+        if job is not None:
+            self._series_step(job, None, None, "it was cancelled")
 
     def job_requeued(self, job_id: str, reason: str) -> None:
         """A running job goes back to the head of the queue with ``reason`` (its server stopped
@@ -573,7 +765,7 @@ class Session:
         return summary
 
     def _job_outcome(self, job_id: str, kind: str, payload: Any) -> None:
-        from studio.core.errors import Requeue
+        from studio.core.errors import GaveUp, Requeue
 
         if kind == "done":
             self.job_done(payload)
@@ -581,6 +773,8 @@ class Session:
         exc, tb = payload
         if isinstance(exc, Cancelled):
             self.job_cancelled(job_id)
+        elif isinstance(exc, GaveUp):
+            self.job_gave_up(job_id, str(exc))
         elif isinstance(exc, Requeue):
             self.job_requeued(job_id, str(exc))
         else:
@@ -639,14 +833,23 @@ class Session:
                 self.document.save()
         self.events.emit(ev.AnalysisReady(job.shot.id, job.take.id, dict(summary),
                                           cached=bool(summary.get("cached"))))
+        series = self._series_job_of_take(job.take.id)
+        if series is not None:
+            self._series_step(series, job.take.id, None if mean is None else float(mean))
 
     def analysis_failed(self, job: AnalysisJob, message: str) -> None:
         self.analysing = None
         self.events.emit(ev.AnalysisFailed(job.shot.id, job.take.id, message))
+        series = self._series_job_of_take(job.take.id)
+        if series is not None:
+            self._series_step(series, job.take.id, None, f"its analysis failed: {message}")
 
     def analysis_cancelled(self, job: AnalysisJob) -> None:
         self.analysing = None
         self.events.emit(ev.AnalysisCancelled(job.shot.id, job.take.id))
+        series = self._series_job_of_take(job.take.id)
+        if series is not None:
+            self._series_step(series, job.take.id, None, "its analysis was cancelled")
 
     def cancel_analyses(self) -> None:
         """Drop every queued analysis (the running one is cancelled by its worker's flag)."""
@@ -700,4 +903,8 @@ def _summarise(summary: RunSummary, event: ev.SessionEvent) -> None:
         summary.cancelled.append(event.job_id)
     elif isinstance(event, ev.AnalysisFailed):
         summary.analysis_failed.append((event.take_id, event.message))
+    elif isinstance(event, ev.JobGaveUp):
+        summary.gave_up.append((event.job_id, event.reason))
+    elif isinstance(event, ev.SeriesFinished):
+        summary.series.append(event)
 
