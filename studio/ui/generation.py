@@ -41,12 +41,14 @@ def _run_job(spec: "JobSpec", progress: ProgressFn, cancelled: CancelledFn) -> "
     from studio.core.errors import error_text
     from studio.engine.runner import execute_job
 
-    from studio.core.errors import Requeue
+    from studio.core.errors import GaveUp, Requeue
 
     try:
         return execute_job(spec, progress, cancelled)
     except Requeue as exc:  # not the job's fault (its server went away): back in the queue
         return _Requeued(str(exc))  # type: ignore[return-value]
+    except GaveUp as exc:  # its previews showed another person: a series tries the next seed
+        return _GaveUp(str(exc))  # type: ignore[return-value]
     except (Cancelled, StudioError):
         raise
     except Exception as exc:  # every failure reaches the user as a message
@@ -56,11 +58,21 @@ def _run_job(spec: "JobSpec", progress: ProgressFn, cancelled: CancelledFn) -> "
         raise StudioError(error_text(exc)) from exc
 
 
+def _series_text(document: ProjectDocument, e: ev.SeriesFinished) -> str:
+    shot = document.project.shot(e.shot_id)
+    return (e.text(shot.title if shot is not None else e.shot_id)
+            + (" — it is now the active take." if e.made_active and e.best_take_id else "."))
+
+
 class _Requeued:
     """The outcome of a job whose server stopped answering: it goes back in the queue."""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
+
+
+class _GaveUp(_Requeued):
+    """The outcome of a take given up early (studio.engine.early_stop)."""
 
 
 class GenerationController(QObject):
@@ -156,6 +168,16 @@ class GenerationController(QObject):
             self.job_preview.emit(e.job_id, e.image)
         elif isinstance(e, ev.JobRequeued):
             self._note(f"A job went back to the queue: {e.reason}.")
+        elif isinstance(e, ev.JobQueued):
+            # The session queues on its own too (a series' next try, after an analysis):
+            # start it once the current event has been handled.
+            from PySide6.QtCore import QTimer
+
+            QTimer.singleShot(0, self, self._pump)
+        elif isinstance(e, ev.JobGaveUp):
+            self._note(f"A take was given up early: {e.reason}.")
+        elif isinstance(e, ev.SeriesFinished):
+            self._note(_series_text(self.document, e))
 
     def _follow_queue(self, old: JobQueue) -> None:
         """Save As: the running job goes back to the head of the old queue (its copy in the new
@@ -334,6 +356,10 @@ class GenerationController(QObject):
         session = self._context(job_id)
         if session is None:
             return
+        if isinstance(result, _GaveUp):
+            session.job_gave_up(job_id, result.reason)
+            self._done(job_id)
+            return
         if isinstance(result, _Requeued):
             session.job_requeued(job_id, result.reason)
             self._done(job_id)
@@ -482,6 +508,26 @@ def install_generation(main_window: "MainWindow") -> GenerationController:
                             "A new take of the selected shot with a new seed, same settings")
     ctl.reroll4_action = act("Re-roll ×&4", guarded(lambda: ctl.reroll(selected()[0], 4)), None,
                              "Four new takes of the selected shot, each with a new seed")
+
+    def until() -> None:
+        from studio.engine.queue import score_text
+        from studio.ui.until_dialog import ask_until, queue_series
+
+        ids = selected()
+        shot = main_window.document.project.shot(ids[0])
+        what = f"'{shot.title}'" if shot is not None and len(ids) == 1 else f"{len(ids)} shots"
+        choice = ask_until(main_window, ctl.session.default_until_threshold(), what)
+        if choice is not None:
+            jobs = queue_series(ctl, ids, choice)
+            if jobs:
+                main_window.statusBar().showMessage(
+                    f"Queued a series for {what}: until identity ≥ "
+                    f"{score_text(choice.threshold)}, at most {choice.max_takes} "
+                    f"take{'s' if choice.max_takes != 1 else ''}", 10_000)
+
+    ctl.generate_until_action = act("Generate &Until Identity…", guarded(until), None,
+                                    "Takes of the selected shot with new seeds, one after "
+                                    "another, until one holds the character's face")
     ctl.draft_action = act("&Draft", ctl.set_draft, None,
                            "Draft takes: half size, at most 33 frames, 8 steps — check the "
                            "motion before spending time on the full take", checkable=True)
@@ -497,6 +543,9 @@ def install_generation(main_window: "MainWindow") -> GenerationController:
               ctl.reroll4_action, ctl.draft_action, ctl.pause_action, ctl.cancel_action,
               ctl.cancel_all_action):
         toolbar.addAction(a)
+    # The storyboard's shot menu offers the same, beside each other as in the Generate menu.
+    main_window.storyboard.add_card_actions([ctl.generate_action, ctl.reroll_action,
+                                             ctl.generate_until_action])
     backend_label = QLabel("")
     backend_label.setObjectName("generation_backend_label")
     backend_label.setContentsMargins(8, 0, 8, 0)
@@ -513,7 +562,7 @@ def install_generation(main_window: "MainWindow") -> GenerationController:
         sid = main_window.selected_shot_id()
         shot = main_window.document.project.shot(sid) if sid else None
         for a in (ctl.generate_action, ctl.generate_next_action, ctl.reroll_action,
-                  ctl.reroll4_action):
+                  ctl.reroll4_action, ctl.generate_until_action):
             a.setEnabled(shot is not None)
         n_missing = len(ctl.session.shots_without_takes())
         ctl.generate_missing_action.setEnabled(n_missing > 0)

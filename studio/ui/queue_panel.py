@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QApplication, QHBoxLayout, QHe
                                QWidget)
 
 from studio.core.errors import StudioError
-from studio.engine.queue import Job, JobState
+from studio.engine.queue import Job, JobState, score_text
 from studio.ui.tasks import eta_text
 
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ STAGE_WORDS = {"": "Running", "starting": "Starting", "loading": "Loading model"
 STATE_COLORS = {JobState.RUNNING: "#6aa8ff", JobState.DONE: "#7cc47c",
                 JobState.FAILED: "#e07070", JobState.CANCELLED: "#a0a0a0",
                 JobState.PENDING: "#d0d0d0"}
+GAVE_UP = "given up early"  # how Session.job_gave_up words a given-up job's error
+GAVE_UP_COLOR = "#d8b060"
 ProgressRole = Qt.UserRole + 1
 PREVIEW_HEIGHT = 120  # px: the live preview of a running ComfyUI job
 
@@ -113,7 +115,27 @@ class QueueModel(QAbstractTableModel):
             self._model_names[model] = name
         return self._model_names[model]
 
+    @staticmethod
+    def gave_up(job: Job) -> bool:
+        """A take given up early (its live previews showed another person): a failed job
+        whose error says so (Session.job_gave_up)."""
+        return job.state is JobState.FAILED and job.error.startswith(GAVE_UP)
+
+    @staticmethod
+    def rule_text(job: Job) -> str:
+        """What kind of job it is, when not a plain take: "until identity ≥ 0.80 · try 2 of 4"
+        (a series), "segment 2 again" (a remade segment of a chained take)."""
+        bits = []
+        if job.segment is not None:
+            bits.append(f"segment {int(job.segment.get('index', 0)) + 1} again")
+        if job.until_identity is not None:
+            bits.append(f"until identity ≥ {score_text(job.until_identity)} · try {job.attempt} "
+                        f"of {job.max_takes or job.attempt}")
+        return " · ".join(bits)
+
     def status_text(self, job: Job) -> str:
+        if self.gave_up(job):
+            return "Given up"
         if job.state is JobState.RUNNING:
             if job.cancel_requested:
                 return "Cancelling…"
@@ -130,16 +152,21 @@ class QueueModel(QAbstractTableModel):
         return "100%" if job.state is JobState.DONE else ""
 
     def details_text(self, job: Job) -> str:
+        """One line (rows keep their height; the column elides): what went wrong first for a
+        failed job, else the series' rule or the segment, then how the job went."""
+        rule = self.rule_text(job)
         if job.state is JobState.FAILED:
-            return job.error
+            first = job.error.splitlines()[0] if job.error else ""
+            return " · ".join(b for b in (first, rule) if b)
+        state = ""
         if job.state is JobState.DONE and job.timings.get("total_s"):
-            return f"took {job.timings['total_s']:.1f} s"
-        if job.state is JobState.RUNNING and job.total:
+            state = f"took {job.timings['total_s']:.1f} s"
+        elif job.state is JobState.RUNNING and job.total:
             unit = "frames" if job.stage == "encoding" else "steps"
-            return f"{job.step} of {job.total} {unit}"
-        if job.requeued and job.state is JobState.PENDING:
-            return "re-queued after an interruption"
-        return ""
+            state = f"{job.step} of {job.total} {unit}"
+        elif job.requeued and job.state is JobState.PENDING:
+            state = "re-queued after an interruption"
+        return " · ".join(b for b in (rule, state) if b)
 
     def _on_progress(self, job_id: str) -> None:
         for row, job in enumerate(self._jobs):
@@ -173,8 +200,12 @@ class QueueModel(QAbstractTableModel):
             if col == 0:
                 pos = self.controller.queue.position(job.id)
                 return "▶" if job.state is JobState.RUNNING else (str(pos) if pos else "")
-            if col == 1:
-                return job.label or job.shot_id
+            if col == 1:  # a series' try stays in sight when the dock shows only this column
+                try_ = (f" · try {job.attempt} of {job.max_takes or job.attempt}"
+                        if job.until_identity is not None else "")
+                seg = (f" · segment {int(job.segment.get('index', 0)) + 1}"
+                       if job.segment is not None else "")
+                return f"{job.label or job.shot_id}{seg}{try_}"
             if col == 2:
                 return str(job.seed)
             if col == 3:
@@ -190,10 +221,15 @@ class QueueModel(QAbstractTableModel):
                 return job.fraction
             return 1.0 if job.state is JobState.DONE else None
         if role == Qt.ForegroundRole and col == 4:
-            return QColor(STATE_COLORS[job.state])
+            return QColor(GAVE_UP_COLOR if self.gave_up(job) else STATE_COLORS[job.state])
         if role == Qt.ToolTipRole:
             tip = (f"{job.label or job.shot_id} · seed {job.seed} · {self.backend_text(job)}"
                    f"\ntake {job.take_id}\n{self.status_text(job)}")
+            rule = self.rule_text(job)
+            if rule:
+                tip += f"\n{rule}"
+            if job.until_identity is not None and job.early_stop:
+                tip += "\ngives a take up early when its previews show another person"
             if job.error:
                 tip += f"\nerror: {job.error}"
             notes = [n for n in job.notes if "\n" not in n]
@@ -278,6 +314,10 @@ class QueuePanel(QWidget):
         self.view.setDragDropMode(QAbstractItemView.DragDrop)
         self.view.setDefaultDropAction(Qt.CopyAction)  # never let the view remove rows itself
         self.view.verticalHeader().hide()
+        # One line a job: long details (a series' rule, an error) end in "…" (the tooltip has
+        # them whole) instead of wrapping into rows that grow or clip.
+        self.view.setWordWrap(False)
+        self.view.setTextElideMode(Qt.ElideRight)
         self.view.setItemDelegateForColumn(5, _ProgressDelegate(self.view))
         hh = self.view.horizontalHeader()
         hh.setSectionResizeMode(QHeaderView.ResizeToContents)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import (QAbstractListModel, QModelIndex, QPersistentModelIndex, QPoint,
                             QRect, QSize, Qt, Signal)
-from PySide6.QtGui import (QColor, QDrag, QDragEnterEvent, QDragLeaveEvent, QDragMoveEvent,
+from PySide6.QtGui import (QAction, QColor, QDrag, QDragEnterEvent, QDragLeaveEvent, QDragMoveEvent,
                            QDropEvent, QFont, QPainter, QPaintEvent, QPen, QPixmap, QPixmapCache)
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel, QListView, QMenu,
                                QSizePolicy, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QToolButton,
@@ -329,6 +329,8 @@ class Storyboard(QWidget):
         self.win = win
         self._badge_provider: Callable[[Shot], Badge | None] | None = None
         self._thumb_provider: Callable[[Shot], QPixmap | None] | None = None
+        self._card_actions: list[QAction] = []  # add_card_actions (generation)
+        self.last_card_menu: QMenu | None = None
         self.model = ShotListModel(win)
         self.view = ShotListView(self)
         self.view.setObjectName("storyboardView")
@@ -564,7 +566,17 @@ class Storyboard(QWidget):
                 idx.row() < self.model.rowCount() - 1)
             menu.addSeparator()
             menu.addAction("Delete shot", self.delete_shot)
+            if self._card_actions:
+                menu.addSeparator()
+                for action in self._card_actions:
+                    menu.addAction(action)
+        self.last_card_menu = menu
         menu.popup(self.view.viewport().mapToGlobal(pos))
+
+    def add_card_actions(self, actions: list[QAction]) -> None:
+        """Offer window actions (Generate, Re-roll…) in a shot card's context menu; they act on
+        the selected shot, which the menu selects first."""
+        self._card_actions += list(actions)
 
     def _on_files(self, paths: list[Path], target: str, row: int) -> None:
         if target:

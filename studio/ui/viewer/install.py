@@ -3,7 +3,9 @@
 * The centre becomes a stack: the start-image view (``main_window.viewer``, kept as it is) for a
   shot without takes, the take viewer for a shot with takes; it follows the storyboard selection
   and switches when a shot gets its first take.
-* Re-roll buttons go to the generation controller (``main_window.generation``) when it exists.
+* Re-roll buttons go to the generation controller (``main_window.generation``) when it exists;
+  "re-make segment" queues through the session (its JobQueued event starts the controller).
+* The reference thumbnails beside the picture come from the window's thumbnail cache.
 * The storyboard's badge and thumbnail providers show the active take's middle frame and its
   identity badge (the take count is already on the card).
 """
@@ -81,6 +83,9 @@ def install_viewer(win: "MainWindow") -> ViewerWidget:
         win.generation.reroll(shot_id, count)
 
     viewer.reroll_handler = reroll
+    # The references a take was generated against: thumbnails from the bible's cache.
+    if getattr(win, "thumbnails", None) is not None:
+        viewer.reference.set_thumbnail_service(win.thumbnails)
     win.shot_selected.connect(on_selected)
     win.project_opened.connect(on_project)
     viewer.set_session(win.session)

@@ -1,4 +1,5 @@
-"""The time ruler: frame ticks, playhead, loop in/out, flagged ranges; drag to scrub.
+"""The time ruler: frame ticks, playhead, loop in/out, flagged ranges, the segments of a chained
+take (a thin line at each join, numbered, with the segment's identity); drag to scrub.
 
 Every frame owns an equal cell of the ruler's width, so a press or drag at x lands on exactly
 ``floor((x - margin) / cell)``: scrubbing is frame-accurate at any zoom.
@@ -9,10 +10,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPen, QPolygonF
-from PySide6.QtCore import QPointF
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QPainter, QPen, QPolygonF
+from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
+
+from studio.engine.takes import Segment
 
 MARGIN = 8.0
 
@@ -21,6 +23,7 @@ class TimeRuler(QWidget):
     scrubbed = Signal(int)  # a frame chosen by press/drag
     scrub_started = Signal()
     scrub_finished = Signal()
+    context_requested = Signal(int, QPoint)  # frame under a right click, global position
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -35,6 +38,12 @@ class TimeRuler(QWidget):
         self.ranges: list[tuple[int, int]] = []  # flagged, inclusive
         self.show_ranges = True
         self._dragging = False
+        # A chained take's segments, each one's tooltip and its short readout ("2 · 0.81");
+        # ``segment_note`` is the tooltip when there are none to show (e.g. unreadable).
+        self.segments: list[Segment] = []
+        self.segment_tips: list[str] = []
+        self.segment_labels: list[str] = []
+        self.segment_note = ""
 
     # -- model ---------------------------------------------------------------------------
     def set_take(self, frames: int, fps: float) -> None:
@@ -54,6 +63,19 @@ class TimeRuler(QWidget):
     def set_ranges(self, ranges: list[tuple[int, int]]) -> None:
         self.ranges = list(ranges)
         self.update()
+
+    def set_segments(self, segments: list[Segment], tips: list[str], labels: list[str],
+                     note: str = "") -> None:
+        self.segments, self.segment_tips, self.segment_labels = list(segments), tips, labels
+        self.segment_note = note
+        self.update()
+
+    def segment_at(self, frame: int) -> Segment | None:
+        return next((s for s in self.segments if s.start_frame <= frame <= s.end_frame), None)
+
+    def boundaries(self) -> list[int]:
+        """Frames where a segment after the first begins: where the ruler draws a join."""
+        return [s.start_frame for s in self.segments if s.start_frame > 0]
 
     # -- geometry ------------------------------------------------------------------------
     def cell(self) -> float:
@@ -83,6 +105,7 @@ class TimeRuler(QWidget):
             for s, e in self.ranges:
                 p.fillRect(QRectF(self.x_of(s), track.y(), (e - s + 1) * cell, track.height()),
                            QColor(220, 60, 50, 170))
+        self._paint_segments(p, track)
         # ticks: one per frame when there is room, else per second
         p.setPen(QPen(QColor(120, 122, 128), 1))
         fps_i = max(1, round(self.fps))
@@ -105,6 +128,61 @@ class TimeRuler(QWidget):
         cx = x + max(2.0, cell) / 2
         p.drawPolygon(QPolygonF([QPointF(cx - 5, 8), QPointF(cx + 5, 8), QPointF(cx, 14)]))
         p.end()
+
+    def _paint_segments(self, p: QPainter, track: QRectF) -> None:
+        """A thin line at each join, its number above the track, and each segment's number and
+        identity inside its span where it fits; a dot marks a re-made segment."""
+        if not self.segments:
+            return
+        p.save()
+        font = QFont(p.font())
+        font.setPointSizeF(max(6.0, font.pointSizeF() * 0.82))
+        p.setFont(font)
+        fm = p.fontMetrics()
+        for k, seg in enumerate(self.segments):
+            x = self.x_of(seg.start_frame)
+            span = seg.frames * self.cell()
+            if seg.start_frame > 0:
+                p.setPen(QPen(QColor(150, 200, 255, 200), 1))
+                p.drawLine(QPointF(x, 2), QPointF(x, track.bottom()))
+            label = self.segment_labels[k] if k < len(self.segment_labels) else str(k + 1)
+            room = span - 8 - (8 if seg.remade else 0)
+            if room > 4:
+                text = fm.elidedText(label, Qt.TextElideMode.ElideRight, int(room))
+                if text and text != "…":
+                    p.setPen(QColor(200, 215, 235, 190))
+                    p.drawText(QRectF(x + 4, track.y(), room, track.height()),
+                               Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, text)
+            if seg.remade:
+                p.setPen(Qt.PenStyle.NoPen)
+                p.setBrush(QColor(90, 220, 200))
+                dx = x + 4 + min(fm.horizontalAdvance(label), max(0.0, room)) + 4
+                p.drawEllipse(QPointF(min(dx, x + span - 4), track.center().y()), 2.5, 2.5)
+        p.restore()
+
+    def tooltip_at(self, x: float) -> str:
+        """The segment under ``x`` (its frames, seed, start, identity), else the note."""
+        if not self.segments:
+            return self.segment_note
+        seg = self.segment_at(self.frame_at(x))
+        if seg is None or seg.index >= len(self.segment_tips):
+            return ""
+        return self.segment_tips[seg.index] + "\nRight-click to re-make it"
+
+    def event(self, event: Any) -> bool:  # noqa: D102
+        if event.type() == QEvent.Type.ToolTip:
+            tip = self.tooltip_at(event.pos().x())  # a QHelpEvent
+            if tip:
+                QToolTip.showText(event.globalPos(), tip, self)
+            else:
+                QToolTip.hideText()
+                event.ignore()
+            return True
+        return super().event(event)
+
+    def contextMenuEvent(self, event: Any) -> None:  # noqa: N802
+        self.context_requested.emit(self.frame_at(event.pos().x()), event.globalPos())
+        event.accept()
 
     # -- scrubbing -----------------------------------------------------------------------
     def mousePressEvent(self, event: Any) -> None:  # noqa: N802

@@ -1,6 +1,7 @@
 """The take viewer: playback and frame-accurate scrubbing of a shot's takes with drift overlays,
 a per-frame metric plot, the matched bible reference, A/B comparison, the take strip and
-re-roll.
+re-roll. A chained long take shows its segments on the ruler (with each one's identity) and can
+re-make one of them; the references a take was generated against sit beside the matched one.
 
 Keys (when the viewer has focus): Space play/pause · J/K/L shuttle (repeat J or L = faster) ·
 ←/→ one frame · Shift+←/→ one second · Home/End · I/O loop in/out, X clears them ·
@@ -13,10 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtGui import QAction, QUndoStack
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QMenu, QPushButton,
-                               QSizePolicy, QSlider, QSplitter, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QMainWindow, QMenu,
+                               QPushButton, QSizePolicy, QSlider, QSplitter, QToolButton,
+                               QVBoxLayout, QWidget)
 
 from studio.core.errors import StudioError
 from studio.identity.record import record_mtime_ns
@@ -34,11 +36,14 @@ from studio.ui.viewer.player import Player
 from studio.ui.viewer.plot import MetricPlot
 from studio.ui.viewer.reference_panel import ReferencePanel
 from studio.ui.viewer.ruler import TimeRuler
+from studio.ui.viewer.segments import (Segment, TakeMaking, load_making, segment_identity,
+                                       segment_tooltip)
 from studio.ui.viewer.source import QtFrameSource
 
 if TYPE_CHECKING:
     from studio.core.document import ProjectDocument
     from studio.core.model import Shot, Take
+    from studio.engine.queue import Job
     from studio.session.session import Session
 
 COMPARE_MODES = [("Single", "off"), ("Side by side", "side"), ("A/B wipe", "wipe")]
@@ -61,6 +66,7 @@ class ViewerWidget(QWidget):
     reroll_requested = Signal(str, int)  # shot id, number of new takes
     frame_changed = Signal(int)
     take_changed = Signal(str)  # the viewed (A) take id, "" when none
+    segment_queued = Signal(str, int)  # job id, index of the segment it re-makes
 
     def __init__(self, document: "ProjectDocument", undo_stack: QUndoStack | None = None,
                  events: DocumentEvents | None = None, parent: QWidget | None = None,
@@ -101,6 +107,10 @@ class ViewerWidget(QWidget):
         self._pending_a = -1  # frame due but not decodable yet
         self._analysed: dict[str, set[str]] = {}  # shot id -> take ids with analysis seen
         self.best_take: str | None = None
+        # How the viewed take was made (its sidecar): chained segments, references used.
+        self.making = TakeMaking()
+        self.segment_identities: list[float | None] = []
+        self.status_text = ""  # the last thing the viewer said about queueing (also a status)
 
         self.player = Player(self)
         self.view = FrameView(self)
@@ -116,6 +126,7 @@ class ViewerWidget(QWidget):
         self.player.state_changed.connect(self._update_transport)
         self.ruler.scrubbed.connect(self.seek)
         self.ruler.scrub_started.connect(self.player.pause)
+        self.ruler.context_requested.connect(self._on_ruler_context)
         self.plot.seek_requested.connect(self.seek)
         self.view.clicked.connect(self.setFocus)
         self.strip.view_requested.connect(self.set_take)
@@ -221,7 +232,15 @@ class ViewerWidget(QWidget):
         self.auto_pick.setToolTip("When new takes are analysed, make the best one by identity "
                                   "the active take")
         self.auto_pick.setChecked(self.settings.value(SETTING_AUTO_PICK, False, type=bool))
-        for w in (self.btn_make_active, self.btn_reroll, self.btn_reroll4, self.auto_pick):
+        # Only for a chained take; names the segment under the playhead. Its width holds a
+        # two-digit number, so moving between segments does not re-wrap the transport.
+        self.btn_remake = QPushButton("Re-make segment 1")
+        self.btn_remake.setObjectName("viewerRemakeSegment")
+        self.btn_remake.setMinimumWidth(
+            self.btn_remake.fontMetrics().horizontalAdvance("Re-make segment 00") + 24)
+        self.btn_remake.setVisible(False)
+        for w in (self.btn_make_active, self.btn_reroll, self.btn_reroll4, self.auto_pick,
+                  self.btn_remake):
             w.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.transport_bar = QWidget()
         self.transport_bar.setObjectName("viewerTransport")
@@ -231,7 +250,7 @@ class ViewerWidget(QWidget):
                                   self.btn_end, 6, self.position, stretch_last=True,
                                   expanding=True, name="viewerPlayback"))
         transport.addWidget(group(self.btn_make_active, self.auto_pick, self.btn_reroll,
-                                  self.btn_reroll4, name="viewerTakeActions"))
+                                  self.btn_reroll4, self.btn_remake, name="viewerTakeActions"))
 
         body = QWidget()
         body.setObjectName("viewerBody")
@@ -266,6 +285,7 @@ class ViewerWidget(QWidget):
         self.btn_make_active.clicked.connect(self._make_viewed_active)
         self.btn_reroll.clicked.connect(lambda: self.request_reroll(1))
         self.btn_reroll4.clicked.connect(lambda: self.request_reroll(4))
+        self.btn_remake.clicked.connect(lambda: self.remake_segment())
         self.auto_pick.toggled.connect(lambda on: self.settings.setValue(SETTING_AUTO_PICK, on))
 
     # -- document ------------------------------------------------------------------------
@@ -344,7 +364,10 @@ class ViewerWidget(QWidget):
 
     def _on_character_changed(self, _char_id: str) -> None:
         self.reference.reference_id = None  # a renamed/re-tagged reference: redraw it
+        # The references the take used: one may have left the bible, or a name changed.
+        self.reference.set_used_references(self.document, self.making.references)
         self._update_reference()
+        self._show_cast()
 
     def _on_structure_changed(self, kind: str) -> None:
         if kind == "shots" and self.shot_id and self.shot() is None:
@@ -391,6 +414,8 @@ class ViewerWidget(QWidget):
         self.plot.empty_text = "No analysis"
         self.plot.set_data(1, {}, None, [])
         self.reference.show_reference(None, None)
+        self.reference.set_cast([])
+        self._set_making(TakeMaking())
         self.title.setText("")
         self._update_transport()
 
@@ -419,6 +444,7 @@ class ViewerWidget(QWidget):
             self.title.setText(f"Take {number} · seed {take.seed} · {take.backend}")
             self.view.set_message(f"Cannot play this take — {exc}")
             self._load_analysis_a(take)
+            self._set_making(TakeMaking(references=load_making(self.document, take).references))
             self._refresh_strip()
             self.take_changed.emit(take.id)
             return
@@ -428,6 +454,7 @@ class ViewerWidget(QWidget):
         self.player.set_take(self.src_a.frame_count, self.src_a.fps)
         self.ruler.set_take(self.src_a.frame_count, self.src_a.fps)
         self.ruler.set_loop(None, None)
+        self._set_making(load_making(self.document, take))
         self._load_analysis_a(take)
         self._refresh_strip()
         self._refresh_compare_choices()
@@ -457,6 +484,8 @@ class ViewerWidget(QWidget):
             self.plot.frames = self._frames()
             self.ruler.set_ranges(ranges)
         self._metrics_changed()
+        self._show_segments()
+        self._show_cast()
 
     def _show_engine(self, analysis: TakeAnalysis | None) -> None:
         if analysis is None:
@@ -702,6 +731,7 @@ class ViewerWidget(QWidget):
         self.ruler.set_current(index)
         self.plot.set_current(index)
         self._update_reference()
+        self._update_remake()
         self._update_transport()
         self.frame_changed.emit(index)
 
@@ -810,6 +840,172 @@ class ViewerWidget(QWidget):
         self.player.loop_in, self.player.loop_out = loop_in, loop_out
         self.ruler.set_loop(loop_in, loop_out)
         self._update_transport()
+
+    # -- how the take was made: segments, references used --------------------------------
+    def _set_making(self, making: TakeMaking) -> None:
+        self.making = making
+        self.reference.set_used_references(self.document, making.references)
+        self._show_segments()
+
+    def _show_segments(self) -> None:
+        """The segments on the ruler, with each one's identity from the analysis (the mean of
+        its frames' identity, frames without one skipped)."""
+        m = self.making
+        a = self.analysis_a
+        identity = a.metrics.get("identity") if a is not None else None
+        self.segment_identities = [segment_identity(identity, seg) for seg in m.segments]
+        tips = [segment_tooltip(seg, v, a is not None)
+                for seg, v in zip(m.segments, self.segment_identities)]
+        labels = [f"{seg.index + 1}" + (f" · {v:.2f}" if v is not None else "")
+                  for seg, v in zip(m.segments, self.segment_identities)]
+        note = f"This take's segments are unreadable, so none are shown: {m.error}" \
+            if m.error else ""
+        self.ruler.set_segments(m.segments, tips, labels, note)
+        self.ruler.setToolTip("")  # per position (TimeRuler.event)
+        self._update_remake()
+
+    def _show_cast(self) -> None:
+        """One row per character of a multi-character shot's analysis: identity, % flagged."""
+        a = self.analysis_a
+        cast = getattr(a.record, "cast", None) if a is not None else None
+        rows: list[str] = []
+        tips: list[str] = []
+        for c in cast or []:
+            cid = getattr(c, "character_id", "")
+            char = self.document.project.character(cid) if cid else None
+            name = char.name if char is not None else (cid or "?")
+            mean = getattr(c, "identity_mean", None)
+            flagged = getattr(c, "flagged_fraction", None)
+            faces = getattr(c, "face_frames", None)
+            rows.append(f"{name}  {'–' if mean is None else f'{mean:.2f}'}"
+                        + (f" · {flagged:.0%} flagged" if flagged is not None else ""))
+            tip = f"{name}: identity {'not measured' if mean is None else f'{mean:.2f}'}"
+            if flagged is not None:
+                tip += f", {flagged:.0%} of sampled frames flagged"
+            if faces is not None:
+                tip += f", face found on {faces} frames"
+            problem = getattr(c, "problem", None)
+            if problem:
+                tip += f" — {problem}"
+            tips.append(tip)
+        self.reference.set_cast(rows, tips)
+
+    def current_segment(self) -> Segment | None:
+        """The segment under the playhead (None: the take is not chained)."""
+        return self.ruler.segment_at(self.current) if self.making.segments else None
+
+    def remake_unavailable(self, index: int | None = None) -> str:
+        """Why segment ``index`` (default: the one under the playhead) cannot be re-made now,
+        in words; "" when it can."""
+        take = self.take()
+        if take is None:
+            return "no take is open"
+        if self.making.error:
+            return f"its segments are unreadable — {self.making.error}"
+        if not self.making.segments:
+            return "this take was made in one piece: it has no segments to re-make"
+        if index is not None and not 0 <= index < len(self.making.segments):
+            return f"the take has no segment {index + 1}"
+        if self.session is None:
+            return "no project session is open to queue it in"
+        return ""
+
+    def _update_remake(self) -> None:
+        b = self.btn_remake
+        chained = bool(self.making.segments)
+        if b.isHidden() == chained:
+            b.setVisible(chained)
+        if not chained:
+            return
+        seg = self.current_segment()
+        k = seg.index if seg is not None else 0
+        b.setText(f"Re-make segment {k + 1}")
+        reason = self.remake_unavailable(k)
+        b.setEnabled(not reason)
+        b.setToolTip(f"Cannot re-make segment {k + 1}: {reason}" if reason else
+                     f"Queue a new take that re-makes segment {k + 1} (frames {seg.start_frame}–"
+                     f"{seg.end_frame}) with a new seed and keeps the other segments"
+                     if seg is not None else "")
+
+    def ruler_menu(self, frame: int) -> QMenu:
+        """The ruler's context menu at ``frame``: "Re-make segment N" (disabled, with the
+        reason as its tooltip, for a take without readable segments)."""
+        menu = QMenu(self)
+        menu.setToolTipsVisible(True)
+        seg = self.ruler.segment_at(frame) if self.making.segments else None
+        k = seg.index if seg is not None else None
+        act = menu.addAction(f"Re-make segment {k + 1}" if k is not None else "Re-make segment")
+        act.setObjectName("remakeSegment")
+        reason = self.remake_unavailable(k)
+        act.setEnabled(not reason)
+        act.setToolTip(reason or "A new take: this segment with a new seed, the others kept")
+        if k is not None:
+            act.triggered.connect(lambda _=False, k=k: self.remake_segment(k))
+        return menu
+
+    def _on_ruler_context(self, frame: int, pos: QPoint) -> None:
+        menu = self.ruler_menu(frame)
+        menu.exec(pos)
+        menu.deleteLater()
+
+    def remake_segment(self, index: int | None = None) -> "Job | None":
+        """Queue "re-make segment ``index``" (default: the one under the playhead) of the viewed
+        take: a new take of the shot with that segment made again with a new seed. The session
+        announces the job (JobQueued), which starts the generation queue."""
+        if index is None:
+            seg = self.current_segment()
+            index = seg.index if seg is not None else None
+        reason = self.remake_unavailable(index)
+        if index is None or reason:
+            self._say(f"Cannot re-make {'that segment' if index is None else f'segment {index + 1}'}"
+                      f": {reason or 'no segment under the playhead'}")
+            return None
+        take = self.take()
+        assert take is not None and self.session is not None and self.shot_id is not None
+        if not self._confirm_paid(take):
+            return None
+        try:
+            job = self.session.queue_segment(self.shot_id, take.id, index)
+        except StudioError as exc:
+            self._say(f"Cannot re-make segment {index + 1}: {exc}")
+            return None
+        number = self.shot().takes.index(take) + 1  # type: ignore[union-attr]
+        self._say(f"Queued: segment {index + 1} of take {number} again with seed {job.seed} "
+                  "(a new take; this one stays)")
+        self.segment_queued.emit(job.id, index)
+        return job
+
+    def _confirm_paid(self, take: "Take") -> bool:
+        """A take made on a hosted, billed model costs money to re-make: ask first."""
+        from studio.engine.queue import Job
+
+        assert self.session is not None and self.shot_id is not None
+        probe = Job(shot_id=self.shot_id, seed=0, backend=take.backend, model=take.model)
+        try:
+            paid = self.session.paid_jobs([probe])
+        except StudioError:
+            paid = []
+        if not paid:
+            return True
+        from PySide6.QtWidgets import QMessageBox
+
+        from studio.ui import dialogs
+
+        answer = dialogs.ask(self, "Re-make with a paid service?",
+                             f"Re-making this segment runs on {paid[0][1]}, billed to your Comfy "
+                             "account.", [QMessageBox.Yes, QMessageBox.Cancel],
+                             QMessageBox.Cancel, {QMessageBox.Yes: "Queue the paid re-make"},
+                             informative=paid[0][2])
+        return answer == QMessageBox.Yes
+
+    def _say(self, text: str) -> None:
+        """A short message: in the window's status bar when there is one, else on the picture."""
+        self.status_text = text
+        win = self.window()
+        if isinstance(win, QMainWindow) and win.statusBar() is not None:
+            win.statusBar().showMessage(text, 8000)
+        elif text.startswith("Cannot"):
+            self.view.set_message(text)
 
     # -- re-roll -------------------------------------------------------------------------
     def request_reroll(self, count: int) -> None:
