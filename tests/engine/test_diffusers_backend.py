@@ -29,14 +29,8 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_torch_thread() -> None:
-    # Other test processes share this 2-core machine; one torch thread avoids OpenMP threads
-    # waiting on each other (measured 5-20x faster here under load). Restored afterwards.
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with tp.one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

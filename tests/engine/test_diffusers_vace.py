@@ -36,14 +36,8 @@ from studio.runtime.worker import Worker  # noqa: E402
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_torch_thread() -> None:
-    # As in test_diffusers_backend.py: one torch thread on this shared 2-core machine, and
-    # same-seed runs in one process are then bit-identical.
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with tp.one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

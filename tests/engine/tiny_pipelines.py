@@ -14,6 +14,9 @@ blocks, references), ``ltx`` (LTX-Video I2V), ``svd`` (Stable Video Diffusion).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +243,18 @@ def tiny_models_once(root: Path) -> dict[str, Path]:
             _BUILT[root] = save_all(root)
             (root / "done").write_text("ok")
     return _BUILT[root]
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread while the tiny pipelines run: other test processes share this 2-core
+    machine, and OpenMP threads waiting on each other made runs 5-20x slower under load; same-
+    seed runs in one process are then bit-identical too. Restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
