@@ -182,11 +182,11 @@ class _Scorer:
         if not self._items:
             return
         try:
-            from studio.identity.analysis import load_references
+            from studio.identity.analysis import cached_references
             from studio.identity.engines import get_engine
 
             self.engine = get_engine()
-            self.refs = load_references(self.engine, self._items)
+            self.refs = cached_references(self.engine, self._items)
         except (StudioError, ImportError, RuntimeError) as exc:
             self.engine, self.refs = None, []
             self.problem = f"the bible cannot be scored ({exc})"
@@ -200,17 +200,9 @@ class _Scorer:
     def score(self, rgb: np.ndarray) -> float | None:
         if not self.usable:
             return None
-        engine = self.engine
-        faces = engine.detect(rgb, 0)
-        if not faces and min(rgb.shape[:2]) < 720:  # small faces in a small frame: upsample once
-            faces = engine.detect(rgb, 1)
-        best: float | None = None
-        for face in faces:
-            lm = engine.landmarks(rgb, face.box)
-            emb = engine.embed(rgb, lm)
-            s = max(float(engine.similarity(emb, r.embedding)) for r in self.refs)
-            best = s if best is None else max(best, s)
-        return best
+        from studio.identity.analysis import frame_identity
+
+        return frame_identity(self.engine, rgb, self.refs)
 
 
 def _choose(scorer: _Scorer, frames: Sequence[np.ndarray], first_index: int,

@@ -3,9 +3,9 @@
 Backends that show their work as it goes (ComfyUI's sampler previews, the preview backend's
 frames, a diffusers step callback's decoded latents) send ``Progress(..., preview=(fmt, bytes))``.
 The runner (``studio.engine.runner._with_judge``) feeds each one to a :class:`PreviewJudge`,
-which scores the largest face against the character's bible and turns ``gave_up`` on once
-``needed`` scored previews in a row are under ``below``; the backend then stops as on a cancel
-and the job raises ``core.errors.GaveUp``. Previews without a face never count against a take
+which scores the faces in it against the character's bible (the best match counts) and turns
+``gave_up`` on once ``needed`` scored previews in a row are under ``below``; the backend then
+stops as on a cancel and the job raises ``core.errors.GaveUp``. Previews without a face never count against a take
 (early denoising steps are blur). Scoring is throttled so it costs a bounded share of the
 generation (see :class:`PreviewJudge`).
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,38 +42,6 @@ DEFAULT_NEEDED = 3
 # runs on the GPU (or, for the CPU preview backend, on the other cores).
 DEFAULT_MIN_INTERVAL_S = 0.25
 MAX_SHARE = 0.5
-
-_REF_CACHE: OrderedDict[tuple[Any, ...], list["ReferenceFace"]] = OrderedDict()
-_REF_CACHE_LOCK = threading.Lock()
-_REF_CACHE_SIZE = 16
-
-
-def _cached_references(engine: "FaceEngine", items: Sequence[tuple[str, Path, str]],
-                       ) -> list["ReferenceFace"]:
-    """load_references, kept per engine and file state: every take of a series (and every shot
-    of a character) is judged against the same bible, and preparing it costs about a second."""
-    from studio.identity.analysis import load_references
-
-    key_items = []
-    for ref_id, path, angle in items:
-        try:
-            st = Path(path).stat()
-            key_items.append((ref_id, str(path), angle, st.st_mtime_ns, st.st_size))
-        except OSError:
-            key_items.append((ref_id, str(path), angle, None, None))
-    key = (engine.key, tuple(key_items))
-    with _REF_CACHE_LOCK:
-        refs = _REF_CACHE.get(key)
-        if refs is not None:
-            _REF_CACHE.move_to_end(key)
-            return refs
-    refs = load_references(engine, items)
-    with _REF_CACHE_LOCK:
-        _REF_CACHE[key] = refs
-        while len(_REF_CACHE) > _REF_CACHE_SIZE:
-            _REF_CACHE.popitem(last=False)
-    return refs
-
 
 def decode_preview(fmt: str, data: bytes) -> "np.ndarray":
     """A live preview (JPEG, PNG, WebP: whatever PIL reads) as an RGB uint8 array."""
@@ -182,7 +149,9 @@ class PreviewJudge:
             from studio.core.errors import StudioError
 
             try:
-                self._refs = _cached_references(self.engine, self.identity_refs)
+                from studio.identity.analysis import cached_references
+
+                self._refs = cached_references(self.engine, self.identity_refs)
             except StudioError as exc:
                 self.problem = f"cannot judge previews: {exc}"
                 return None
@@ -211,20 +180,14 @@ class PreviewJudge:
         return score
 
     def identity(self, rgb: "np.ndarray") -> float | None:
-        """The largest face's best similarity over the bible references (None: no face)."""
-        engine = self.engine
-        faces = engine.detect(rgb, 0)
-        if not faces and max(rgb.shape[:2]) <= 480:
-            # Previews are small (≤ 320 px): a face under ~80 px needs one upsampling for dlib.
-            faces = engine.detect(rgb, 1)
-        if not faces:
-            return None
-        best = max(faces, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
-        lm = engine.landmarks(rgb, best.box)
-        emb = engine.embed(rgb, lm)
-        refs = self._refs if self._refs is not None else _cached_references(engine,
-                                                                             self.identity_refs)
-        return max(float(engine.similarity(emb, r.embedding)) for r in refs)
+        """The character's identity in a preview: the best similarity of any face in it to the
+        bible (None: no face; every face counts, so a two-shot is judged by its character's
+        face, not by the biggest one)."""
+        from studio.identity.analysis import cached_references, frame_identity
+
+        refs = self._refs if self._refs is not None else cached_references(self.engine,
+                                                                           self.identity_refs)
+        return frame_identity(self.engine, rgb, refs)
 
     def record(self) -> dict[str, Any]:
         """What the sidecar keeps: the line, every scoring (seconds since the judge was made,

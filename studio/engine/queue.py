@@ -35,6 +35,7 @@ QUEUE_FILE = "queue.json"
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # take and job ids: they name files
 QUEUE_FORMAT = 1
 HISTORY_LIMIT = 200
+GAVE_UP = "given up early"  # the start of a given-up job's error (Session.job_gave_up)
 SEED_MAX = 2**32 - 1
 
 
@@ -152,19 +153,41 @@ class Job:
             bits.append("draft")
         if self.backend:
             bits.append(self.backend)
-        if self.segment is not None:
-            bits.append(f"segment {int(self.segment.get('index', 0)) + 1} again")
+        if self.kind_text:
+            bits.append(self.kind_text)
+        return " · ".join(bits)
+
+    @property
+    def try_text(self) -> str:
+        """Where a series stands: "try 2 of 4" ("" for a plain job)."""
+        if self.until_identity is None:
+            return ""
+        return f"try {self.attempt} of {self.max_takes or self.attempt}"
+
+    @property
+    def stop_rule(self) -> str:
+        """The series' rule and where it stands: "until identity ≥ 0.55 · try 2 of 4"."""
+        if self.until_identity is None:
+            return ""
+        return f"until identity ≥ {score_text(self.until_identity)} · {self.try_text}"
+
+    @property
+    def segment_number(self) -> int | None:
+        """The 1-based segment a re-make-segment job makes again (None for other jobs)."""
+        return int(self.segment.get("index", 0)) + 1 if self.segment is not None else None
+
+    @property
+    def kind_text(self) -> str:
+        """What kind of job it is when not a plain take: "segment 2 again", the stop rule."""
+        bits = [f"segment {self.segment_number} again"] if self.segment is not None else []
         if self.until_identity is not None:
             bits.append(self.stop_rule)
         return " · ".join(bits)
 
     @property
-    def stop_rule(self) -> str:
-        """The series' rule and where it stands, in words ("" for a plain job)."""
-        if self.until_identity is None:
-            return ""
-        return (f"until identity ≥ {score_text(self.until_identity)}, try {self.attempt} of "
-                f"{self.max_takes or self.attempt}")
+    def gave_up(self) -> bool:
+        """A take given up early (its live previews showed another person)."""
+        return self.state is JobState.FAILED and self.error.startswith(GAVE_UP)
 
 
 def score_text(value: float) -> str:

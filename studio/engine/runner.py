@@ -135,19 +135,20 @@ def _resegment(document: ProjectDocument, shot: Any, job: Job
     """What a "re-make segment k" job keeps: the take's video and its sidecar's segments."""
     if job.segment is None:
         return None
-    from studio.engine.takes import read_sidecar
+    from studio.engine.takes import read_sidecar, sidecar_segments
 
     take = shot.take(job.segment["take_id"])
     if take is None or take.sidecar is None:
         raise StudioError(f"the take whose segment was to be re-made is no longer in "
                           f"{shot.title!r}")
     side = read_sidecar(document.path_of(take.sidecar))
-    segments = side.get("segments")
     index = int(job.segment["index"])
-    if not isinstance(segments, list) or not 0 <= index < len(segments):
+    # Checked by the one reader of a sidecar's segments; the chain gets them whole (seeds,
+    # colour, the frames each started from).
+    if not 0 <= index < len(sidecar_segments(side, take.frames)):
         raise StudioError(f"take {take.id} of {shot.title!r} has no segment {index + 1}",
                           document.path_of(take.sidecar))
-    return document.path_of(take.video), tuple(segments), index
+    return document.path_of(take.video), tuple(side["segments"]), index
 
 
 def request_record(req: GenerationRequest, folder: Path) -> dict[str, Any]:

@@ -19,7 +19,9 @@ frame.
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +99,56 @@ def load_references(engine: FaceEngine, items: Iterable[tuple[str, Path, str]],
         raise StudioError("no usable reference face" + (": " + "; ".join(problems)
                                                         if problems else " (no references)"))
     return refs
+
+
+_REF_CACHE: "OrderedDict[tuple[Any, ...], list[ReferenceFace]]" = OrderedDict()
+_REF_CACHE_LOCK = threading.Lock()
+_REF_CACHE_SIZE = 16
+
+
+def cached_references(engine: FaceEngine, items: Sequence[tuple[str, Path, str]],
+                      ) -> list[ReferenceFace]:
+    """:func:`load_references`, kept per engine and file state (path, mtime, size): every take
+    of a series, every segment of a chained take and every give-up judge of a character is
+    scored against the same bible, and preparing it costs about a second."""
+    key_items = []
+    for ref_id, path, angle in items:
+        try:
+            st = Path(path).stat()
+            key_items.append((ref_id, str(path), angle, st.st_mtime_ns, st.st_size))
+        except OSError:
+            key_items.append((ref_id, str(path), angle, None, None))
+    key = (engine.key, tuple(key_items))
+    with _REF_CACHE_LOCK:
+        refs = _REF_CACHE.get(key)
+        if refs is not None:
+            _REF_CACHE.move_to_end(key)
+            return refs
+    refs = load_references(engine, items)
+    with _REF_CACHE_LOCK:
+        _REF_CACHE[key] = refs
+        while len(_REF_CACHE) > _REF_CACHE_SIZE:
+            _REF_CACHE.popitem(last=False)
+    return refs
+
+
+def frame_identity(engine: FaceEngine, rgb: np.ndarray, refs: Sequence[ReferenceFace]
+                   ) -> float | None:
+    """The character's identity in one picture: the best similarity of any face found to any
+    of its references (None: no face). Every face, not the largest: in a two-shot the
+    character may be the smaller one. A picture under 720 px on its short side that shows no
+    face at first is searched again upsampled (dlib misses faces under ~80 px)."""
+    if not refs:
+        return None
+    faces = engine.detect(rgb, 0)
+    if not faces and min(rgb.shape[:2]) < 720:
+        faces = engine.detect(rgb, 1)
+    best: float | None = None
+    for face in faces:
+        emb = engine.embed(rgb, engine.landmarks(rgb, face.box))
+        s = max(float(engine.similarity(emb, r.embedding)) for r in refs)
+        best = s if best is None else max(best, s)
+    return best
 
 
 def _thumb(rgb: np.ndarray) -> np.ndarray:

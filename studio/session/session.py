@@ -35,7 +35,8 @@ from studio.core.document import ProjectDocument
 from studio.core.errors import StudioError, error_text
 from studio.core.model import Project, Shot, Take
 from studio.core.tasks import Cancelled, CancelledFn, Progress, ProgressFn
-from studio.engine.queue import DraftOverrides, Job, JobQueue, JobState, make_jobs, random_seed
+from studio.engine.queue import (GAVE_UP, DraftOverrides, Job, JobQueue, JobState, make_jobs,
+                                 random_seed)
 from studio.session import events as ev
 from studio.session.analyses import AnalysisIndex
 
@@ -250,14 +251,20 @@ class Session:
             engine = get_engine()
         return round(min(0.99, float(engine.threshold) + UNTIL_MARGIN), 3)
 
-    def queue_until(self, shot_ids: list[str], *, threshold: float | None = None,
-                    max_takes: int = UNTIL_MAX_TAKES, give_up: bool = False,
-                    draft: DraftOverrides | None = None, backend: str | None = None,
-                    model: str | None = None, front: bool = False) -> list[Job]:
-        """Queue a "generate until identity ≥ ``threshold`` (at most ``max_takes`` takes)"
-        series for each shot: one job now; after each take's analysis the session queues the
-        next seed, until a take meets the threshold or the tries run out
-        (:class:`~studio.session.events.SeriesFinished`). ``give_up``: give a take up early
+    def queue_until(self, shot_ids: list[str], *, front: bool = False, **kw: Any) -> list[Job]:
+        """Queue a "generate until identity ≥ threshold (at most max_takes takes)" series for
+        each shot (:meth:`plan_until` takes the same keywords): one job now; after each take's
+        analysis the session queues the next seed, until a take holds the face or the tries
+        run out (:class:`~studio.session.events.SeriesFinished`)."""
+        return self.add_jobs(self.plan_until(shot_ids, **kw), front=front,
+                             repeats=RepeatPolicy.NEW_SEED)
+
+    def plan_until(self, shot_ids: list[str], *, threshold: float | None = None,
+                   max_takes: int = UNTIL_MAX_TAKES, give_up: bool = False,
+                   draft: DraftOverrides | None = None, backend: str | None = None,
+                   model: str | None = None) -> list[Job]:
+        """The first job of a series per shot, not queued yet (ask about paid workflows, then
+        :meth:`add_jobs` with ``RepeatPolicy.NEW_SEED``). ``give_up``: give a take up early
         when its live previews show another person (a try spent, the next seed follows)."""
         if threshold is None:
             threshold = self.default_until_threshold()
@@ -281,12 +288,18 @@ class Session:
             job.attempt, job.series, job.early_stop = 1, job.id, bool(give_up)
             job.series_active = shot.active_take_id if shot is not None else None
             jobs.append(job)
-        return self.add_jobs(jobs, front=front, repeats=RepeatPolicy.NEW_SEED)
+        return jobs
 
     def queue_segment(self, shot_id: str, take_id: str, index: int, *,
                       front: bool = False) -> Job:
         """Re-make segment ``index`` of a chained take with a new seed, keeping its other
         segments: the result is a new take of the shot (the old one stays)."""
+        [job] = self.add_jobs([self.plan_segment(shot_id, take_id, index)], front=front)
+        return job
+
+    def plan_segment(self, shot_id: str, take_id: str, index: int) -> Job:
+        """The job :meth:`queue_segment` would queue, not queued yet: the take's backend, model
+        and draft size, a seed none of the shot's takes, segments or jobs uses."""
         from studio.engine.takes import read_sidecar, sidecar_segments
 
         shot = self.document.project.shot(shot_id)
@@ -304,12 +317,9 @@ class Session:
         overrides = side.get("draft_overrides") if isinstance(side.get("draft_overrides"), dict) else {}
         size = {k: v for k, v in overrides.items() if k in ("width", "height", "frames", "steps")
                 and isinstance(v, int) and not isinstance(v, bool) and v >= 1}
-        job = Job(shot_id=shot_id, seed=random_seed(used), label=shot.title,
-                  backend=take.backend, model=take.model, draft=take.draft, reroll=True,
-                  segment={"take_id": take.id, "index": int(index)}, **size)
-        self.queue.add([job], front=front)
-        self.events.emit(ev.JobQueued((job.id,)))
-        return job
+        return Job(shot_id=shot_id, seed=random_seed(used), label=shot.title,
+                   backend=take.backend, model=take.model, draft=take.draft, reroll=True,
+                   segment={"take_id": take.id, "index": int(index)}, **size)
 
     def _series_step(self, job: Job, take_id: str | None, identity: float | None,
                      failure: str = "") -> None:
@@ -618,7 +628,7 @@ class Session:
         without a take, and a series moves on to its next seed."""
         job = self.queue.get(job_id)
         try:
-            self.queue.fail(job_id, f"given up early: {reason}")
+            self.queue.fail(job_id, f"{GAVE_UP}: {reason}")
         except StudioError as exc:
             self.note(str(exc))
         self.events.emit(ev.JobGaveUp(job_id, job.shot_id if job else "", reason))

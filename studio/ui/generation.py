@@ -223,20 +223,54 @@ class GenerationController(QObject):
         self._pump()
         return jobs
 
-    def _confirm_paid(self, paid: list[tuple[Job, str, str]]) -> bool:
-        """Hosted models cost money: say so, and what, before anything is queued."""
+    def generate_until(self, shot_ids: list[str], *, threshold: float, max_takes: int,
+                       give_up: bool = False, front: bool = False) -> list[Job]:
+        """Queue a "generate until identity ≥ threshold" series for each shot as Generate
+        queues takes: draft sizes when Draft is on, and a question first when a shot runs a
+        hosted model billed per take (a series may make up to ``max_takes`` of them)."""
+        if not shot_ids:
+            raise StudioError("select a shot first")
+        jobs: list[Job] = []
+        for sid in shot_ids:  # one plan per shot: each gets its own draft size
+            shot = self.document.project.shot(sid)
+            draft = default_draft(shot) if self._draft and shot is not None else None
+            jobs += self.session.plan_until([sid], threshold=threshold, max_takes=max_takes,
+                                            give_up=give_up, draft=draft)
+        paid = self.session.paid_jobs(jobs)
+        if paid and not self._confirm_paid(paid, most=max_takes):
+            return []
+        self.session.add_jobs(jobs, front=front, repeats=RepeatPolicy.NEW_SEED)
+        self._pump()
+        return jobs
+
+    def remake_segment(self, shot_id: str, take_id: str, index: int) -> Job | None:
+        """Queue a re-make of one segment of a chained take (a new take), asking first when it
+        runs on a hosted, billed model; None when the user says no."""
+        job = self.session.plan_segment(shot_id, take_id, index)
+        paid = self.session.paid_jobs([job])
+        if paid and not self._confirm_paid(paid):
+            return None
+        self.session.add_jobs([job])
+        self._pump()
+        return job
+
+    def _confirm_paid(self, paid: list[tuple[Job, str, str]], most: int = 1) -> bool:
+        """Hosted models cost money: say so, and what, before anything is queued. ``most``:
+        how many takes each job may make (a "generate until" series)."""
         from PySide6.QtWidgets import QMessageBox, QWidget
 
         from studio.ui import dialogs
 
         labels = sorted({label for _j, label, _n in paid})
+        n = len(paid) * max(1, most)
+        takes = f"{'up to ' if most > 1 else ''}{n} take{'s' if n != 1 else ''}"
         parent = self.parent()
         answer = dialogs.ask(
             parent if isinstance(parent, QWidget) else None, "Generate with a paid service?",
-            f"{len(paid)} take{'s' if len(paid) != 1 else ''} will run on "
-            f"{', '.join(labels)}, billed to your Comfy account.",
+            f"{takes[:1].upper() + takes[1:]} will run on {', '.join(labels)}, billed to your "
+            "Comfy account.",
             [QMessageBox.Yes, QMessageBox.Cancel], QMessageBox.Cancel,
-            {QMessageBox.Yes: f"Queue {len(paid)} paid take{'s' if len(paid) != 1 else ''}"},
+            {QMessageBox.Yes: f"Queue {takes.replace('take', 'paid take')}"},
             informative=paid[0][2])
         return answer == QMessageBox.Yes
 
@@ -511,14 +545,15 @@ def install_generation(main_window: "MainWindow") -> GenerationController:
 
     def until() -> None:
         from studio.engine.queue import score_text
-        from studio.ui.until_dialog import ask_until, queue_series
+        from studio.ui.until_dialog import ask_until
 
         ids = selected()
         shot = main_window.document.project.shot(ids[0])
         what = f"'{shot.title}'" if shot is not None and len(ids) == 1 else f"{len(ids)} shots"
         choice = ask_until(main_window, ctl.session.default_until_threshold(), what)
         if choice is not None:
-            jobs = queue_series(ctl, ids, choice)
+            jobs = ctl.generate_until(ids, threshold=choice.threshold,
+                                      max_takes=choice.max_takes, give_up=choice.give_up)
             if jobs:
                 main_window.statusBar().showMessage(
                     f"Queued a series for {what}: until identity ≥ "

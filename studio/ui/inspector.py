@@ -32,6 +32,7 @@ from studio.ui.undo import (EditCharacterCommand, EditProjectCommand, EditShotCo
 
 if TYPE_CHECKING:
     from studio.ui.main_window import MainWindow
+    from studio.engine.base import Capabilities
 
 START_THUMB = 160
 SEED_MAX = 2**32 - 1
@@ -141,7 +142,7 @@ class Inspector(QScrollArea):
         self.refs_down.setToolTip("Move the selected reference later")
         self._refs_key: tuple[Any, ...] | None = None  # what the list shows (rebuilt on change)
         self._ref_items: dict[str, list[QListWidgetItem]] = {}  # image path -> its items
-        self._caps: dict[tuple[str, str | None], tuple[int, bool, str]] = {}
+        self._caps: dict[tuple[str, str | None], tuple[Capabilities | None, str]] = {}
         self.start_image = QComboBox(self.shot_box)
         self.start_image.setIconSize(QSize(48, 48))
         # The start image with the shot's frame on it: drag, wheel, reset (start_image_view.py).
@@ -177,7 +178,6 @@ class Inspector(QScrollArea):
         self.segment_frames.setToolTip(
             "Longer shots are made as chained segments of at most this many frames, each "
             "started from the frame of the one before that best keeps the face")
-        self._windows: dict[tuple[str, str | None], int | None] = {}
         self.resolution = QComboBox(self.shot_box)
         for preset in ResolutionPreset:
             self.resolution.addItem(preset.value, preset.value)
@@ -396,7 +396,6 @@ class Inspector(QScrollArea):
     def set_shot(self, shot_id: str | None) -> None:
         self.shot_id = shot_id or None
         self._caps.clear()  # the model list may have changed meanwhile (Settings ▸ Models)
-        self._windows.clear()
         self.refresh_shot()
 
     def set_character(self, char_id: str | None) -> None:
@@ -791,21 +790,10 @@ class Inspector(QScrollArea):
         self._push(EditShotCommand(self.win.document, shot.id, text=text, **fields))
 
     # -- long shots: segments -----------------------------------------------------------------
-    def _window(self, shot: Shot) -> int | None:
-        """The most frames the shot's backend/model makes at once (cached per selection)."""
-        key = (shot.backend, shot.model)
-        if key not in self._windows:
-            from studio.engine.registry import get_backend
-
-            try:
-                self._windows[key] = int(get_backend(shot.backend).capabilities(shot.model).max_frames)
-            except Exception:  # noqa: BLE001 - a broken model folder must not break the UI
-                self._windows[key] = None
-        return self._windows[key]
-
     def _frames_text(self, shot: Shot) -> str:
         n = shot.frame_count
-        window = self._window(shot)
+        caps, _problem = self._capabilities(shot)
+        window = int(caps.max_frames) if caps is not None else None
         seg = shot.params.get("segment_frames")
         if isinstance(seg, int) and not isinstance(seg, bool) and seg >= 2:
             window = min(window or seg, seg)
@@ -831,21 +819,27 @@ class Inspector(QScrollArea):
                                        text=f"Set segment length of {quoted(shot.title)}"))
 
     # -- the references the take is held to -----------------------------------------------------
-    def _capacity(self, shot: Shot) -> tuple[int, bool, str]:
-        """(how many references the shot's backend/model takes, several subjects?, problem).
-        Cached per selection: it reads a workflow or model file."""
+    def _capabilities(self, shot: Shot) -> tuple["Capabilities | None", str]:
+        """The shot's backend/model's capabilities, or None and why not. Cached per selection:
+        it reads a workflow or model file."""
         key = (shot.backend, shot.model)
         if key not in self._caps:
             from studio.engine.registry import get_backend
 
             try:
-                caps = get_backend(shot.backend).capabilities(shot.model)
-                self._caps[key] = (int(caps.max_references), bool(caps.multi_subject), "")
+                self._caps[key] = (get_backend(shot.backend).capabilities(shot.model), "")
             except StudioError as exc:
-                self._caps[key] = (0, False, exc.problem if hasattr(exc, "problem") else str(exc))
+                self._caps[key] = (None, exc.problem if hasattr(exc, "problem") else str(exc))
             except Exception as exc:  # noqa: BLE001 (a broken model folder must not break the UI)
-                self._caps[key] = (0, False, str(exc) or type(exc).__name__)
+                self._caps[key] = (None, str(exc) or type(exc).__name__)
         return self._caps[key]
+
+    def _capacity(self, shot: Shot) -> tuple[int, bool, str]:
+        """(how many references the shot's backend/model takes, several subjects?, problem)."""
+        caps, problem = self._capabilities(shot)
+        if caps is None:
+            return 0, False, problem
+        return int(caps.max_references), bool(caps.multi_subject), ""
 
     def reference_rows(self) -> list[tuple[str, str, bool]]:
         """What the reference list shows: (reference id, text, ticked or sent) per row."""

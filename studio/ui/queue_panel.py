@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QApplication, QHBoxLayout, QHe
                                QWidget)
 
 from studio.core.errors import StudioError
-from studio.engine.queue import Job, JobState, score_text
+from studio.engine.queue import Job, JobState
 from studio.ui.tasks import eta_text
 
 if TYPE_CHECKING:
@@ -37,7 +37,6 @@ STAGE_WORDS = {"": "Running", "starting": "Starting", "loading": "Loading model"
 STATE_COLORS = {JobState.RUNNING: "#6aa8ff", JobState.DONE: "#7cc47c",
                 JobState.FAILED: "#e07070", JobState.CANCELLED: "#a0a0a0",
                 JobState.PENDING: "#d0d0d0"}
-GAVE_UP = "given up early"  # how Session.job_gave_up words a given-up job's error
 GAVE_UP_COLOR = "#d8b060"
 ProgressRole = Qt.UserRole + 1
 PREVIEW_HEIGHT = 120  # px: the live preview of a running ComfyUI job
@@ -115,26 +114,9 @@ class QueueModel(QAbstractTableModel):
             self._model_names[model] = name
         return self._model_names[model]
 
-    @staticmethod
-    def gave_up(job: Job) -> bool:
-        """A take given up early (its live previews showed another person): a failed job
-        whose error says so (Session.job_gave_up)."""
-        return job.state is JobState.FAILED and job.error.startswith(GAVE_UP)
-
-    @staticmethod
-    def rule_text(job: Job) -> str:
-        """What kind of job it is, when not a plain take: "until identity ≥ 0.80 · try 2 of 4"
-        (a series), "segment 2 again" (a remade segment of a chained take)."""
-        bits = []
-        if job.segment is not None:
-            bits.append(f"segment {int(job.segment.get('index', 0)) + 1} again")
-        if job.until_identity is not None:
-            bits.append(f"until identity ≥ {score_text(job.until_identity)} · try {job.attempt} "
-                        f"of {job.max_takes or job.attempt}")
-        return " · ".join(bits)
 
     def status_text(self, job: Job) -> str:
-        if self.gave_up(job):
+        if job.gave_up:
             return "Given up"
         if job.state is JobState.RUNNING:
             if job.cancel_requested:
@@ -154,7 +136,7 @@ class QueueModel(QAbstractTableModel):
     def details_text(self, job: Job) -> str:
         """One line (rows keep their height; the column elides): what went wrong first for a
         failed job, else the series' rule or the segment, then how the job went."""
-        rule = self.rule_text(job)
+        rule = job.kind_text
         if job.state is JobState.FAILED:
             first = job.error.splitlines()[0] if job.error else ""
             return " · ".join(b for b in (first, rule) if b)
@@ -201,11 +183,9 @@ class QueueModel(QAbstractTableModel):
                 pos = self.controller.queue.position(job.id)
                 return "▶" if job.state is JobState.RUNNING else (str(pos) if pos else "")
             if col == 1:  # a series' try stays in sight when the dock shows only this column
-                try_ = (f" · try {job.attempt} of {job.max_takes or job.attempt}"
-                        if job.until_identity is not None else "")
-                seg = (f" · segment {int(job.segment.get('index', 0)) + 1}"
-                       if job.segment is not None else "")
-                return f"{job.label or job.shot_id}{seg}{try_}"
+                extra = [f"segment {job.segment_number}"] if job.segment is not None else []
+                extra += [job.try_text] if job.try_text else []
+                return " · ".join([job.label or job.shot_id, *extra])
             if col == 2:
                 return str(job.seed)
             if col == 3:
@@ -221,11 +201,11 @@ class QueueModel(QAbstractTableModel):
                 return job.fraction
             return 1.0 if job.state is JobState.DONE else None
         if role == Qt.ForegroundRole and col == 4:
-            return QColor(GAVE_UP_COLOR if self.gave_up(job) else STATE_COLORS[job.state])
+            return QColor(GAVE_UP_COLOR if job.gave_up else STATE_COLORS[job.state])
         if role == Qt.ToolTipRole:
             tip = (f"{job.label or job.shot_id} · seed {job.seed} · {self.backend_text(job)}"
                    f"\ntake {job.take_id}\n{self.status_text(job)}")
-            rule = self.rule_text(job)
+            rule = job.kind_text
             if rule:
                 tip += f"\n{rule}"
             if job.until_identity is not None and job.early_stop:

@@ -1,6 +1,6 @@
 """Generate ▸ Generate Until Identity…: a small dialog for a "take after take until the face
-holds" series, and the one function that queues it the way Generate queues a take (the draft
-toggle, the confirmation before a billed hosted model).
+holds" series (``GenerationController.generate_until`` queues what it returns, as Generate
+queues a take: the draft toggle, the confirmation before a billed hosted model).
 
 The series itself belongs to the session (:meth:`studio.session.session.Session.queue_until`):
 after each take's analysis it queues the next seed, until a take reaches the identity asked for
@@ -10,17 +10,11 @@ or the tries run out, and announces the end (``SeriesFinished``: the controller 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout,
                                QLabel, QSpinBox, QVBoxLayout, QWidget)
 
-from studio.core.errors import StudioError
-from studio.engine.queue import Job, default_draft, score_text
+from studio.engine.queue import score_text
 from studio.session.session import UNTIL_MAX_TAKES
-
-if TYPE_CHECKING:
-    from studio.ui.generation import GenerationController
 
 MIN_IDENTITY, MAX_IDENTITY = 0.05, 0.99
 MAX_TAKES = 20  # the dialog's limit (the session allows more from scripts)
@@ -92,29 +86,3 @@ def ask_until(parent: QWidget | None, default_threshold: float, what: str) -> Un
         return dialog.choice() if dialog.exec() == QDialog.Accepted else None
     finally:
         dialog.deleteLater()
-
-
-def queue_series(ctl: "GenerationController", shot_ids: list[str], choice: UntilChoice, *,
-                 front: bool = False) -> list[Job]:
-    """Queue one series per shot as Generate would: draft sizes when the Draft toggle is on,
-    and a question first when a shot runs a hosted model billed per take. Raises StudioError
-    (no character with references, an unsaved project) for the caller to show."""
-    if not shot_ids:
-        raise StudioError("select a shot first")
-    session, project = ctl.session, ctl.document.project
-    drafts = {}
-    for sid in shot_ids:
-        shot = project.shot(sid)
-        drafts[sid] = default_draft(shot) if ctl.draft and shot is not None else None
-    # What the first take of each series would be, to ask about money before anything is queued;
-    # every further try costs the same, so the question counts the most it may take.
-    planned = [job for sid in shot_ids for job in session.plan_takes([sid], draft=drafts[sid])]
-    paid = session.paid_jobs(planned)
-    if paid and not ctl._confirm_paid(paid * choice.max_takes):
-        return []
-    jobs: list[Job] = []
-    for sid in shot_ids:  # one call per shot: each gets its own draft size
-        jobs += session.queue_until([sid], threshold=choice.threshold,
-                                    max_takes=choice.max_takes, give_up=choice.give_up,
-                                    draft=drafts[sid], front=front)
-    return jobs  # the controller starts them on their JobQueued event

@@ -172,3 +172,25 @@ def test_a_series_runs_to_its_end_in_the_app(qtbot, tmp_path: Path, photo_png: P
     assert ctl.wait_idle(30_000)
     win.identity.shutdown()
     ctl.shutdown()
+
+
+def test_a_series_on_a_hosted_workflow_asks_first_counting_every_try(
+        qtbot, tmp_path: Path, photo_png: Path, answers) -> None:  # noqa: ANN001, F811
+    from PySide6.QtWidgets import QMessageBox
+
+    doc = make_project(tmp_path / "p", photo_png, shots=1)
+    shot_id = doc.project.shots[0].id
+    doc.update_shot(shot_id, backend="comfyui", model="kling-i2v")  # billed per take
+    win = open_window(qtbot, doc, make_settings(tmp_path))
+    ctl = win.generation
+    ctl.set_paused(True)
+    answers.queue = [QMessageBox.Cancel]
+    assert ctl.generate_until([shot_id], threshold=0.6, max_takes=3) == []
+    question = answers.questions[-1]
+    assert question["text"].startswith("Up to 3 takes will run on Kling")
+    assert list(question["labels"].values()) == ["Queue up to 3 paid takes"]
+    assert not ctl.queue.pending()
+    answers.queue = [QMessageBox.Yes]
+    [job] = ctl.generate_until([shot_id], threshold=0.6, max_takes=3)
+    assert [j.id for j in ctl.queue.pending()] == [job.id] and job.max_takes == 3
+    ctl.shutdown()

@@ -374,3 +374,45 @@ def test_in_the_main_window_the_remake_goes_to_the_generation_queue(qtbot, proje
     finally:
         viewer.shutdown()
         win.generation.shutdown()
+
+
+def test_a_remake_on_a_hosted_model_asks_first_in_the_main_window(qtbot, project,
+                                                                   tmp_path) -> None:
+    """A take made on a hosted, billed workflow (Kling through ComfyUI) costs money to re-make:
+    the generation controller asks, as Generate does; No queues nothing."""
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QMessageBox
+
+    from studio.ui import dialogs
+    from studio.ui.main_window import MainWindow
+
+    project.update_take("shot1", "chain", backend="comfyui", model="kling-i2v")
+    asked: list[str] = []
+    answer = [QMessageBox.Cancel]
+
+    def ask(parent, title, text, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        asked.append(text)
+        return answer[0]
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    original = dialogs.ask
+    dialogs.ask = ask
+    win = MainWindow(project, settings=settings)
+    qtbot.addWidget(win)
+    win.show()
+    win.generation.pause()
+    viewer = win.take_viewer
+    try:
+        win.select_shot("shot1")
+        qtbot.waitUntil(lambda: viewer.take_id == "chain" and viewer.src_a is not None)
+        assert viewer.remake_segment(1) is None
+        assert asked and "1 take will run on Kling" in asked[0]
+        assert not [j for j in win.generation.queue.pending() if j.segment is not None]
+        answer[0] = QMessageBox.Yes
+        job = viewer.remake_segment(1)
+        assert job is not None and (job.backend, job.model) == ("comfyui", "kling-i2v")
+        assert [j.id for j in win.generation.queue.pending()] == [job.id]
+    finally:
+        dialogs.ask = original
+        viewer.shutdown()
+        win.generation.shutdown()

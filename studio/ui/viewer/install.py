@@ -83,6 +83,8 @@ def install_viewer(win: "MainWindow") -> ViewerWidget:
         win.generation.reroll(shot_id, count)
 
     viewer.reroll_handler = reroll
+    viewer.remake_handler = lambda shot_id, take_id, index: win.generation.remake_segment(
+        shot_id, take_id, index)
     # The references a take was generated against: thumbnails from the bible's cache.
     if getattr(win, "thumbnails", None) is not None:
         viewer.reference.set_thumbnail_service(win.thumbnails)

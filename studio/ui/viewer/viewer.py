@@ -93,8 +93,10 @@ class ViewerWidget(QWidget):
         self.thumbnails = thumbnails if thumbnails is not None else shared_thumbnails()
         if proxy_dir is not None and self.thumbnails.proxy_dir is None:
             self.thumbnails.proxy_dir = proxy_dir
-        # Optional hook the generation controller sets: called with (shot_id, count).
+        # Optional hooks the generation controller sets: called with (shot_id, count), and
+        # with (shot_id, take_id, segment index) returning the queued job or None (declined).
         self.reroll_handler: Callable[[str, int], Any] | None = None
+        self.remake_handler: Callable[[str, str, int], Any] | None = None
 
         self.shot_id: str | None = None
         self.take_id: str | None = None
@@ -962,10 +964,15 @@ class ViewerWidget(QWidget):
             return None
         take = self.take()
         assert take is not None and self.session is not None and self.shot_id is not None
-        if not self._confirm_paid(take):
-            return None
         try:
-            job = self.session.queue_segment(self.shot_id, take.id, index)
+            # Through the generation controller in the app (it asks before a paid re-make and
+            # starts the queue); a viewer on its own queues in its session.
+            if self.remake_handler is not None:
+                job = self.remake_handler(self.shot_id, take.id, index)
+                if job is None:
+                    return None
+            else:
+                job = self.session.queue_segment(self.shot_id, take.id, index)
         except StudioError as exc:
             self._say(f"Cannot re-make segment {index + 1}: {exc}")
             return None
@@ -974,29 +981,6 @@ class ViewerWidget(QWidget):
                   "(a new take; this one stays)")
         self.segment_queued.emit(job.id, index)
         return job
-
-    def _confirm_paid(self, take: "Take") -> bool:
-        """A take made on a hosted, billed model costs money to re-make: ask first."""
-        from studio.engine.queue import Job
-
-        assert self.session is not None and self.shot_id is not None
-        probe = Job(shot_id=self.shot_id, seed=0, backend=take.backend, model=take.model)
-        try:
-            paid = self.session.paid_jobs([probe])
-        except StudioError:
-            paid = []
-        if not paid:
-            return True
-        from PySide6.QtWidgets import QMessageBox
-
-        from studio.ui import dialogs
-
-        answer = dialogs.ask(self, "Re-make with a paid service?",
-                             f"Re-making this segment runs on {paid[0][1]}, billed to your Comfy "
-                             "account.", [QMessageBox.Yes, QMessageBox.Cancel],
-                             QMessageBox.Cancel, {QMessageBox.Yes: "Queue the paid re-make"},
-                             informative=paid[0][2])
-        return answer == QMessageBox.Yes
 
     def _say(self, text: str) -> None:
         """A short message: in the window's status bar when there is one, else on the picture."""
