@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The landmark model is a licence choice the user makes at first use; the suite makes it for
+# dlib's (tests/identity/test_identity_landmark_choice.py tests the choice itself).
+os.environ.setdefault("CONTINUITY_LANDMARKS", "dlib68")
 
 
 @pytest.fixture(autouse=True)

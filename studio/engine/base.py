@@ -133,7 +133,7 @@ def start_face(path: Path, rgb: "np.ndarray | None" = None) -> "np.ndarray | Non
             pic = Image.fromarray(np.ascontiguousarray(rgb[:, :, :3]))
             small = np.asarray(pic.resize((max(1, round(w * scale)), max(1, round(h * scale))),
                                           Image.Resampling.BILINEAR, reducing_gap=2.0))
-        found = detect_landmarks_68(small)
+        found = detect_landmarks_68(small, for_animation=True)
     except Exception:  # noqa: BLE001 - no face models, a detector error: frame without a face
         return None
     lm = None if found is None else np.asarray(found, dtype=np.float64) / scale

@@ -35,15 +35,27 @@ from studio.identity import metrics as M
 from studio.identity.engines import Detection, FaceEngine
 from studio.identity.heatmap import RefCanon, heatmap_shape
 
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2  # 2: tracked fits checked, states, persistence
 
 # Bounds that trigger an extra embedding (since the last embedded frame).
 SHAPE_BOUND = 0.05  # mean landmark change after alignment, inter-ocular units
 APPEARANCE_BOUND = 0.35  # mean |difference| of contrast-normalised aligned 32x32 crops
-CUT_BOUND = 22.0  # mean |difference| of 32x18 grey thumbnails (0..255) = a cut
+CUT_BOUND = 22.0  # mean |difference| of normalised 32x18 thumbnails (_thumb) = a cut
+
+# A landmark fit is believed only when it passes these checks (measured on 1,638 tracked frames of
+# seven photographs under camera moves, docs/IDENTITY.md "Tracking"): refitted in the box its own
+# points imply, a good fit moves < 0.03 inter-ocular (99th percentile 0.07 before the re-detection,
+# whose fits are the good ones), a lost one 0.1-0.5; its aligned appearance correlates ≥ 0.88 with
+# the previous frame's (5th percentile) against a median 0.14 for lost fits.
+FIT_SELF_MAX = 0.05  # carry-over fit: movement of the refit (inter-ocular units)
+FIT_DET_MAX = 0.08  # detector-box fit, refitted with the earlier detections' box relation
+FIT_CORR_MIN = 0.7  # aligned appearance vs the previous trusted frame
+PRESENCE_MIN = 0.5  # the mesh model's own face score (≈ 1 on a face, ≈ 0 off it)
 
 POSE_GATE = 20.0  # degrees of yaw or pitch between frame and reference for geometry metrics
 EYE_WINDOW = 2  # eye features: median over ±2 frames (blinks of ≥ 3 frames survive it)
+
+SMOOTH = 5  # running-median window (frames) for pose, proportions, skin tone and flicker
 
 REASONS = {
     "face_missing": "face missing",
@@ -53,7 +65,11 @@ REASONS = {
     "eye_shape": "eye shape drifted",
     "skin_tone": "skin tone shifted",
     "stability": "face jitters between frames",
+    "hair": "hair changed",
+    "detail": "ears or neck changed (earrings, necklace)",
 }
+REASON_ORDER = ("face_missing", "extra_faces", "identity", "proportions", "eye_shape",
+                "skin_tone", "stability", "hair", "detail")
 
 
 @dataclass
@@ -67,6 +83,7 @@ class ReferenceFace:
     skin: np.ndarray | None
     canon: RefCanon
     faces: int = 1
+    head: Any = None  # hair.HeadRef: hair, ears and neck (None: not measurable in the image)
 
 
 def prepare_reference(engine: FaceEngine, rgb: np.ndarray, ref_id: str, angle: str = "front",
@@ -77,9 +94,12 @@ def prepare_reference(engine: FaceEngine, rgb: np.ndarray, ref_id: str, angle: s
         raise StudioError("no face found in the reference image", source or ref_id)
     best = max(faces, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
     lm = engine.landmarks(rgb, best.box)
+    from studio.identity.hair import head_reference
+
     return ReferenceFace(id=ref_id, angle=str(angle), source=source, landmarks=lm,
                          embedding=engine.embed(rgb, lm), pose=M.pose(lm),
-                         skin=M.skin_rgb(rgb, lm), canon=RefCanon(rgb, lm), faces=len(faces))
+                         skin=M.skin_rgb(rgb, lm), canon=RefCanon(rgb, lm), faces=len(faces),
+                         head=head_reference(rgb, lm))
 
 
 def load_references(engine: FaceEngine, items: Iterable[tuple[str, Path, str]],
@@ -152,9 +172,15 @@ def frame_identity(engine: FaceEngine, rgb: np.ndarray, refs: Sequence[Reference
 
 
 def _thumb(rgb: np.ndarray) -> np.ndarray:
+    """32x18 grey thumbnail, slightly blurred and normalised to zero mean and a fixed contrast:
+    handheld shake (±8 px, ±8 % light) moves it by at most 13 (mean |difference|), a cut to
+    another shot by at least 33 (the calibration's clips); unnormalised, shake alone crossed
+    the cut bound on one frame in four."""
     import cv2
 
-    return cv2.resize(rgb, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32).mean(2)
+    g = cv2.resize(rgb, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32).mean(2)
+    g = cv2.GaussianBlur(g, (0, 0), 0.8)
+    return (g - g.mean()) / (float(g.std()) + 4.0) * 48.0
 
 
 def _box_from_lm(lm: np.ndarray, rel: np.ndarray) -> tuple[float, float, float, float]:
@@ -177,10 +203,17 @@ def _appearance_sig(rgb: np.ndarray, lm: np.ndarray) -> np.ndarray:
     return normalised_grey(crop)
 
 
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalised correlation of two appearance signatures (1 = the same picture)."""
+    return float(np.mean(a * b) / math.sqrt(float(np.mean(a * a) * np.mean(b * b)) + 1e-9))
+
+
 @dataclass
 class _Frame:
     index: int
-    face: bool = False
+    face: bool = False  # a face is there (found by the detector or held by the tracker)
+    trusted: bool = False  # its landmark fit passed the checks; False with face = uncertain
+    fit: Any = None  # the landmark model's fit (landmarks.Fit), to track the face from
     faces: int = 0
     lm: np.ndarray | None = None
     box: tuple[float, float, float, float] | None = None
@@ -195,6 +228,8 @@ class _Frame:
     eye: float | None = None
     blink: bool = False
     skin: float | None = None
+    hair: float | None = None
+    detail: float | None = None
     cut: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -222,6 +257,7 @@ class _Analyzer:
         # when it found that many; a small second face needs the full-size pass.
         self.want_faces = max(1, want_faces)
         self.min_face: float | None = None  # smallest face side seen (pixels)
+        self._rolled_wait = 0  # frames until the turned-frame search is tried again
 
     def pick_reference(self, pose: tuple[float, float]) -> int:
         """The reference whose measured pose is nearest to the frame's."""
@@ -260,7 +296,45 @@ class _Analyzer:
         for d in dets:
             side = d.box[2] - d.box[0]
             self.min_face = side if self.min_face is None else min(self.min_face, side)
+        if not dets:
+            dets = self.detect_rolled(rgb)
         return dets
+
+    def detect_rolled(self, rgb: np.ndarray) -> list[Any]:
+        """HOG only finds faces within ≈ ±10° of upright: when it finds none, the frame is
+        searched again turned by ±15° and ±30° (a head tilt, a camera roll). A face found there
+        comes back as an upright box of the same size around the same centre; the landmark
+        fit takes the roll. Tried on every third frame of a faceless run at most (a clip with
+        no face would otherwise pay four more detections a frame)."""
+        import cv2
+
+        if self._rolled_wait > 0:
+            self._rolled_wait -= 1
+            return []
+        h, w = rgb.shape[:2]
+        f = 0.5 if min(h, w) >= 360 and (self.min_face is None or self.min_face >= 170) else 1.0
+        small = rgb if f == 1.0 else cv2.resize(rgb, (int(w * f), int(h * f)),
+                                                interpolation=cv2.INTER_AREA)
+        sh, sw = small.shape[:2]
+        centre = (sw / 2, sh / 2)
+        for angle in ROLL_TRIES:
+            m = cv2.getRotationMatrix2D(centre, angle, 1.0)
+            turned = cv2.warpAffine(small, m, (sw, sh), borderMode=cv2.BORDER_REPLICATE)
+            dets = self.engine.detect(turned, 0)
+            if not dets:
+                continue
+            back = cv2.invertAffineTransform(m)
+            for d in dets:
+                x0, y0, x1, y1 = d.box
+                cx, cy = back @ np.array([(x0 + x1) / 2, (y0 + y1) / 2, 1.0])
+                half = (x1 - x0) / 2
+                d.box = tuple(float(v) / f for v in (cx - half, cy - half, cx + half, cy + half))
+            return dets
+        self._rolled_wait = 2
+        return []
+
+
+ROLL_TRIES = (15.0, -15.0, 30.0, -30.0)  # degrees the frame is turned when HOG finds no face
 
 
 def analyze_frames(frames: Iterable[np.ndarray], fps: float, refs: Sequence[ReferenceFace],
@@ -278,6 +352,7 @@ def analyze_frames(frames: Iterable[np.ndarray], fps: float, refs: Sequence[Refe
     "more than one face" means more faces than characters."""
     from studio.identity import parallel as par
     from studio.identity.engines import DlibEngine
+    from studio.identity.hair import head_scores
 
     an = _Analyzer(engine, refs, detect_every, embed_every, want_faces=expected_faces)
     use_pool = isinstance(engine, DlibEngine) and (par.enabled() if parallel is None
@@ -309,6 +384,18 @@ def analyze_frames(frames: Iterable[np.ndarray], fps: float, refs: Sequence[Refe
         last_emb = {"index": fr.index, "shape": M._roll_free(fr.lm),
                     "app": _appearance_sig(rgb, fr.lm)}
 
+    prev_sig: np.ndarray | None = None  # aligned appearance of the last trusted frame
+
+    def refit(rgb: np.ndarray, box: tuple[float, float, float, float]
+              ) -> tuple[np.ndarray, float]:
+        """Fit in ``box``, then again in the box the fit itself implies: a fit that found the
+        face barely moves (< FIT_SELF_MAX); one that latched on to the background or half a
+        face jumps. Returns (second fit, movement in inter-ocular units)."""
+        lm = engine.landmarks(rgb, box)
+        assert rel is not None
+        lm2 = engine.landmarks(rgb, _box_from_lm(lm, rel))
+        return lm2, float(np.mean(np.linalg.norm(lm2 - lm, axis=1)) / M.interocular(lm2))
+
     for t, rgb in enumerate(frames):
         if cancelled is not None and cancelled():
             raise Cancelled()
@@ -320,60 +407,119 @@ def analyze_frames(frames: Iterable[np.ndarray], fps: float, refs: Sequence[Refe
         prev_thumb = thumb
         prev = out[-1] if out else None
         box = None
-        if fr.cut or prev is None or not prev.face or t - last_det >= detect_every:
+        lm: np.ndarray | None = None
+        fit_obj = None  # the landmark model's fit (its tracking state), when it has one
+        trusted = False
+        # Tracking: the previous trusted fit's box, checked (refit + appearance); a failed
+        # check re-detects at once instead of following a lost fit for detect_every frames.
+        carry: tuple[np.ndarray, bool, str] | None = None
+        carry_fit = None
+        if (prev is not None and prev.face and prev.trusted and prev.lm is not None
+                and not fr.cut and prev_sig is not None):
+            tracked = engine.track(rgb, prev.fit) if prev.fit is not None else None
+            if tracked is not None:  # the model tracks by itself and says if it still sees a face
+                lm_c, moved = tracked.lm, 0.0
+                carry_fit = tracked
+                lost = tracked.presence is not None and tracked.presence < PRESENCE_MIN
+            elif rel is not None:
+                lm_c, moved = refit(rgb, _box_from_lm(prev.lm, rel))
+                lost = moved > FIT_SELF_MAX
+            else:
+                lm_c = None
+            if lm_c is not None:
+                corr = _corr(_appearance_sig(rgb, lm_c), prev_sig)
+                why = ("the landmark fit lost the face" if lost else
+                       "the face's appearance jumped between frames" if corr < FIT_CORR_MIN
+                       else "")
+                carry = (lm_c, not why, why)
+                fr.extra["fit"] = (moved, corr)
+        if carry is None or not carry[1] or t - last_det >= detect_every:
             dets = an.detect(rgb)
             last_det = t
             n_faces = len(dets)
+            pick = None
             if dets:
                 pick = largest_face(dets) if choose_face is None else choose_face(rgb, dets)
-                box = dets[pick].box if pick is not None else None
-        elif prev.lm is not None and rel is not None:
-            box = _box_from_lm(prev.lm, rel)
-        if box is not None:
-            lm = engine.landmarks(rgb, box)
-            if last_det == t:  # remember where the detector's box sits around the landmarks
-                lo, hi = lm.min(0), lm.max(0)
-                size = np.concatenate([hi - lo, hi - lo])
-                rel = (np.array(box, np.float32) - np.concatenate([lo, hi])) / np.maximum(size, 1)
-            fr.face, fr.lm, fr.box, fr.faces = True, lm, box, max(n_faces, 1)
+            if pick is not None:
+                box = dets[pick].box
+                det_fit = engine.fit(rgb, box)
+                lm, fit_obj = det_fit.lm, det_fit
+                trusted = True
+                if det_fit.presence is not None:
+                    trusted = det_fit.presence >= PRESENCE_MIN
+                elif (rel is not None and not fr.cut and prev is not None
+                      and prev.trusted):
+                    # checked with the box relation of the earlier detections of this face
+                    # (not after a cut or a lost frame: another face, another relation)
+                    lm2 = engine.landmarks(rgb, _box_from_lm(lm, rel))
+                    trusted = float(np.mean(np.linalg.norm(lm2 - lm, axis=1))
+                                    / M.interocular(lm)) <= FIT_DET_MAX
+                if trusted:  # remember where the detector's box sits around the landmarks
+                    lo, hi = lm.min(0), lm.max(0)
+                    size = np.concatenate([hi - lo, hi - lo])
+                    rel = ((np.array(box, np.float32) - np.concatenate([lo, hi]))
+                           / np.maximum(size, 1))
+                elif carry is not None and carry[1]:
+                    lm, trusted, fit_obj = carry[0], True, carry_fit
+                else:
+                    fr.extra["uncertain"] = "the landmark fit disagrees with the detector"
+            elif carry is not None and not dets:
+                # The detector missed a face the tracker holds (roll, blur, a hand): a fit that
+                # passed its checks is kept; one that did not is not believed either way.
+                lm, trusted, fit_obj = carry[0], carry[1], carry_fit
+                if not trusted:
+                    fr.extra["uncertain"] = carry[2] + "; the face detector finds no face"
+        else:
+            lm, trusted, fit_obj = carry[0], True, carry_fit
+        if lm is not None and box is None and rel is not None:
+            box = _box_from_lm(lm, rel)
+        if lm is not None and trusted:
+            fr.face, fr.trusted, fr.lm, fr.box, fr.faces = True, True, lm, box, max(n_faces, 1)
+            fr.fit = fit_obj
             fr.pose = M.pose(lm)
             ri = an.pick_reference(fr.pose)
             ref = refs[ri]
             fr.ref = fr.geo_ref = ri
-            # 2-D geometry is only comparable at a similar pose (turning the head shortens
-            # horizontal distances): beyond POSE_GATE from every reference it is not measured.
-            fr.geo_ok = (abs(fr.pose[0] - ref.pose[0]) <= POSE_GATE
-                         and abs(fr.pose[1] - ref.pose[1]) <= POSE_GATE)
-            if fr.geo_ok:
-                fr.proportions = M.proportions_score(lm, ref.landmarks)
+            prev_sig = _appearance_sig(rgb, lm)
             skin = M.skin_rgb(rgb, lm)
             if skin is not None and ref.skin is not None:
                 fr.extra["delta_e"] = M.skin_delta_e(skin, ref.skin)
                 fr.skin = M.skin_score(fr.extra["delta_e"])
             heat.append(ref.canon.frame_heatmap(rgb, lm))
+            if ref.head is not None:
+                head = head_scores(rgb, lm, ref.head)
+                fr.hair, fr.detail = head.hair, head.detail
+                if head.heat is not None:
+                    heat[-1] = np.maximum(heat[-1], head.heat)
             # Adaptive embedding: periodic, at cuts, at the start of a face run, or when the face
             # changed more than a bound since the last embedded frame.
-            need = (last_emb is None or prev is None or not prev.face or fr.cut
-                    or t - last_emb["index"] >= embed_every)
+            need = (last_emb is None or prev is None or not prev.face or not prev.trusted
+                    or fr.cut or t - last_emb["index"] >= embed_every)
             if not need and last_emb is not None:
                 shape_change = float(np.mean(np.linalg.norm(M._roll_free(lm) - last_emb["shape"],
                                                             axis=1)))
-                app_change = float(np.mean(np.abs(_appearance_sig(rgb, lm) - last_emb["app"])))
+                app_change = float(np.mean(np.abs(prev_sig - last_emb["app"])))
                 fr.extra["change"] = (shape_change, app_change)
                 need = shape_change > SHAPE_BOUND or app_change > APPEARANCE_BOUND
             if need:
                 embed(rgb, fr)
         else:
-            fr.faces = 0
+            if lm is not None:  # a face is there, but its fit cannot be trusted
+                fr.face, fr.trusted, fr.box, fr.faces = True, False, box, max(n_faces, 1)
+                fr.extra.setdefault("uncertain", carry[2] if carry is not None else
+                                    "the landmark fit cannot be trusted")
+            else:
+                fr.faces = 0
+            prev_sig = None
             heat.append(np.zeros(heatmap_shape(*rgb.shape[:2]), np.uint8))
             # End of a face run: make sure its last frame is embedded (interpolation needs ends).
-            if prev_frame is not None and prev_frame[1].face and prev_frame[1].source is None:
+            if prev_frame is not None and prev_frame[1].trusted and prev_frame[1].source is None:
                 embed(*prev_frame)
         out.append(fr)
         prev_frame = (rgb, fr)
         if on_progress is not None:
             on_progress(Progress(t + 1, total or 0, "analysing"))
-    if prev_frame is not None and prev_frame[1].face and prev_frame[1].source is None:
+    if prev_frame is not None and prev_frame[1].trusted and prev_frame[1].source is None:
         embed(*prev_frame)
     if not out:
         raise StudioError("the video has no decodable frames")
@@ -394,7 +540,7 @@ def _interpolate(frames: list[_Frame]) -> None:
         return
     arr = np.array(emb_idx)
     for f in frames:
-        if not f.face or f.source == "embedded":
+        if not f.trusted or f.source == "embedded":
             continue
         k = int(np.searchsorted(arr, f.index))
         lo = arr[k - 1] if k > 0 else None
@@ -402,7 +548,7 @@ def _interpolate(frames: list[_Frame]) -> None:
         a = frames[lo] if lo is not None else None
         b = frames[hi] if hi is not None else None
         # Only interpolate within the same face run (no missing frame or cut in between).
-        run_ok = lambda x, y: all(frames[i].face and not frames[i].cut  # noqa: E731
+        run_ok = lambda x, y: all(frames[i].trusted and not frames[i].cut  # noqa: E731
                                   for i in range(min(x, y) + 1, max(x, y) + 1))
         cands = [(x, abs(x.index - f.index)) for x in (a, b) if x is not None
                  and run_ok(x.index, f.index)]
@@ -426,7 +572,7 @@ def _eye_scores(frames: list[_Frame], refs: Sequence[ReferenceFace]) -> None:
     same face run: dlib's eye corners are noisy (±5 % of the width) on small eyes; drift lasts,
     noise does not. A blink of ≥ 3 frames survives the median; a shorter one is smoothed away
     (neither is flagged)."""
-    feats = {f.index: M.eye_features(f.lm) for f in frames if f.face and f.lm is not None}
+    feats = {f.index: M.eye_features(f.lm) for f in frames if f.trusted and f.lm is not None}
     for f in frames:
         if f.index not in feats or f.geo_ref is None or not f.geo_ok:
             continue
@@ -444,51 +590,178 @@ def _eye_scores(frames: list[_Frame], refs: Sequence[ReferenceFace]) -> None:
         f.eye, f.blink = res.score, res.blink
 
 
+def _smooth(frames: list[_Frame], values: dict[int, float], window: int = SMOOTH) -> dict[int, float]:
+    """Running median over ±window//2 measured frames of the same face run (no cut, no lost
+    frame in between): for quantities that change smoothly in a real face (pose, proportions,
+    skin, flicker), so one frame's fitting noise never decides anything."""
+    out: dict[int, float] = {}
+    half = window // 2
+    for i, v in values.items():
+        win = [v]
+        for step in (-1, 1):
+            j = i
+            for _ in range(half):
+                k = j + step
+                if k < 0 or k >= len(frames) or frames[max(j, k)].cut or k not in values:
+                    break
+                win.append(values[k])
+                j = k
+        out[i] = float(np.median(win))
+    return out
+
+
+def persistent_runs(values: Sequence[float | None], threshold: float, min_len: int,
+                    hysteresis: float, breaks: Sequence[bool] | None = None,
+                    ) -> tuple[list[bool], list[bool]]:
+    """(drift, brief) per frame for one metric. A run of measured values below ``threshold``
+    (frames without a value neither extend nor end it; ``breaks`` — cuts — end it) is drift
+    when it lasts ``min_len`` measured frames, and then also takes in the neighbouring values
+    below ``threshold + hysteresis``; a shorter run is only ``brief`` (shown as "close")."""
+    n = len(values)
+    drift, brief = [False] * n, [False] * n
+    measured = [i for i, v in enumerate(values) if v is not None]
+    segments: list[list[int]] = []
+    for i in measured:
+        if not segments or (breaks is not None and any(breaks[segments[-1][-1] + 1:i + 1])):
+            segments.append([i])
+        else:
+            segments[-1].append(i)
+    for seg in segments:
+        low = [values[i] < threshold for i in seg]  # type: ignore[operator]
+        soft = [values[i] < threshold + hysteresis for i in seg]  # type: ignore[operator]
+        k = 0
+        while k < len(seg):
+            if not low[k]:
+                k += 1
+                continue
+            e = k
+            while e + 1 < len(seg) and low[e + 1]:
+                e += 1
+            if e - k + 1 >= min_len or len(values) < min_len:
+                a, b = k, e
+                while a > 0 and soft[a - 1]:
+                    a -= 1
+                while b + 1 < len(seg) and soft[b + 1]:
+                    b += 1
+                for j in range(a, b + 1):
+                    drift[seg[j]] = True
+                k = b + 1
+            else:
+                for j in range(k, e + 1):
+                    brief[seg[j]] = True
+                k = e + 1
+    return drift, brief
+
+
 def _finish(frames: list[_Frame], heat: list[np.ndarray], fps: float,
             refs: Sequence[ReferenceFace], engine: FaceEngine, hw: tuple[int, int],
             expected_faces: int = 1) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    from studio.identity import calibration as C
+
+    n = len(frames)
+    # Pose, smoothed; then which frames are close enough to their reference's pose to compare
+    # 2-D geometry, and their proportions (smoothed too).
+    yaw = _smooth(frames, {f.index: f.pose[0] for f in frames if f.trusted and f.pose})
+    pitch = _smooth(frames, {f.index: f.pose[1] for f in frames if f.trusted and f.pose})
+    for f in frames:
+        if f.index in yaw:
+            f.pose = (yaw[f.index], pitch[f.index])
+            ri = int(f.geo_ref)  # type: ignore[arg-type]
+            f.geo_ok = (abs(f.pose[0] - refs[ri].pose[0]) <= POSE_GATE
+                        and abs(f.pose[1] - refs[ri].pose[1]) <= POSE_GATE)
+    prop = _smooth(frames, {f.index: M.proportions_score(f.lm, refs[f.geo_ref].landmarks)
+                            for f in frames if f.trusted and f.geo_ok and f.lm is not None
+                            and f.geo_ref is not None})
+    skin = _smooth(frames, {f.index: f.skin for f in frames if f.skin is not None})
+    for f in frames:
+        f.proportions = prop.get(f.index)
+        f.skin = skin.get(f.index)
     _interpolate(frames)
     _eye_scores(frames, refs)
-    n = len(frames)
     lms = np.full((n, 68, 2), np.nan, np.float32)
     boxes = np.full((n, 4), np.nan, np.float32)
     for f in frames:
-        if f.face:
+        if f.trusted:
             lms[f.index] = f.lm
+        if f.face and f.box is not None:
             boxes[f.index] = f.box
-    rows = []
+    jit: dict[int, float] = {}
     motion = []
     for f in frames:
-        stab = None
-        if f.face and 0 < f.index < n - 1 and frames[f.index - 1].face and \
-                frames[f.index + 1].face and not f.cut and not frames[f.index + 1].cut:
-            stab = M.stability_score(M.jitter(lms[f.index - 1], lms[f.index], lms[f.index + 1]))
-        if f.face and f.index > 0 and frames[f.index - 1].face and not f.cut:
-            motion.append(float(np.mean(np.linalg.norm(lms[f.index] - lms[f.index - 1], axis=1))
-                                / M.interocular(lms[f.index])))
-        reasons: list[str] = []
+        i = f.index
+        if f.trusted and 0 < i < n - 1 and frames[i - 1].trusted and frames[i + 1].trusted \
+                and not f.cut and not frames[i + 1].cut:
+            jit[i] = M.jitter(lms[i - 1], lms[i], lms[i + 1])  # type: ignore[assignment]
+        if f.trusted and i > 0 and frames[i - 1].trusted and not f.cut:
+            motion.append(float(np.mean(np.linalg.norm(lms[i] - lms[i - 1], axis=1))
+                                / M.interocular(lms[i])))
+    stab = {i: M.stability_score(v) for i, v in _smooth(frames, jit).items()}
+    cuts = [f.cut for f in frames]
+    series: dict[str, list[float | None]] = {
+        "identity": [f.identity if f.trusted else None for f in frames],
+        "proportions": [f.proportions for f in frames], "eye_shape": [f.eye for f in frames],
+        "skin_tone": [f.skin for f in frames], "stability": [stab.get(f.index) for f in frames],
+        "hair": [f.hair if f.trusted else None for f in frames],
+        "detail": [f.detail if f.trusted else None for f in frames],
+    }
+    close_edge, match_edge = C.identity_bands(engine)
+    from studio.identity.hair import DETAIL_THRESHOLD, HAIR_THRESHOLD
+
+    thresholds = {"identity": engine.threshold, **M.THRESHOLDS, "hair": HAIR_THRESHOLD,
+                  "detail": DETAIL_THRESHOLD}
+    flags: dict[str, tuple[list[bool], list[bool]]] = {
+        key: persistent_runs(vals, thresholds[key], C.PERSIST.get(key, C.PERSIST_DEFAULT),
+                             C.HYSTERESIS, cuts) for key, vals in series.items()}
+    missing = [not f.face for f in frames]
+    extra = [f.face and f.faces > expected_faces for f in frames]
+    flags["face_missing"] = persistent_runs([0.0 if m else 1.0 for m in missing], 0.5,
+                                            C.PERSIST_DEFAULT, 0.0)
+    flags["extra_faces"] = persistent_runs([0.0 if x else 1.0 for x in extra], 0.5,
+                                           C.PERSIST_DEFAULT, 0.0)
+    rows = []
+    for f in frames:
+        i = f.index
+        reasons = [REASONS[key] for key in REASON_ORDER if key in flags and flags[key][0][i]]
+        cautions: list[str] = []
         if not f.face:
-            reasons.append(REASONS["face_missing"])
+            state = "drift" if reasons else "uncertain"
+            if not reasons:
+                cautions.append("no face found on this frame (only for a moment)")
+        elif not f.trusted:
+            state = "uncertain"
+            reasons = [r for r in reasons if r in (REASONS["extra_faces"],)]
+            cautions.append(str(f.extra.get("uncertain", "the landmark fit cannot be trusted")))
+            if reasons:
+                state = "drift"
         else:
-            if f.faces > expected_faces:
-                reasons.append(REASONS["extra_faces"])
-            if f.identity is not None and f.identity < engine.threshold:
-                reasons.append(REASONS["identity"])
-            for key, val in (("proportions", f.proportions), ("eye_shape", f.eye),
-                             ("skin_tone", f.skin), ("stability", stab)):
-                if val is not None and val < M.THRESHOLDS[key]:
-                    reasons.append(REASONS[key])
+            cautions = [REASONS[key] + " (briefly)" for key in REASON_ORDER
+                        if key in flags and flags[key][1][i]]
+            if f.identity is not None and close_edge <= f.identity < match_edge:
+                cautions.insert(0, "identity close to the threshold")
+            state = "drift" if reasons else "close" if cautions else "match"
         rows.append({
-            "index": f.index, "time": round(f.index / fps, 4), "face_found": f.face,
+            "index": i, "time": round(i / fps, 4), "face_found": f.face,
             "faces": f.faces, "identity": _r(f.identity), "identity_source": f.source,
             "proportions": _r(f.proportions), "eye_shape": _r(f.eye), "skin_tone": _r(f.skin),
-            "stability": _r(stab), "matched_reference": refs[f.ref].id if f.ref is not None
-            and f.identity is not None else None,
-            "flagged": bool(reasons), "reasons": reasons, "blink": f.blink,
-            "pose": None if f.pose is None else [round(f.pose[0], 1), round(f.pose[1], 1)],
+            "stability": _r(stab.get(i)), "matched_reference": refs[f.ref].id
+            if f.ref is not None and f.identity is not None else None,
+            "flagged": state == "drift", "reasons": reasons, "blink": f.blink,
+            "pose": None if f.pose is None or not f.trusted
+            else [round(f.pose[0], 1), round(f.pose[1], 1)],
+            "state": state, "cautions": cautions,
+            "hair": _r(f.hair) if f.trusted else None,
+            "detail": _r(f.detail) if f.trusted else None,
         })
     summary = summarize(rows, engine, motion,
-                        [f.emb for f in frames if f.emb is not None])
+                        [f.emb for f in frames if f.emb is not None],
+                        iod=[M.interocular(f.lm) for f in frames if f.trusted
+                             and f.lm is not None])
+    if engine.name == "arcface":
+        # FaceSim-Arc (OpenS2V): the mean ArcFace cosine of the embedded frames to their
+        # reference, unclipped, so a take can be put beside published models' figures.
+        cos = [float(engine.raw_score(f.emb, refs[f.ref].embedding)) for f in frames
+               if f.emb is not None and f.ref is not None]
+        summary["facesim_arc"] = round(float(np.mean(cos)), 4) if cos else None
     result = {"format": 1, "analysis_version": ANALYSIS_VERSION,
               "engine": engine.info(), "engine_key": engine.key,
               "references": [{"id": r.id, "angle": r.angle, "source": r.source,
@@ -520,10 +793,16 @@ def drift_ranges(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def summarize(rows: Sequence[dict[str, Any]], engine: FaceEngine, motion: Sequence[float],
-              embeddings: Sequence[np.ndarray]) -> dict[str, Any]:
+              embeddings: Sequence[np.ndarray], iod: Sequence[float] = ()) -> dict[str, Any]:
+    from studio.identity import calibration as C
+
     ids = [r["identity"] for r in rows if r["identity"] is not None]
+    states = {k: sum(1 for r in rows if r.get("state") == k) for k in C.STATES}
     flagged = [r for r in rows if r["flagged"]]
+    # Worst first: the lowest identity, then frames without a face; frames that could not be
+    # judged (uncertain) last — they have no score or heatmap to show.
     order = sorted((r for r in rows), key=lambda r: (
+        r.get("state") == "uncertain",
         r["identity"] if r["identity"] is not None else -1.0, -len(r["reasons"])))
     emb = None
     if embeddings:
@@ -541,6 +820,12 @@ def summarize(rows: Sequence[dict[str, Any]], engine: FaceEngine, motion: Sequen
         "embedding": emb,
         "face_frames": sum(1 for r in rows if r["face_found"]),
         "embedded_frames": sum(1 for r in rows if r["identity_source"] == "embedded"),
+        "states": states,
+        "uncertain_fraction": round(states["uncertain"] / max(len(rows), 1), 4),
+        # What the calibration expects an unchanged face of this size to be flagged on.
+        "expected_false_alarm": C.expected_false_alarm(engine, float(np.median(iod))
+                                                       if len(iod) else None),
+        "facesim_arc": None,  # set by _finish with the ArcFace engine
     }
 
 

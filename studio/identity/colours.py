@@ -15,7 +15,12 @@ drift     ``s < t``                    mean below ``t``, or more than ``FLAGGED_
 ======== ============================ ==============================
 
 A score below the threshold is never amber: the engine says "another person" there. A take
-with most of its frames flagged is red whatever its mean.
+with most of its frames flagged is red whatever its mean. The band edges are the calibrated
+ones (:func:`studio.identity.calibration.identity_bands`).
+
+**Frame states** (:data:`STATE_COLOURS`): match / close / drift as above, plus ``uncertain``
+(violet) — the face's fit could not be trusted, so nothing is claimed. A take most of whose
+frames are uncertain is "uncertain" too, never green.
 
 **Heatmap colours**: deviation 0 is transparent, then blue → green → yellow → red with rising
 opacity, so small deviations tint and large ones stand out (:func:`heat_lut`).
@@ -29,18 +34,22 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     import numpy as np
 
-Band = Literal["match", "close", "drift"]
-BANDS: tuple[Band, ...] = ("match", "close", "drift")
+Band = Literal["match", "close", "drift", "uncertain"]
+BANDS: tuple[Band, ...] = ("match", "close", "drift", "uncertain")
 
 CLOSE_MARGIN = 0.1  # scores in [t, t + CLOSE_MARGIN) pass, but only just
 FLAGGED_CLOSE = 0.1  # a take with more flagged frames than this is at best "close"
 FLAGGED_DRIFT = 0.5  # a take with more flagged frames than this is "drift"
 
-BAND_COLOURS: dict[Band, str] = {"match": "#46be5a", "close": "#ebaa28", "drift": "#dc3c32"}
+BAND_COLOURS: dict[Band, str] = {"match": "#46be5a", "close": "#ebaa28", "drift": "#dc3c32",
+                                 "uncertain": "#8c7cd0"}
+STATE_COLOURS = BAND_COLOURS  # a frame's state (record ``state``) uses the same four colours
+UNCERTAIN_TAKE = 0.5  # a take with more uncertain frames than this cannot be judged
 NONE_COLOUR = "#78787d"  # not analysed / not measurable
 BAND_WORDS: dict[Band, str] = {"match": "matches the character",
                                "close": "close to the threshold",
-                               "drift": "identity drifted"}
+                               "drift": "identity drifted",
+                               "uncertain": "could not be judged (face fit not trusted)"}
 
 # Heatmap colour map stops: (value, r, g, b, alpha), linearly interpolated in between.
 HEAT_STOPS: tuple[tuple[int, int, int, int, int], ...] = (
@@ -50,16 +59,20 @@ HEAT_STOPS: tuple[tuple[int, int, int, int, int], ...] = (
 _LUT: "np.ndarray | None" = None
 
 
-def band_edges(threshold: float) -> tuple[float, float]:
-    """(lowest "close" score, lowest "match" score) for ``threshold``."""
-    return float(threshold), float(threshold) + CLOSE_MARGIN
+def band_edges(threshold: float, engine: str | None = None) -> tuple[float, float]:
+    """(lowest "close" score, lowest "match" score) for ``threshold``: the calibrated warning
+    band of ``engine`` (by name), else :data:`CLOSE_MARGIN`."""
+    from studio.identity.calibration import IDENTITY_BANDS
+
+    close, match = IDENTITY_BANDS.get(str(engine), (0.0, CLOSE_MARGIN))
+    return float(threshold), float(threshold) + (match - close)
 
 
-def band(score: float, threshold: float) -> Band:
+def band(score: float, threshold: float, engine: str | None = None) -> Band:
     """The band of one score (a frame's identity, a mean, a matrix cell)."""
     if score is None or not math.isfinite(score):
         raise ValueError(f"no band for the score {score!r}")
-    close, match = band_edges(threshold)
+    close, match = band_edges(threshold, engine)
     if score >= match:
         return "match"
     if score >= close:
@@ -68,15 +81,19 @@ def band(score: float, threshold: float) -> Band:
 
 
 def take_band(mean: float | None, threshold: float, flagged_fraction: float = 0.0,
-              ) -> Band | None:
-    """The band of a take from its mean identity and the fraction of its frames flagged; None
-    when there is no mean (not analysed, or no face measured)."""
+              uncertain_fraction: float = 0.0, engine: str | None = None) -> Band | None:
+    """The band of a take from its mean identity, the fraction of its frames flagged and the
+    fraction that could not be judged; None when there is no mean (not analysed, or no face
+    measured)."""
     if mean is None or not math.isfinite(mean):
-        return None
-    level = band(mean, threshold)
+        # nothing scored: "uncertain" when most frames could not be judged, else no band
+        return "uncertain" if float(uncertain_fraction or 0.0) > UNCERTAIN_TAKE else None
+    level = band(mean, threshold, engine)
     flagged = float(flagged_fraction or 0.0)
-    if flagged > FLAGGED_DRIFT:
+    if flagged > FLAGGED_DRIFT or level == "drift":
         return "drift"
+    if float(uncertain_fraction or 0.0) > UNCERTAIN_TAKE:
+        return "uncertain"
     if level == "match" and flagged > FLAGGED_CLOSE:
         return "close"
     return level

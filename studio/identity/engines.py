@@ -59,11 +59,27 @@ class FaceEngine:
 
     @property
     def key(self) -> str:
-        return f"{self.name}/{self.model}/{self.version}"
+        return f"{self.name}/{self.model}/{self.full_version}"
+
+    @property
+    def full_version(self) -> str:
+        """The identity model's version and the landmark model's: both change the scores
+        (dlib's 68-point model keeps the versions written before the mesh existed)."""
+        lm = dl.landmark_model()
+        return self.version if lm == "dlib68" else f"{self.version}+{lm}1"
+
+    @property
+    def full_license(self) -> str:
+        lm = dl.landmark_model()
+        if lm == "dlib68":
+            return self.license + "; 68-point landmarks: " + dl.DLIB68_LICENCE
+        from studio.identity import mesh_landmarks
+
+        return self.license + "; landmarks: " + mesh_landmarks.licence()
 
     def info(self) -> dict[str, Any]:
-        return {"name": self.name, "model": self.model, "version": self.version,
-                "license": self.license, "threshold": self.threshold}
+        return {"name": self.name, "model": self.model, "version": self.full_version,
+                "license": self.full_license, "threshold": self.threshold}
 
     # --- detection and landmarks -------------------------------------------------------------
     def detect(self, rgb: np.ndarray, upsample: int = 0) -> list[Detection]:
@@ -78,6 +94,14 @@ class FaceEngine:
 
     def landmarks(self, rgb: np.ndarray, box: Box) -> np.ndarray:
         return dl.landmarks_in_box(rgb, box, 68)
+
+    def fit(self, rgb: np.ndarray, box: Box) -> "dl.Fit":
+        """68 points in a detector's box, with the landmark model's presence score."""
+        return dl.fit_in_box(rgb, box)
+
+    def track(self, rgb: np.ndarray, prev: "dl.Fit") -> "dl.Fit | None":
+        """The previous frame's face tracked into this one (None: the model cannot track)."""
+        return dl.track_fit(rgb, prev)
 
     # --- embeddings ----------------------------------------------------------------------------
     def align(self, rgb: np.ndarray, lm68: np.ndarray) -> np.ndarray:
@@ -103,8 +127,7 @@ class DlibEngine(FaceEngine):
     name = "dlib"
     model = "dlib_face_recognition_resnet_model_v1"
     version = "20.0-frm0.3.0-sim1"
-    license = ("embedding, 5-point and detector models: CC0 / Boost (dlib); 68-point landmarks "
-               "trained on iBUG 300-W: non-commercial research use only")
+    license = "embedding, 5-point and detector models: CC0 / Boost (dlib)"  # + landmarks
     threshold = 0.5
     DISTANCE_THRESHOLD = 0.6
     _chip_size = 150

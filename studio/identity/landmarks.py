@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import threading
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -129,9 +130,157 @@ def cnn_detect_faces(rgb: np.ndarray, upsample: int = 0, min_conf: float = 0.5,
     return out
 
 
+LANDMARKS_ENV = "CONTINUITY_LANDMARKS"  # "dlib68" or "mesh": overrides the saved choice
+LANDMARK_MODELS = ("dlib68", "mesh")
+CHOICE_FILE = "landmarks.json"  # in the user's config folder
+DLIB68_LICENCE = ("dlib's 68-point model was trained on iBUG 300-W, whose licence allows "
+                  "non-commercial research use only")
+# What the choice offers (the app's first-use dialog and `continuity-studio landmarks` show
+# these words; the figures are docs/IDENTITY.md "Landmarks and licences").
+LANDMARK_OPTIONS: dict[str, dict[str, str]] = {
+    "dlib68": {"label": "dlib 68-point landmarks (recommended for drift)",
+               "licence": DLIB68_LICENCE,
+               "note": "sees feature drift: both eyes enlarged by a local warp score 0.36-0.80 "
+                       "on the calibration photos"},
+    "mesh": {"label": "MediaPipe Face Mesh (Apache-2.0)",
+             "licence": "Apache License 2.0 (Google), a file inside the mediapipe==0.10.21 "
+                        "wheel",
+             "note": "steadier under camera motion, but its face prior hides local feature "
+                     "drift: the same enlarged eyes score 0.83-0.99 (not flagged)"},
+}
+
+
+class LandmarkChoiceNeeded(StudioError):
+    """No landmark model has been chosen yet (the choice is a licence decision)."""
+
+
+def _choice_path() -> Path:
+    from studio.core.userdirs import config_dir
+
+    return config_dir() / CHOICE_FILE
+
+
+def landmark_choice() -> str | None:
+    """The chosen landmark model: CONTINUITY_LANDMARKS, else the saved choice, else None.
+    A damaged choice file counts as no choice (the user is asked again)."""
+    import json
+    import os
+
+    choice = os.environ.get(LANDMARKS_ENV, "").strip().lower()
+    if choice:
+        if choice not in LANDMARK_MODELS:
+            raise StudioError(f"{LANDMARKS_ENV}={choice!r} is not a landmark model; use "
+                              + " or ".join(LANDMARK_MODELS))
+        return choice
+    path = _choice_path()
+    try:
+        if path.stat().st_size > 4096:
+            return None
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    model = doc.get("model") if isinstance(doc, dict) else None
+    return model if model in LANDMARK_MODELS else None
+
+
+def save_landmark_choice(model: str) -> Path:
+    """Remember the user's landmark model (atomically, in the config folder)."""
+    import json
+    import time
+
+    from studio.core.atomic import atomic_write_text
+
+    if model not in LANDMARK_MODELS:
+        raise StudioError(f"{model!r} is not a landmark model; use " + " or ".join(LANDMARK_MODELS))
+    if model == "mesh":
+        _require_mesh()
+    path = _choice_path()
+    atomic_write_text(path, json.dumps({"model": model, "licence": LANDMARK_OPTIONS[model][
+        "licence"], "chosen_at": time.time()}, indent=1) + "\n")
+    return path
+
+
+def _require_mesh() -> None:
+    from studio.identity import mesh_landmarks
+
+    if not mesh_landmarks.available():
+        raise StudioError(
+            "the Face Mesh landmark model is not installed: 'pip install --no-deps "
+            f"{mesh_landmarks.CARRIER_REQUIREMENT}' (Apache-2.0), or choose dlib's 68-point "
+            f"model ({DLIB68_LICENCE})")
+
+
+def landmark_model(for_animation: bool = False) -> str:
+    """The 68-point landmark model in use, as the user chose it (:func:`landmark_choice`):
+    "dlib68" — dlib's, more sensitive to feature drift, non-commercial licence — or "mesh" —
+    MediaPipe's Face Mesh (Apache-2.0, shipped inside the mediapipe wheel, run by OpenCV).
+    Raises :class:`LandmarkChoiceNeeded` until a choice was made: the app asks at first use,
+    the CLI says how (docs/IDENTITY.md "Landmarks and licences")."""
+    choice = landmark_choice()
+    if choice is None and for_animation:
+        # Animating a start image (the preview backend) measures nothing: before the choice
+        # it uses the permissively licensed mesh when it is installed.
+        from studio.identity import mesh_landmarks
+
+        if mesh_landmarks.available():
+            return "mesh"
+    if choice is None:
+        raise LandmarkChoiceNeeded(
+            "choose the face landmark model first (a licence decision): dlib's 68-point model "
+            "(more sensitive to feature drift; trained on iBUG 300-W, whose licence allows "
+            "non-commercial research use only) or MediaPipe's Face Mesh (Apache-2.0; less "
+            "sensitive to feature drift); in the app: Settings ▸ Face landmarks…")
+    if choice == "mesh":
+        _require_mesh()
+    return choice
+
+
+@dataclass
+class Fit:
+    """One face's 68 points (iBUG order, frame pixels) and what the model says of its fit:
+    ``presence`` in [0, 1] (the mesh model's face score; None for dlib's, which has none) and
+    the model's own state for tracking the face into the next frame (the 468-point mesh)."""
+
+    lm: np.ndarray
+    presence: float | None = None
+    mesh: np.ndarray | None = None
+
+
+def fit_in_box(rgb: np.ndarray, box: tuple[float, float, float, float],
+               for_animation: bool = False) -> Fit:
+    """The 68 points of the face in a detector's ``box`` with the model in use."""
+    if landmark_model(for_animation) == "mesh":
+        from studio.identity import mesh_landmarks
+
+        mesh, presence = mesh_landmarks.fit_mesh(rgb, box)
+        return Fit(mesh_landmarks.mesh_to_68(mesh), presence, mesh)
+    return Fit(dlib_landmarks_in_box(rgb, box, 68))
+
+
+def track_fit(rgb: np.ndarray, prev: Fit) -> Fit | None:
+    """The face of ``prev`` (last frame) in this frame, tracked by the model itself; None when
+    the model cannot track (dlib's: the caller re-fits in a box carried over)."""
+    if prev.mesh is None:
+        return None
+    from studio.identity import mesh_landmarks
+
+    mesh, presence = mesh_landmarks.track_mesh(rgb, prev.mesh)
+    return Fit(mesh_landmarks.mesh_to_68(mesh), presence, mesh)
+
+
 def landmarks_in_box(rgb: np.ndarray, box: tuple[float, float, float, float],
                      points: int = 68) -> np.ndarray:
-    """Fit the 68- (or 5-) point shape inside ``box`` (x0, y0, x1, y1); returns (N, 2) float32."""
+    """Fit the 68- (or dlib's 5-) point shape inside ``box`` (x0, y0, x1, y1) with the
+    landmark model in use (:func:`landmark_model`); returns (N, 2) float32."""
+    if points == 68:
+        return fit_in_box(rgb, box).lm
+    return dlib_landmarks_in_box(rgb, box, points)
+
+
+def dlib_landmarks_in_box(rgb: np.ndarray, box: tuple[float, float, float, float],
+                          points: int = 68) -> np.ndarray:
+    """dlib's own 68- or 5-point fit inside ``box`` (the 68-point model's licence:
+    :data:`DLIB68_LICENCE`)."""
     dlib = _dlib()
     img = as_rgb_u8(rgb)
     rect = dlib.rectangle(int(round(box[0])), int(round(box[1])),
@@ -152,14 +301,15 @@ def _area(box: tuple[float, float, float, float]) -> float:
     return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
 
 
-def detect_landmarks_68(rgb: np.ndarray) -> np.ndarray | None:
+def detect_landmarks_68(rgb: np.ndarray, for_animation: bool = False) -> np.ndarray | None:
     """68 landmarks (68×2 float32, frame pixels) of the largest face, or None when no face.
 
     HOG detector at upsample 0 first, then upsample 1 for small faces (< ~80 px).
+    ``for_animation``: see :func:`landmark_model`.
     """
     img = as_rgb_u8(rgb)
     faces = detect_faces(img, 0) or detect_faces(img, 1)
     if not faces:
         return None
     box = max(faces, key=lambda f: _area(f[0]))[0]
-    return landmarks_in_box(img, box, 68)
+    return fit_in_box(img, box, for_animation).lm

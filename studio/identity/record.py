@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from studio.core.model import Character, Project, Shot
     from studio.identity.colours import Band
 
-FORMAT = 3  # schema version of the files this module writes
+FORMAT = 4  # schema version of the files this module writes
 # A 10-minute 24 fps take's JSON is ≈ 6 MB; 32 MiB bounds what a hostile file costs to parse
 # (≈ 10x its size in Python objects).
 MAX_JSON_BYTES = 32 * 1024 * 1024
@@ -63,7 +63,9 @@ MAX_EMBEDDING = 4096
 MAX_NPY_HEADER = 10_000  # numpy's own default limit for .npy headers
 MAX_CAST = 64  # characters in a shot's cast block (the project allows 17)
 
-METRICS: tuple[str, ...] = ("identity", "proportions", "eye_shape", "skin_tone", "stability")
+METRICS: tuple[str, ...] = ("identity", "proportions", "eye_shape", "skin_tone", "stability",
+                            "hair", "detail")
+STATES: tuple[str, ...] = ("match", "close", "drift", "uncertain")  # calibration.STATES
 ARRAY_NAMES: tuple[str, ...] = ("heatmaps", "landmarks", "boxes")
 CAST_ARRAY = "cast_boxes"  # in the npz only when the record has a cast block
 JSON_SUFFIX, ARRAYS_SUFFIX = ".json", ".npz"
@@ -148,6 +150,20 @@ class Summary(_Model):
                                             fail_fast=True)] | None
     face_frames: FrameIndex
     embedded_frames: FrameIndex
+    # Format 4: frames per state, the share that could not be judged, the share of flagged
+    # frames the calibration expects of an unchanged face this size (None: not calibrated),
+    # and FaceSim-Arc (mean ArcFace cosine to the reference, when an ArcFace pack is present).
+    states: "StateCounts"
+    uncertain_fraction: Score = 0.0
+    expected_false_alarm: Score | None = None
+    facesim_arc: Annotated[float, Field(ge=-1.0, le=1.0)] | None = None
+
+
+class StateCounts(_Model):
+    match: FrameIndex = 0
+    close: FrameIndex = 0
+    drift: FrameIndex = 0
+    uncertain: FrameIndex = 0
 
 
 class FrameRecord(_Model):
@@ -166,6 +182,20 @@ class FrameRecord(_Model):
     reasons: Annotated[list[Reason], Field(max_length=64, fail_fast=True)]
     blink: bool = False
     pose: Pose | None = None
+    # Format 4. match / close / drift / uncertain (docs/IDENTITY.md "States"); flagged is
+    # exactly drift. cautions: why a frame is close or uncertain.
+    state: Literal["match", "close", "drift", "uncertain"]
+    cautions: Annotated[list[Reason], Field(max_length=64, fail_fast=True)] = Field(
+        default_factory=list)
+    hair: Score | None = None  # hair region against the reference (studio.identity.hair)
+    detail: Score | None = None  # ears and neck, where earrings and necklaces are
+
+    @model_validator(mode="after")
+    def _state(self) -> "FrameRecord":
+        if self.flagged != (self.state == "drift"):
+            raise ValueError(f"frame {self.index}: flagged is {self.flagged} but its state "
+                             f"is {self.state!r}")
+        return self
 
 
 class CastEntry(_Model):
@@ -211,7 +241,7 @@ class AnalysisRecord(_Model):
     """``analysis/<take_id>.json``. Build one with :meth:`from_result`, read one with
     :func:`read_record`; the npz arrays, when read, are on :attr:`arrays`."""
 
-    format: Literal[3] = FORMAT
+    format: Literal[4] = FORMAT
     analysis_version: Annotated[int, Field(ge=1)]
     engine: EngineInfo
     engine_key: Label
@@ -252,6 +282,10 @@ class AnalysisRecord(_Model):
             raise ValueError("a worst frame is past the last frame")
         if s.face_frames > n or s.embedded_frames > n:
             raise ValueError("more face or embedded frames than frames")
+        st = s.states
+        if (st.match, st.close, st.drift, st.uncertain) != tuple(
+                sum(1 for f in self.frames if f.state == k) for k in STATES):
+            raise ValueError("the summary's state counts are not the frames' states")
         ids = {r.id for r in self.references}
         bad = {f.matched_reference for f in self.frames} - ids - {None}
         if bad:
@@ -294,7 +328,9 @@ class AnalysisRecord(_Model):
         doc = {**dict(result), **fields, "format": FORMAT}
         if isinstance(fields.get("take"), Mapping):
             doc["take"] = {**dict(result.get("take") or {}), **fields["take"]}
-        return cls.model_validate(doc)
+        # A result without states (the test kits' hand-made ones) gets them as a format-3
+        # file would; the analysis itself always gives them.
+        return cls.model_validate(_migrate_3_to_4(doc))
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=1) + "\n"
@@ -389,7 +425,15 @@ class AnalysisRecord(_Model):
         """The take's colour band (:func:`studio.identity.colours.take_band`)."""
         from studio.identity.colours import take_band
 
-        return take_band(self.identity_mean, self.threshold, self.flagged_fraction)
+        return take_band(self.identity_mean, self.threshold, self.flagged_fraction,
+                         self.summary.uncertain_fraction, self.engine.name)
+
+    def states(self) -> list[str]:
+        """Per frame: "match", "close", "drift" or "uncertain"."""
+        return [f.state for f in self.frames]
+
+    def cautions(self) -> list[list[str]]:
+        return [list(f.cautions) for f in self.frames]
 
     def stale_reasons(self, project: "Project", shot: "Shot", engine_key: str | None, *,
                       video_sha256: str | None = None,
@@ -576,8 +620,45 @@ def _migrate_2_to_3(doc: dict[str, Any]) -> dict[str, Any]:
     return dict(doc)
 
 
+def _migrate_3_to_4(doc: dict[str, Any]) -> dict[str, Any]:
+    """Format 3 → 4: every frame gets its ``state`` and the summary the state counts. A
+    format-3 analysis knew no uncertain frames: a flagged frame is drift, any other frame
+    match or close by its identity's band (close without a score); the other new fields keep
+    their defaults (no cautions, hair, detail, expected false alarms or FaceSim-Arc)."""
+    from studio.identity.calibration import IDENTITY_BANDS
+
+    doc = dict(doc)
+    eng = doc.get("engine") if isinstance(doc.get("engine"), dict) else {}
+    thr = eng.get("threshold")
+    close, match = IDENTITY_BANDS.get(str(eng.get("name")), (0.0, 0.1))
+    frames = doc.get("frames")
+    if isinstance(frames, list):
+        out = []
+        for f in frames:
+            if isinstance(f, dict) and "state" not in f:
+                f = dict(f)
+                ident = f.get("identity")
+                if f.get("flagged") is True:
+                    f["state"] = "drift"
+                elif (isinstance(ident, (int, float)) and isinstance(thr, (int, float))
+                      and ident >= thr + (match - close)):
+                    f["state"] = "match"
+                else:
+                    f["state"] = "close"
+            out.append(f)
+        doc["frames"] = frames = out
+    summary = doc.get("summary")
+    if isinstance(summary, dict) and isinstance(frames, list):
+        summary = dict(summary)
+        summary.setdefault("states", {k: sum(1 for f in frames if isinstance(f, dict)
+                                             and f.get("state") == k) for k in STATES})
+        doc["summary"] = summary
+    return doc
+
+
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _migrate_1_to_2,
-                                                                     2: _migrate_2_to_3}
+                                                                     2: _migrate_2_to_3,
+                                                                     3: _migrate_3_to_4}
 
 
 def migrate(doc: dict[str, Any], path: Path | None = None) -> dict[str, Any]:

@@ -275,7 +275,7 @@ def test_cast_block_round_trip(tmp_path: Path) -> None:
     arrays = _cast_arrays(6, 2)
     write_record(tmp_path, rec, arrays)
     back = read_record(tmp_path, "t1", arrays=True)
-    assert back == rec and back.format == R.FORMAT == 3
+    assert back == rec and back.format == R.FORMAT == 4
     assert [c.character_id for c in back.cast] == ["c1", "c2"]
     assert np.array_equal(back.arrays.cast_boxes, arrays["cast_boxes"])
     ident = back.cast_identity("c2")
@@ -302,12 +302,14 @@ def test_a_real_format2_file_still_reads(tmp_path: Path) -> None:
     old = json.loads((folder / "analysis" / "take_v1.json").read_text())
     assert old["format"] == 2 and "cast" not in old
     rec = read_record(folder, "take_v1", arrays=True)
-    assert rec is not None and rec.format == 3 and rec.cast == []
-    assert rec.summary.model_dump() == old["summary"]
+    assert rec is not None and rec.format == 4 and rec.cast == []
+    assert {k: v for k, v in rec.summary.model_dump().items()
+            if k in old["summary"]} == old["summary"]  # format 4 only adds the states
+    assert rec.summary.states.drift == sum(f["flagged"] for f in old["frames"])
     assert rec.arrays.cast_boxes is None and rec.arrays.boxes.shape == (6, 4)
     assert R.MIGRATIONS[2](old) == old  # format 3 adds nothing to a format-2 record
     write_record(folder, rec, rec.arrays)
-    assert json.loads((folder / "analysis" / "take_v1.json").read_text())["format"] == 3
+    assert json.loads((folder / "analysis" / "take_v1.json").read_text())["format"] == 4
     assert read_record(folder, "take_v1") == rec
 
 
@@ -360,7 +362,7 @@ def test_nan_in_a_cast_block_and_a_newer_format_are_refused(tmp_path: Path) -> N
     with pytest.raises(AssetError, match="not a number"):
         parse_record(text)
     with pytest.raises(AssetError, match="newer"):
-        parse_record(json.dumps({**json.loads(_cast_record().to_json()), "format": 4}))
+        parse_record(json.dumps({**json.loads(_cast_record().to_json()), "format": 5}))
 
 
 def test_cast_boxes_of_the_wrong_shape_in_the_npz_are_refused(tmp_path: Path) -> None:
@@ -497,7 +499,7 @@ def test_analyze_take_of_a_two_shot(tmp_path: Path) -> None:
     assert ana["face_frames"] > 0 and ben["face_frames"] > 0
     assert summary["identity_mean"] > 0.8  # the main analysis followed Ana, not Ben's big face
     rec = read_record(tmp_path, take.id, arrays=True)
-    assert rec.format == 3 and [c.character_id for c in rec.cast] == shot.character_ids
+    assert rec.format == 4 and [c.character_id for c in rec.cast] == shot.character_ids
     assert rec.cast[1].references_fingerprint == references_fingerprint(
         p, p.character(shot.cast[0]))
     assert rec.arrays.cast_boxes.shape == (2, 24, 4)

@@ -61,7 +61,7 @@ def test_analyze_take_writes_shared_format_and_caches(tmp_path: Path) -> None:
     data = json.loads(jp.read_text())
     assert summary["identity_mean"] > 0.8
     assert summary["flagged_fraction"] == 0.0, [f for f in data["frames"] if f["flagged"]]
-    assert data["format"] == 3 and data["created_at"] > 0
+    assert data["format"] == 4 and data["created_at"] > 0
     assert data["take_id"] == take.id and data["shot_id"] == shot.id
     assert set(data["engine"]) == {"name", "model", "version", "license", "threshold"}
     assert data["take"]["frames"] == 12 and len(data["take"]["sha256"]) == 64
@@ -153,7 +153,7 @@ def test_analyze_cli_json_and_heatmaps(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())
     assert {"engine", "summary", "frames"} <= set(data)
-    assert data["format"] == 3 and data["take_id"] is None  # the record, without a take
+    assert data["format"] == 4 and data["take_id"] is None  # the record, without a take
     assert parse_record(out.read_bytes()).frame_count == 12
     assert len(data["frames"]) == 12
     for f in data["frames"]:

@@ -91,7 +91,7 @@ def test_write_then_read_gives_the_same_record_and_arrays(tmp_path: Path) -> Non
     assert (jpath, npath) == analysis_paths(tmp_path, "t1")
     assert jpath.parent == tmp_path / "analysis"
     back = read_record(tmp_path, "t1", arrays=True)
-    assert back == rec and back.format == R.FORMAT == 3
+    assert back == rec and back.format == R.FORMAT == 4
     assert back.json_path == jpath and back.mtime_ns == jpath.stat().st_mtime_ns
     assert _same_arrays(back.arrays, arrays)
     assert read_record(tmp_path, "t1").arrays is None  # arrays only when asked for
@@ -211,10 +211,17 @@ def test_a_real_format1_file_is_migrated_on_read(tmp_path: Path) -> None:
     old = json.loads((folder / "analysis" / f"{TAKE}.json").read_text())
     assert old["format"] == 1
     rec = read_record(folder, TAKE, arrays=True)
-    assert rec is not None and rec.format == 3 and rec.created_at is None
+    assert rec is not None and rec.format == 4 and rec.created_at is None
     assert rec.engine_key == old["engine_key"] and rec.take.sha256 == old["take"]["sha256"]
-    assert rec.summary.model_dump() == {**old["summary"]}
-    assert [f.model_dump() for f in rec.frames] == old["frames"]
+    # Format 3 → 4 adds the states (a flagged frame is drift, else match/close by identity).
+    states = [f.state for f in rec.frames]
+    assert states == ["drift" if f["flagged"] else "close" for f in old["frames"]]
+    assert rec.summary.model_dump() == {
+        **old["summary"], "states": {k: states.count(k) for k in R.STATES},
+        "uncertain_fraction": 0.0, "expected_false_alarm": None, "facesim_arc": None}
+    assert [f.model_dump() for f in rec.frames] == [
+        {**f, "state": st, "cautions": [], "hair": None, "detail": None}
+        for f, st in zip(old["frames"], states)]
     assert rec.frame_count == 6 and rec.flagged().sum() == 5
     assert [(r.start, r.end) for r in rec.drift_ranges] == [(0, 1), (3, 5)]
     assert rec.arrays.heatmaps.shape == (6, 32, 32) and rec.arrays.landmarks.dtype == np.float32
@@ -222,7 +229,7 @@ def test_a_real_format1_file_is_migrated_on_read(tmp_path: Path) -> None:
     assert rec.band() == "drift"  # 83 % of the frames flagged
     # Written back: the current format, the same record.
     write_record(folder, rec, rec.arrays)
-    assert json.loads((folder / "analysis" / f"{TAKE}.json").read_text())["format"] == 3
+    assert json.loads((folder / "analysis" / f"{TAKE}.json").read_text())["format"] == 4
     assert read_record(folder, TAKE) == rec
 
 
@@ -278,7 +285,7 @@ HOSTILE_JSON = {
     "unknown key": _set("summary.secret", 1),
     "not an object": "[1, 2, 3]",
     "no format": {"engine": {}},
-    "a newer format": {"format": 4},
+    "a newer format": {"format": 5},
     "format a string": {"format": "2"},
     "not JSON": "{format: 2",
     "frames and take disagree": _set("take.frames", 7),
@@ -415,37 +422,42 @@ def test_staleness_reasons_of_a_real_analysis(tmp_path: Path) -> None:
     project = _fixture_project()
     shot = project.shot("shot_a")
     key = rec.engine_key
-    assert rec.stale_reasons(project, shot, key) == []  # fresh
-    assert R.stale_reasons(rec, project, shot, None, video_sha256=rec.take.sha256) == []
+    # Made by analysis version 1: stale for this version (checked tracking, states)...
+    assert rec.stale_reasons(project, shot, key) == [
+        "made by analysis version 1, older than this version's 2"]
+    # ...and otherwise fresh; the other reasons are checked against version 1.
+    assert rec.stale_reasons(project, shot, key, analysis_version=1) == []
+    assert R.stale_reasons(rec, project, shot, None, video_sha256=rec.take.sha256,
+                           analysis_version=1) == []
 
     # The shot's character changed.
     other = Character(id="char_other", name="Other", references=[])
     p2 = project.model_copy(deep=True)
     p2.characters.append(other)
     p2.shot("shot_a").character_id = "char_other"
-    (reason,) = rec.stale_reasons(p2, p2.shot("shot_a"), key)
+    (reason,) = rec.stale_reasons(p2, p2.shot("shot_a"), key, analysis_version=1)
     assert "character changed" in reason and "'Eileen'" in reason and "'Other'" in reason
     p2.shot("shot_a").character_id = None
-    assert "no character" in rec.stale_reasons(p2, p2.shot("shot_a"), key)[0]
+    assert "no character" in rec.stale_reasons(p2, p2.shot("shot_a"), key, analysis_version=1)[0]
 
     # The character's bible references changed: re-tagged, added, removed.
     p3 = project.model_copy(deep=True)
     p3.characters[0].references[0].angle = Angle.THREE_QUARTER_LEFT
-    (reason,) = rec.stale_reasons(p3, p3.shot("shot_a"), key)
+    (reason,) = rec.stale_reasons(p3, p3.shot("shot_a"), key, analysis_version=1)
     assert "'Eileen'" in reason and "bible references changed" in reason
     p4 = project.model_copy(deep=True)
     ref = p4.characters[0].references[0]
     p4.characters[0].references.append(Reference(id="ref_side", asset=ref.asset,
                                                  angle=Angle.PROFILE_LEFT))
     assert references_fingerprint(p4, p4.characters[0]) != rec.references_fingerprint
-    assert "bible references changed" in rec.stale_reasons(p4, p4.shot("shot_a"), key)[0]
+    assert "bible references changed" in rec.stale_reasons(p4, p4.shot("shot_a"), key, analysis_version=1)[0]
 
     # The engine changed; the analysis version is older; the video changed.
-    (reason,) = rec.stale_reasons(project, shot, "arcface/w600k_r50/abc")
+    (reason,) = rec.stale_reasons(project, shot, "arcface/w600k_r50/abc", analysis_version=1)
     assert "arcface/w600k_r50/abc" in reason and key in reason
     (reason,) = rec.stale_reasons(project, shot, key, analysis_version=2)
     assert "version 1" in reason and "older" in reason
-    (reason,) = rec.stale_reasons(project, shot, key, video_sha256="b" * 64)
+    (reason,) = rec.stale_reasons(project, shot, key, video_sha256="b" * 64, analysis_version=1)
     assert "video changed" in reason
     # All at once: one reason each.
     assert len(rec.stale_reasons(p3, p3.shot("shot_a"), "x/y/z", analysis_version=2)) == 3
@@ -474,7 +486,7 @@ def test_score_bands() -> None:
     assert colours.take_band(0.95, 0.5, 0.05) == "match"
     assert colours.take_band(None, 0.5) is None and colours.take_band(float("nan"), 0.5) is None
     assert colours.band_colour(None) == colours.NONE_COLOUR
-    assert len(set(colours.BAND_COLOURS.values())) == 3
+    assert len(set(colours.BAND_COLOURS.values())) == 4  # match, close, drift, uncertain
     with pytest.raises(ValueError):
         colours.band(float("nan"), 0.5)
 
