@@ -153,6 +153,10 @@ pip_install() {
   else
     "${pip[@]}" install -q -e .
   fi
+  # The Face Mesh landmark model (Apache-2.0), one of the two the app offers at first use, is a
+  # file inside this wheel, run by OpenCV; the wheel's own dependencies (numpy<2, non-headless
+  # OpenCV, jax) are not wanted.
+  "${pip[@]}" install -q --no-deps mediapipe==0.10.21
   stamp_of "$1" >"$stamp"
 }
 

@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ["QT_QPA_PLATFORM"] = "xcb"
     os.environ["CONTINUITY_STUDIO_HOME"] = tempfile.mkdtemp(prefix="cs-shot-")
+    os.environ.setdefault("CONTINUITY_LANDMARKS", "dlib68")  # no first-use question on the shot
     sys.path.insert(0, str(ROOT))
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication

@@ -51,6 +51,11 @@ step "--version"
 run "$EXE" --version
 grep -Eq '^continuity-studio [0-9]' "$WORK/last.log" || fail "unexpected --version output"
 
+step "landmarks: the licence choice (dlib68), made once"
+run "$EXE" landmarks dlib68
+run "$EXE" landmarks
+grep -q '^landmarks: dlib68' "$WORK/last.log" || fail "the landmark choice was not kept"
+
 step "copy the demo"
 cp -r "$DEMO" "$WORK/demo"
 PROJ=$WORK/demo

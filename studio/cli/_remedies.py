@@ -32,6 +32,9 @@ _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"add your Comfy API key in Settings\s*[▸→]\s*Generators"),
      "store your Comfy API key with `continuity-studio comfyui api-key` (it reads the key from "
      "standard input)"),
+    (re.compile(r"in the app: Settings\s*[▸→]\s*Face landmarks…?"),
+     "with `continuity-studio landmarks dlib68` (or `mesh`); `continuity-studio landmarks` "
+     "shows both"),
     (re.compile(r"(?P<id>[\w.-]+/[\w.-]+) is not in the local Hugging Face cache "
                 r"(?P<where>\([^)]*\)); download it first or add its folder"),
      r"\g<id> is not in the local Hugging Face cache \g<where>; download it with "

@@ -3,7 +3,10 @@
 headless. ``--json`` writes the analysis record (:class:`studio.identity.record.AnalysisRecord`,
 the project's ``analysis/<take>.json`` format, without take/shot ids). Several ``--character``
 options analyse a shot with several characters (:mod:`studio.identity.cast`): the first is the
-main one, the record gets the ``cast`` block and the summary one line per character."""
+main one, the record gets the ``cast`` block and the summary one line per character. The text
+summary (:func:`summary_lines`) names the take's band, the frames per state (match, close,
+drift, uncertain), the share that could not be judged, the false alarms the calibration expects
+and FaceSim-Arc when an ArcFace pack scored the take."""
 
 from __future__ import annotations
 
@@ -103,19 +106,43 @@ def run(args: argparse.Namespace) -> int:
 
             atomic_write_text(Path(args.json), text)
     if args.json != "-":
-        s, e = record.summary, record.engine
-        print(f"{args.video.name}: {record.frame_count} frames, engine {e.name} "
-              f"({e.model}, threshold {e.threshold})")
-        mean = "n/a" if s.identity_mean is None else f"{s.identity_mean:.3f}"
-        low = "n/a" if s.identity_min is None else f"{s.identity_min:.3f}"
-        print(f"identity mean {mean}, min {low}; motion {s.motion:.4f}; "
-              f"flagged {s.flagged_fraction:.0%}")
-        for r in s.drift_ranges:
-            print(f"  frames {r.start}-{r.end}: {', '.join(r.reasons)}")
+        for line in summary_lines(record, args.video.name):
+            print(line)
         names = {m.character_id: m.name for m in members}
         for line in cast_lines(record, names):
             print(line)
     return 0
+
+
+def summary_lines(record: Any, name: str) -> list[str]:
+    """The text summary of an analysis: frames and engine; identity, motion, flagged share;
+    the take's band (:meth:`AnalysisRecord.band`, the colour the app and the HTML report show,
+    in words); frames per state; the uncertain share; the false alarms the calibration expects;
+    FaceSim-Arc when an ArcFace pack scored it; the drift ranges."""
+    from studio.identity.colours import BAND_WORDS, BANDS
+
+    s, e = record.summary, record.engine
+    n = max(1, record.frame_count)
+    mean = "n/a" if s.identity_mean is None else f"{s.identity_mean:.3f}"
+    low = "n/a" if s.identity_min is None else f"{s.identity_min:.3f}"
+    level = record.band()
+    counts = s.states.model_dump()
+    out = [f"{name}: {record.frame_count} frames, engine {e.name} "
+           f"({e.model}, threshold {e.threshold})",
+           f"identity mean {mean}, min {low}; motion {s.motion:.4f}; "
+           f"flagged {s.flagged_fraction:.0%}",
+           f"take: {level} ({BAND_WORDS[level]})" if level else "take: no face measured",
+           "frames: " + ", ".join(f"{k} {counts[k]}" for k in BANDS),
+           f"uncertain {s.uncertain_fraction:.0%} ({counts['uncertain']} of {n} frames could "
+           "not be judged)" if counts["uncertain"] else "uncertain: none",
+           "expected false alarms: not calibrated for this engine or face size"
+           if s.expected_false_alarm is None else
+           f"expected false alarms: {s.expected_false_alarm:.1%} of frames "
+           f"(≈ {s.expected_false_alarm * n:.1f} of {n}) on an unchanged face of this size"]
+    if s.facesim_arc is not None:
+        out.append(f"FaceSim-Arc {s.facesim_arc:.3f} (mean ArcFace cosine to the reference)")
+    out.extend(f"  frames {r.start}-{r.end}: {', '.join(r.reasons)}" for r in s.drift_ranges)
+    return out
 
 
 def cast_lines(record: Any, names: dict[str, str]) -> list[str]:
