@@ -11,7 +11,9 @@ timeline an editor opens matches the film frame for frame:
   (``in_offset`` 0, ``out_offset`` N): the outgoing clip is trimmed by N frames and its last N
   frames serve as the handle the dissolve plays over, exactly as the MP4 blends them;
 * drift ranges from ``analysis/<take_id>.json`` become red markers on the clip (in the take's
-  frame numbers), with the reasons in the marker name and metadata;
+  frame numbers), with the reasons in the marker name and metadata; only drift ranges (frames
+  in the "drift" state): uncertain frames get no marker. The clip's metadata has the take's
+  band, frames per state and uncertain share;
 * a still (missing take, "still" policy) is a clip referencing the start image;
 * the timeline runs at the film's rate; a take at another rate is referenced through its
   conformed copy beside the film (:attr:`PlanItem.media`, written by the export), so every
@@ -164,7 +166,13 @@ def _clip(it: "PlanItem", folder: Path, fps: float, fade_out: int, relative_to: 
         meta["analysis"] = {"engine": analysis.engine.name,
                             "identity_mean": summary.identity_mean,
                             "identity_min": summary.identity_min,
-                            "flagged_fraction": summary.flagged_fraction}
+                            "flagged_fraction": summary.flagged_fraction,
+                            # the take's band (the app's badge and the report's colour)
+                            "band": analysis.band(),
+                            "states": summary.states.model_dump(),
+                            "uncertain_fraction": summary.uncertain_fraction}
+        # Markers for drift ranges only: frames that could not be judged ("uncertain") claim
+        # nothing, so they get no red marker.
         for rng in summary.drift_ranges:
             start, end, reasons = rng.start, rng.end, list(rng.reasons)
             first, last = start, end

@@ -2,8 +2,11 @@
 
 Per shot: the take used (or why the shot was skipped / held as a still), its generation
 parameters and seed (from the take's sidecar JSON), the identity summary from
-its analysis record (:mod:`studio.identity.record`) — for a shot with several characters one row
-per character (the record's ``cast`` block) —, an identity-over-time plot (inline SVG), a
+its analysis record (:mod:`studio.identity.record`: the take's band by :meth:`AnalysisRecord.band`,
+the frames per state, the share that could not be judged, the false alarms the calibration
+expects, FaceSim-Arc when an ArcFace pack scored it) — for a shot with several characters one
+row per character (the record's ``cast`` block) —, an identity-over-time plot (inline SVG) with
+the state strip under it (every frame in its state's colour: match, close, drift, uncertain), a
 contact sheet of frames, and the worst frames with the record's deviation heatmap overlaid. At
 the top, per character, the cross-shot identity matrix between the takes in the cut
 (:func:`studio.identity.api.character_matrix`). Scores and heatmaps use the one colour scale of
@@ -159,15 +162,31 @@ def overlay_heatmap(rgb: "np.ndarray", heat: "np.ndarray", box: "np.ndarray | No
 
 # -- SVG plot ----------------------------------------------------------------------------------
 
+PAD_L, PAD_R = 34, 8  # the plot's and the state strip's horizontal padding: frames line up
+
+
+def state_runs(states: list[str]) -> list[tuple[int, int, str]]:
+    """Consecutive frames of one state as (first, last, state), inclusive."""
+    out: list[tuple[int, int, str]] = []
+    start = 0
+    for i in range(1, len(states) + 1):
+        if i == len(states) or states[i] != states[start]:
+            out.append((start, i - 1, states[start]))
+            start = i
+    return out
+
+
 def identity_svg(identity: "np.ndarray", drift_ranges: list[tuple[int, int, list[str]]],
                  threshold: float | None, n_frames: int, width: int = 640, height: int = 150,
-                 ) -> str:
+                 uncertain: list[tuple[int, int]] | None = None) -> str:
     """Identity (0..1, NaN = no face) over frame index: drift ranges shaded in the drift colour,
-    threshold dashed, frames without a face left as gaps."""
+    frames that could not be judged (``uncertain`` runs) in the uncertain colour, threshold
+    dashed, frames without a score left as gaps."""
     import math
 
     drift = colours.BAND_COLOURS["drift"]
-    pad_l, pad_r, pad_t, pad_b = 34, 8, 8, 20
+    violet = colours.STATE_COLOURS["uncertain"]
+    pad_l, pad_r, pad_t, pad_b = PAD_L, PAD_R, 8, 20
     pw, ph = width - pad_l - pad_r, height - pad_t - pad_b
     n = max(1, n_frames - 1)
 
@@ -187,6 +206,11 @@ def identity_svg(identity: "np.ndarray", drift_ranges: list[tuple[int, int, list
         parts.append(f'<rect class="drift" x="{x0:.1f}" y="{pad_t}" width="{max(1.0, x1 - x0):.1f}" '
                      f'height="{ph}" fill="{drift}" fill-opacity="0.18"><title>drift {s}–{e}: '
                      f'{_e(", ".join(reasons))}</title></rect>')
+    for s, e in uncertain or []:
+        x0, x1 = x(s - 0.5 if s > 0 else 0), x(min(n, e + 0.5))
+        parts.append(f'<rect class="uncertain" x="{x0:.1f}" y="{pad_t}" '
+                     f'width="{max(1.0, x1 - x0):.1f}" height="{ph}" fill="{violet}" '
+                     f'fill-opacity="0.22"><title>uncertain {s}–{e}: not judged</title></rect>')
     for v in (0.0, 0.5, 1.0):
         parts.append(f'<text x="{pad_l - 4}" y="{y(v) + 4:.1f}" text-anchor="end" '
                      f'font-size="10" fill="#666">{v:.1f}</text>')
@@ -210,6 +234,39 @@ def identity_svg(identity: "np.ndarray", drift_ranges: list[tuple[int, int, list
                  f'<text x="{pad_l + pw}" y="{height - 5}" font-size="10" fill="#666" '
                  f'text-anchor="end">{n_frames - 1}</text></svg>')
     return "".join(parts)
+
+
+def state_strip_svg(states: list[str], notes: list[str], width: int = 640, height: int = 14
+                    ) -> str:
+    """Every frame in its state's colour (:data:`studio.identity.colours.STATE_COLOURS`), runs
+    of one state as one rectangle with its frames and why in a tooltip, on the identity plot's
+    x axis."""
+    n = len(states)
+    pw = width - PAD_L - PAD_R
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="states" width="{width}" '
+             f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="frame states">']
+    for s, e, st in state_runs(states):
+        # Each frame owns 1/n of the width (the plot puts frame i at its centre).
+        x0 = PAD_L + pw * s / max(1, n)
+        w = max(0.5, pw * (e - s + 1) / max(1, n))
+        why = sorted({notes[i] for i in range(s, e + 1) if i < len(notes) and notes[i]})
+        title = (f"frames {s}–{e}: " if s != e else f"frame {s}: ") + (
+            " / ".join(why[:3]) + (" / …" if len(why) > 3 else "") if why else st)
+        parts.append(f'<rect class="state" data-state="{st}" data-start="{s}" data-end="{e}" '
+                     f'x="{x0:.2f}" y="1" width="{w:.2f}" height="{height - 2}" '
+                     f'fill="{colours.STATE_COLOURS.get(st, colours.NONE_COLOUR)}">'
+                     f"<title>{_e(title)}</title></rect>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _states_html(counts: dict[str, int]) -> str:
+    """The legend of the state strip: each state's colour, name and frame count."""
+    return " ".join(
+        f'<span class="state-key" data-state="{st}"><span class="band" data-band="{st}" '
+        f'style="background:{colours.STATE_COLOURS[st]}"></span>{_e(st)} {counts.get(st, 0)}'
+        "</span>" for st in colours.BANDS)
 
 
 # -- identity matrix ---------------------------------------------------------------------------
@@ -247,6 +304,7 @@ figcaption{font-size:12px;color:#555}.matrix td{text-align:center;min-width:48px
 section.shot{page-break-inside:avoid}
 .band{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:5px;
 vertical-align:baseline}
+.state-key{margin-right:12px;white-space:nowrap}svg.states{display:block;margin:0 0 2px}
 """
 
 
@@ -260,6 +318,9 @@ def _band_dot(level: str | None) -> str:
 def _matrix_html(m: dict[str, Any]) -> str:
     cols = m["takes"]
     threshold = m.get("threshold")
+    info = m.get("engine")
+    engine = (info.get("name") if isinstance(info, dict) else None) or \
+        (str(m.get("engine_key") or "").split("/")[0] or None)
     head = "".join(f"<th>{_e(c['shot'])}</th>" for c in cols)
     rows = []
     for i, c in enumerate(cols):
@@ -269,7 +330,7 @@ def _matrix_html(m: dict[str, Any]) -> str:
             if v is None:
                 cells.append('<td class="muted">–</td>')
             elif threshold is not None:  # calibrated: the score bands, lightly tinted
-                level = colours.band(v, threshold)
+                level = colours.band(v, threshold, engine)
                 cells.append(f'<td data-band="{level}" style="background:'
                              f'{colours.band_colour(level)}40">{v:.3f}</td>')
             else:  # cosine similarity has no threshold: no band to show
@@ -284,7 +345,7 @@ def _matrix_html(m: dict[str, Any]) -> str:
 def _cast_html(analysis: AnalysisRecord, project: Project, fps: float) -> str:
     """Per character of a multi-character shot: its identity (from the faces the best
     assignment gave it on the sampled frames), flagged share and drift ranges."""
-    thr = analysis.engine.threshold
+    thr, engine = analysis.engine.threshold, analysis.engine.name
     rows = []
     for c in analysis.cast:
         char = project.character(c.character_id)
@@ -293,7 +354,8 @@ def _cast_html(analysis: AnalysisRecord, project: Project, fps: float) -> str:
             rows.append(f"<tr><th>{_e(name)}</th><td colspan=5 class=muted>not scored: "
                         f"{_e(c.problem)}</td></tr>")
             continue
-        level = colours.take_band(c.identity_mean, thr, c.flagged_fraction or 0.0)
+        level = colours.take_band(c.identity_mean, thr, c.flagged_fraction or 0.0,
+                                  engine=engine)
         ranges = ", ".join(f"{r.start}–{r.end} ({_fmt(r.start / fps, 2)}–{_fmt(r.end / fps, 2)}"
                            f" s: {', '.join(r.reasons)})" for r in c.drift_ranges) or "none"
         rows.append(f"<tr data-character='{_e(c.character_id)}'><th>{_e(name)}</th>"
@@ -305,6 +367,26 @@ def _cast_html(analysis: AnalysisRecord, project: Project, fps: float) -> str:
     return ("<h3>Characters</h3><table class=\"cast\"><tr><th>character</th><th>identity mean"
             "</th><th>identity min</th><th>flagged</th><th>face found (sampled frames)</th>"
             "<th>drift ranges</th></tr>" + "".join(rows) + "</table>")
+
+
+def _frame_note(state: str, reasons: list[str], cautions: list[str]) -> str:
+    why = reasons if state == "drift" else cautions
+    return f"{state}: {'; '.join(why)}" if why else state
+
+
+def _uncertain_text(s: Any, frames: int) -> str:
+    n = s.states.uncertain
+    if not n:
+        return "none"
+    return (f"{n} of {frames} frames ({100 * s.uncertain_fraction:.1f} %): the face fit was not "
+            "trusted, nothing is claimed there")
+
+
+def _false_alarm_text(rate: float | None, frames: int) -> str:
+    if rate is None:
+        return "not calibrated for this engine or face size"
+    return (f"{100 * rate:.1f} % of frames (≈ {rate * frames:.1f} of {frames}) would be flagged "
+            "on an unchanged face of this size")
 
 
 def _shot_html(index: int, it: "PlanItem", project: Project, folder: Path,
@@ -365,16 +447,29 @@ def _shot_html(index: int, it: "PlanItem", project: Project, folder: Path,
         rng_text = ", ".join(
             f"{r.start}–{r.end} ({_fmt(r.start / fps, 2)}–{_fmt(r.end / fps, 2)} s: "
             f"{', '.join(r.reasons)})" for r in s.drift_ranges)
+        # The app's badge asks the record the same question (studio.ui.viewer.badges).
         level = analysis.band()
         words = colours.BAND_WORDS[level] if level else "no face measured"
+        counts = s.states.model_dump()
+        n_frames = max(1, analysis.frame_count)
         rows = [("engine", _e(f"{eng.name} {eng.model} {eng.version}")),
                 ("identity mean", f'<span class="score">{_band_dot(level)}'
                                   f"{_e(_fmt(s.identity_mean))}</span> <span class=muted>"
                                   f"({_e(words)}; threshold {eng.threshold:g})</span>"),
                 ("identity min", _e(_fmt(s.identity_min))),
-                ("flagged frames", _e(f"{100 * s.flagged_fraction:.1f} %")),
-                ("drift ranges", _e(rng_text or "none")),
-                ("motion", _e(_fmt(s.motion)))]
+                ("frame states", _e(" · ".join(f"{st} {counts[st]}" for st in colours.BANDS))),
+                ("flagged frames", _e(f"{100 * s.flagged_fraction:.1f} % ({counts['drift']} "
+                                      "frames in the drift state)")),
+                ("uncertain frames", f'<span class="uncertain">{_e(_uncertain_text(s, n_frames))}'
+                                     "</span>"),
+                ("expected false alarms", _e(_false_alarm_text(s.expected_false_alarm,
+                                                              n_frames)))]
+        if s.facesim_arc is not None:
+            rows.append(("FaceSim-Arc", f'<span class="facesim">{_e(_fmt(s.facesim_arc))}</span>'
+                                        " <span class=muted>(mean ArcFace cosine to the "
+                                        "reference, as in OpenS2V)</span>"))
+        rows += [("drift ranges", _e(rng_text or "none")),
+                 ("motion", _e(_fmt(s.motion)))]
         if shot is not None:
             stale = analysis.stale_reasons(project, shot, None)
             if stale:
@@ -384,10 +479,20 @@ def _shot_html(index: int, it: "PlanItem", project: Project, folder: Path,
                    + "</table>")
         if analysis.cast:
             out.append(_cast_html(analysis, project, fps))
+        states = analysis.states()
+        notes = [_frame_note(f.state, list(f.reasons), list(f.cautions))
+                 for f in analysis.frames]
         out.append(identity_svg(analysis.metric("identity"),
                                 [(r.start, r.end, list(r.reasons)) for r in s.drift_ranges],
-                                eng.threshold, src.frames))
-        worst = [i for i in s.worst_frames if i < src.frames][:WORST_FRAMES]
+                                eng.threshold, src.frames,
+                                uncertain=[(a, b) for a, b, st in state_runs(states)
+                                           if st == "uncertain"]))
+        out.append(state_strip_svg(states, notes))
+        out.append(f'<p class="legend">{_states_html(counts)}</p>')
+        # Worst frames to look at: not the ones that could not be judged (they have no
+        # heatmap and no score; the state strip shows where they are).
+        worst = [i for i in s.worst_frames if i < src.frames
+                 and analysis.frames[i].state != "uncertain"][:WORST_FRAMES]
 
     n = src.frames
     contact = sorted({round(k * (n - 1) / max(1, CONTACT_FRAMES - 1)) for k in range(CONTACT_FRAMES)}
@@ -410,9 +515,13 @@ def _shot_html(index: int, it: "PlanItem", project: Project, folder: Path,
             if arrays is not None and i < len(arrays.heatmaps):
                 img = overlay_heatmap(img, arrays.heatmaps[i], arrays.boxes[i])
             fr = analysis.frames[i]
-            out.append(f'<figure><img alt="worst frame {i}" src="{_jpeg_uri(img, WORST_WIDTH)}">'
-                       f"<figcaption>frame {i} ({i / fps:.2f} s) · identity {_e(_fmt(fr.identity))}"
-                       f"{' · ' + _e(', '.join(fr.reasons)) if fr.reasons else ''}"
+            why = fr.reasons if fr.state == "drift" else fr.cautions
+            out.append(f'<figure data-state="{fr.state}"><img alt="worst frame {i}" '
+                       f'src="{_jpeg_uri(img, WORST_WIDTH)}"><figcaption>'
+                       f'<span class="band" data-band="{fr.state}" style="background:'
+                       f'{colours.STATE_COLOURS[fr.state]}"></span>frame {i} ({i / fps:.2f} s) · '
+                       f"{_e(fr.state)} · identity {_e(_fmt(fr.identity))}"
+                       f"{' · ' + _e(', '.join(why)) if why else ''}"
                        "</figcaption></figure>")
         out.append("</div>")
     out.append("</section>")

@@ -118,6 +118,12 @@ class AnalysisIndex:
             engine_key = None
         return tuple(rec.stale_reasons(project, shot, engine_key))
 
+    def engine_changed(self) -> None:
+        """The face engine's key may be another now (the landmark model was switched): read it
+        again and re-check every analysed take."""
+        self._engine_key = None
+        self._on_change()
+
     def _on_change(self, *_args: Any) -> None:
         """A shot, a character or the structure changed: re-check every analysed take and
         announce the takes whose staleness changed."""

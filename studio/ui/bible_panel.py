@@ -87,6 +87,15 @@ class ReferenceChecks(QObject):
             self._timer.start()
         return None
 
+    def recheck_failed(self) -> int:
+        """Check again the images whose check itself failed (verdict "unknown"), e.g. before
+        the face landmark model was chosen; ``ready`` follows each. Returns how many."""
+        failed = [k for k, v in self._verdicts.items() if v.get("level") == "unknown"]
+        for key in failed:
+            del self._verdicts[key]
+            self._start(key)
+        return len(failed)
+
     def check_now(self, items: list[tuple[Path | str, Angle | str]],
                   on_done: Callable[[list[tuple[str, str, Verdict]]], None]) -> None:
         """Check ``items`` (path, angle) now; ``on_done([(path, angle, verdict)])`` once all are

@@ -95,6 +95,8 @@ class MainWindow(QMainWindow):
     models_action: QAction
     runtime_action: QAction
     generators_action: QAction
+    landmarks_action: QAction
+    landmarks_first_use: "QObject"  # landmarks_dialog: asks once, after the first paint
 
     def __init__(self, document: ProjectDocument | None = None,
                  settings: QSettings | None = None) -> None:
@@ -171,6 +173,7 @@ class MainWindow(QMainWindow):
         from studio.ui.identity_widgets import install_identity
         from studio.ui.models_dialog import install_models
         from studio.ui.generators_dialog import install_generators
+        from studio.ui.landmarks_dialog import install_landmarks
         from studio.ui.runtime_dialog import install_runtime
         from studio.ui.viewer.install import install_viewer
 
@@ -181,6 +184,7 @@ class MainWindow(QMainWindow):
         install_models(self)
         install_runtime(self)
         install_generators(self)
+        self.landmarks_action = install_landmarks(self)  # and the question at first use
 
     # -- integration points ---------------------------------------------------------------------
     def menu(self, name: str) -> QMenu:

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel, QListView
 
 from studio.core.errors import StudioError
 from studio.core.model import Shot
+from studio.identity.colours import NONE_COLOUR
 from studio.ui import drops
 from studio.ui.undo import (AddShotCommand, MoveShotCommand, RemoveShotCommand, duplicate_of,
                                 push, quoted)
@@ -41,7 +42,7 @@ class Badge:
     """A small coloured label in a card's top-right corner (e.g. an identity score)."""
 
     text: str
-    color: str = "#5cc47a"
+    color: str = NONE_COLOUR  # a badge that names no colour claims no verdict: grey
     tooltip: str = ""
 
 
@@ -74,8 +75,11 @@ class ShotListModel(QAbstractListModel):
             return shot.id
         if role == Qt.ToolTipRole:
             w, h = shot.size
-            return (f"{shot.title}\n{shot.duration_s:g} s at {shot.fps} fps, {w}×{h}\n"
-                    f"{shot.prompt[:200]}")
+            tip = (f"{shot.title}\n{shot.duration_s:g} s at {shot.fps} fps, {w}×{h}\n"
+                   f"{shot.prompt[:200]}")
+            board = getattr(self.win, "storyboard", None)
+            badge = board.badge_for(shot) if board is not None else None
+            return tip + (f"\n{badge.tooltip}" if badge is not None and badge.tooltip else "")
         return None
 
     def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:

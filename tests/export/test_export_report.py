@@ -25,6 +25,7 @@ class _Collect(HTMLParser):
         self.imgs: list[dict[str, str]] = []
         self.sections: list[str] = []
         self.svgs = 0
+        self.svg_classes: list[str] = []
         self.polylines = 0
         self.drift_rects = 0
         self.matrix_tables = 0
@@ -40,6 +41,7 @@ class _Collect(HTMLParser):
             self.sections.append(a.get("id", ""))
         elif tag == "svg":
             self.svgs += 1
+            self.svg_classes.append(a.get("class", ""))
         elif tag == "polyline":
             self.polylines += 1
         elif tag == "rect" and a.get("class") == "drift":
@@ -99,7 +101,9 @@ def test_report_contains_every_shot_and_is_self_contained(tmp_path: Path) -> Non
     worst = [i for i in parser.imgs if i.get("alt", "").startswith("worst frame")]
     assert len(contact) == 8 + 8 + 6 and len(worst) == 3 + 3
     # Identity plots for the analysed shots; the frame without a face splits the line in two.
-    assert parser.svgs == 2 and parser.polylines == 3 and parser.drift_rects == 1
+    # Each analysed shot also has its state strip under the plot.
+    assert parser.svg_classes == ["plot", "states"] * 2
+    assert parser.polylines == 3 and parser.drift_rects == 1
     # Seeds and sidecar parameters are shown.
     assert "prompt 0" in text and "steps" in text
     # One matrix for Ava: 3 takes in the cut; two analysed with the same engine.

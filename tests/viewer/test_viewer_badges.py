@@ -38,9 +38,16 @@ def test_shot_and_take_badges(qtbot, tmp_path: Path) -> None:
     # mean 0.81 passes 0.7, but 5 of 40 frames are flagged: amber
     assert b0.level == "close" and b0.threshold == 0.7 and "threshold 0.70" in b0.tooltip
     assert take_badge(doc, shot.takes[2]).level == "none"
-    # the project's recorded mean (written by the identity worker) wins over the file
+    # The analysis record decides, as in the HTML report (record.band()): a project score
+    # that disagrees with it does not change the badge ...
     doc.update_take("shot1", "take1", identity_mean=0.45)
-    assert take_badge(doc, shot.takes[1]).level == "drift"
+    b1 = take_badge(doc, shot.takes[1])
+    assert b1.level == "close" and b1.value > 0.8 and b1.analysed
+    # ... and once the file is gone the project's recorded mean is what is left to show.
+    for suffix in (".json", ".npz"):
+        (doc.folder / "analysis" / f"take1{suffix}").unlink()
+    b1 = take_badge(doc, doc.project.shot("shot1").takes[1])
+    assert b1.level == "drift" and b1.value == 0.45 and not b1.analysed
     assert best_take_id(doc, shot) == "take0"
     sb = shot_badge(doc, shot)
     assert sb.take_count == 3 and sb.active_take_id == "take0"

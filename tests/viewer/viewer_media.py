@@ -46,18 +46,34 @@ def make_take(path: Path, frames: int = 40, width: int = 160, height: int = 96,
                        preset="ultrafast", options=opts)
 
 
+UNSTABLE = "the landmark fit is unstable; the face detector finds no face"
+
+
 def write_analysis(folder: Path, take_id: str, video_rel: str, frames: int, width: int,
                    height: int, fps: float, *, threshold: float = 0.7,
                    ref_ids: list[str | None] | None = None,
                    drift: tuple[int, int] | None = (10, 14), project: object = None,
-                   shot_id: str | None = None) -> None:
+                   shot_id: str | None = None, identity: list[float] | None = None,
+                   states: list[str] | None = None,
+                   cautions: list[list[str]] | None = None,
+                   engine: dict[str, object] | None = None) -> None:
     """analysis/<take_id>.json + .npz through the real writer (studio.identity.record); identity
     dips inside ``drift``. With ``project`` and ``shot_id`` the record says what a real analysis
     says — the default engine, the shot's character and its references' fingerprint — so the
-    session judges it fresh; without, it is a record of an unknown test engine."""
+    session judges it fresh; without, it is a record of an unknown test engine (or ``engine``).
+
+    ``identity`` replaces the per-frame scores and ``states`` gives each frame its format-4
+    state as the analysis does (then ``drift`` is ignored): "drift" frames are flagged
+    ("different person") and form the drift ranges; "uncertain" frames keep their face box but
+    have no score, no landmarks (NaN) and an all-zero heatmap, with ``cautions`` (default
+    :data:`UNSTABLE`) saying why; "close" frames say "identity close to the threshold" unless
+    ``cautions`` says otherwise. Without ``states`` the record fills them from ``flagged``."""
     from studio.identity.record import AnalysisRecord, references_fingerprint, write_record
 
-    if drift is not None and drift[0] >= frames:
+    if states is not None:
+        assert len(states) == frames
+        drift = None
+    elif drift is not None and drift[0] >= frames:
         drift = None
     elif drift is not None:  # a range inside the take
         drift = (drift[0], min(drift[1], frames - 1))
@@ -67,48 +83,77 @@ def write_analysis(folder: Path, take_id: str, video_rel: str, frames: int, widt
     marks = np.full((frames, 68, 2), np.nan, np.float32)
     recs = []
     for i in range(frames):
-        inside = drift is not None and drift[0] <= i <= drift[1]
-        ident = 0.45 if inside else 0.9 - 0.002 * i
-        heat[i, : hh // 2, : ww // 2] = 220 if inside else 30
+        st = states[i] if states is not None else None
+        inside = st == "drift" if st is not None else (
+            drift is not None and drift[0] <= i <= drift[1])
+        ident: float | None = identity[i] if identity is not None else (
+            0.45 if inside else 0.9 - 0.002 * i)
         boxes[i] = (width * 0.3, height * 0.2, width * 0.7, height * 0.8)
-        marks[i, :, 0] = np.linspace(width * 0.35, width * 0.65, 68)
-        marks[i, :, 1] = height * 0.5
-        recs.append({"index": i, "time": i / fps, "face_found": True, "faces": 1,
-                     "identity": ident, "identity_source": "embedded",
-                     "proportions": 0.8, "eye_shape": 0.85, "skin_tone": 0.9,
-                     "stability": 0.95,
-                     "matched_reference": (ref_ids[i % len(ref_ids)] if ref_ids else None),
-                     "flagged": inside, "reasons": ["different person"] if inside else [],
-                     "blink": False, "pose": [0.0, 0.0]})
-    idents = [r["identity"] for r in recs]
-    engine = {"name": "test", "model": "synthetic", "version": "1", "license": "CC0",
-              "threshold": threshold}
+        if st == "uncertain":  # the fit was not trusted: nothing measured but the box
+            ident = None
+        else:
+            heat[i, : hh // 2, : ww // 2] = 220 if inside else 30
+            marks[i, :, 0] = np.linspace(width * 0.35, width * 0.65, 68)
+            marks[i, :, 1] = height * 0.5
+        measured = 0.8 if ident is not None else None
+        rec = {"index": i, "time": i / fps, "face_found": True, "faces": 1,
+               "identity": ident, "identity_source": "embedded" if ident is not None else None,
+               "proportions": measured, "eye_shape": 0.85 if measured else None,
+               "skin_tone": 0.9 if measured else None, "stability": 0.95 if measured else None,
+               "matched_reference": (ref_ids[i % len(ref_ids)]
+                                     if ref_ids and ident is not None else None),
+               "flagged": inside, "reasons": ["different person"] if inside else [],
+               "blink": False, "pose": [0.0, 0.0] if ident is not None else None}
+        if st is not None:
+            rec["state"] = st
+            rec["cautions"] = (list(cautions[i]) if cautions is not None and cautions[i]
+                               else [UNSTABLE] if st == "uncertain"
+                               else ["identity close to the threshold"] if st == "close"
+                               else [])
+            rec["hair"] = 0.9 if ident is not None else None
+            rec["detail"] = 0.85 if ident is not None else None
+        recs.append(rec)
+    idents = [r["identity"] for r in recs if r["identity"] is not None]
+    eng = dict(engine) if engine is not None else {
+        "name": "test", "model": "synthetic", "version": "1", "license": "CC0",
+        "threshold": threshold}
     ids: dict[str, object] = {}
     if project is not None and shot_id is not None:
         from studio.identity.analysis import ANALYSIS_VERSION
         from studio.identity.engines import get_engine
 
-        engine = {**get_engine("dlib").info(), "threshold": threshold}
+        eng = {**get_engine("dlib").info(), "threshold": threshold}
         shot = project.shot(shot_id)  # type: ignore[attr-defined]
         char = project.character(shot.character_id)  # type: ignore[attr-defined]
         ids = {"shot_id": shot_id, "character_id": char.id,
                "references_fingerprint": references_fingerprint(project, char)}
+    ranges = []
+    start = None
+    for i, r in enumerate(recs + [{"flagged": False}]):
+        if r["flagged"] and start is None:
+            start = i
+        elif not r["flagged"] and start is not None:
+            ranges.append({"start": start, "end": i - 1, "reasons": ["different person"]})
+            start = None
     refs = sorted({r for r in ref_ids or [] if r})
-    result = {"format": 1, "analysis_version": 1, "engine": engine,
-              "engine_key": f"{engine['name']}/{engine['model']}/{engine['version']}",
+    summary: dict[str, object] = {
+        "identity_mean": float(np.mean(idents)) if idents else None,
+        "identity_min": float(np.min(idents)) if idents else None,
+        "flagged_fraction": float(np.mean([r["flagged"] for r in recs])),
+        "worst_frames": [int(np.argmin([r["identity"] if r["identity"] is not None else 2.0
+                                        for r in recs]))],
+        "drift_ranges": ranges, "motion": 0.1, "embedding": [0.0] * 8,
+        "face_frames": frames, "embedded_frames": len(idents)}
+    if states is not None:
+        counts = {k: states.count(k) for k in ("match", "close", "drift", "uncertain")}
+        summary.update(states=counts, uncertain_fraction=round(counts["uncertain"] / frames, 4))
+    result = {"format": 1, "analysis_version": 1, "engine": eng,
+              "engine_key": f"{eng['name']}/{eng['model']}/{eng['version']}",
               "references": [{"id": r, "angle": "front", "source": f"{r}.png",
                               "pose": [0.0, 0.0]} for r in refs],
               "take": {"video": video_rel, "sha256": "0" * 64, "frames": frames, "fps": fps,
                        "width": width, "height": height},
-              "summary": {"identity_mean": float(np.mean(idents)),
-                          "identity_min": float(np.min(idents)),
-                          "flagged_fraction": float(np.mean([r["flagged"] for r in recs])),
-                          "worst_frames": [int(np.argmin(idents))],
-                          "drift_ranges": ([{"start": drift[0], "end": drift[1],
-                                             "reasons": ["different person"]}] if drift else []),
-                          "motion": 0.1, "embedding": [0.0] * 8, "face_frames": frames,
-                          "embedded_frames": frames},
-              "frames": recs, "seconds": 0.1}
+              "summary": summary, "frames": recs, "seconds": 0.1}
     if ids:
         result["analysis_version"] = ANALYSIS_VERSION
     record = AnalysisRecord.from_result(result, take_id=take_id, **ids)

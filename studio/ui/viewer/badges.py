@@ -1,9 +1,10 @@
 """Identity badges and take thumbnails, shared by the viewer's take strip and the storyboard.
 
 Badge levels are the one score scale of :mod:`studio.identity.colours` (the same colours as the
-HTML drift report): "match" (green), "close" (amber: passes, but only just or with drift
-episodes), "drift" (red: the mean is below the engine's threshold or most frames are flagged),
-and "none" (grey: not analysed yet).
+HTML drift report, which asks the record the same question: :meth:`AnalysisRecord.band`):
+"match" (green), "close" (amber: passes, but only just or with drift episodes), "drift" (red:
+the mean is below the engine's threshold or most frames are flagged), "uncertain" (violet: most
+frames could not be judged), and "none" (grey: not analysed yet, or stale).
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ LEVEL_COLORS = {**{b: QColor(c) for b, c in colours.BAND_COLOURS.items()},
 LEVEL_WORDS = {**colours.BAND_WORDS, "none": "not analysed yet"}
 
 
-def identity_level(value: float | None, threshold: float, flagged: float = 0.0) -> str:
-    """"match" | "close" | "drift" (:func:`studio.identity.colours.take_band`), or "none"."""
-    return colours.take_band(value, threshold, flagged) or "none"
+def identity_level(value: float | None, threshold: float, flagged: float = 0.0,
+                   uncertain: float = 0.0, engine: str | None = None) -> str:
+    """"match" | "close" | "drift" | "uncertain" (:func:`studio.identity.colours.take_band`
+    with the engine's calibrated bands), or "none"."""
+    return colours.take_band(value, threshold, flagged, uncertain, engine) or "none"
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,9 @@ class Badge:
     # Why the analysis no longer holds (the session's analysis index); a stale score is shown
     # grey, never in a colour that claims a verdict.
     stale: tuple[str, ...] = ()
+    uncertain: float = 0.0  # fraction of frames the analysis could not judge
+    engine: str | None = None  # the engine's name (its calibrated bands), None: not analysed
+    analysed: bool = False  # an analysis record says this (else the project's score, if any)
 
     @property
     def color(self) -> QColor:
@@ -57,60 +63,90 @@ class Badge:
     @property
     def tooltip(self) -> str:
         if self.value is None:
-            return f"Identity: {LEVEL_WORDS['none']} (threshold {self.threshold:.2f})"
+            if self.analysed:
+                text = (f"Identity: no face could be scored (threshold {self.threshold:.2f})"
+                        + (f"; {self.uncertain:.0%} of frames could not be judged"
+                           if self.uncertain else ""))
+            else:
+                text = f"Identity: {LEVEL_WORDS['none']} (threshold {self.threshold:.2f})"
+            return text
+        close, match = colours.band_edges(self.threshold, self.engine)
         words = LEVEL_WORDS[self.level]
-        if self.level == "close" and self.value >= self.threshold + colours.CLOSE_MARGIN:
+        if self.level == "close" and self.value >= match:
             words = "passes on average but drifts in places"
-        elif self.level == "drift" and self.value >= self.threshold:
+        elif self.level == "drift" and self.value >= close:
             words = "most frames drift from the character"
         text = (f"Identity {self.value:.2f}, threshold {self.threshold:.2f}: {words} "
-                f"(amber = less than {colours.CLOSE_MARGIN:.2f} above the threshold or over "
-                f"{colours.FLAGGED_CLOSE:.0%} of frames flagged; red = below the threshold or "
-                f"over {colours.FLAGGED_DRIFT:.0%} flagged)")
+                f"(amber = below {match:.2f} or over {colours.FLAGGED_CLOSE:.0%} of frames "
+                f"flagged; red = below {close:.2f} or over {colours.FLAGGED_DRIFT:.0%} flagged; "
+                f"violet = over {colours.UNCERTAIN_TAKE:.0%} of frames uncertain)")
         if self.flagged:
             text += f"; {self.flagged:.0%} of frames flagged"
+        if self.uncertain:
+            text += f"; {self.uncertain:.0%} uncertain"
         if self.stale:
             text = ("Stale — re-analyse this take: " + "; ".join(self.stale)
                     + f".\nWhen it was analysed: {text}")
         return text
 
 
-# (mtime, threshold, mean identity, flagged fraction) per analysis file, cached by mtime so
-# storyboard repaints stay cheap.
-_SUMMARIES: dict[tuple[Path, str], tuple[int, float, float | None, float]] = {}
+@dataclass(frozen=True)
+class _Summary:
+    """What a badge needs from an analysis file, cached by its mtime so storyboard repaints
+    stay cheap. ``level`` is the record's own band (:meth:`AnalysisRecord.band`), the one the
+    HTML report shows."""
+
+    mtime: int
+    threshold: float = DEFAULT_THRESHOLD
+    mean: float | None = None
+    flagged: float = 0.0
+    uncertain: float = 0.0
+    engine: str | None = None
+    level: str = "none"
+    analysed: bool = False
 
 
-def _analysis_summary(folder: Path | None, take_id: str) -> tuple[float, float | None, float]:
+_NONE = _Summary(0)
+_SUMMARIES: dict[tuple[Path, str], _Summary] = {}
+
+
+def _analysis_summary(folder: Path | None, take_id: str) -> _Summary:
     if folder is None:
-        return DEFAULT_THRESHOLD, None, 0.0
+        return _NONE
     key = (Path(folder), take_id)
     mtime = record_mtime_ns(folder, take_id)
     hit = _SUMMARIES.get(key)
     if mtime is None:
         _SUMMARIES.pop(key, None)
-        return DEFAULT_THRESHOLD, None, 0.0
-    if hit and hit[0] == mtime:
-        return hit[1], hit[2], hit[3]
+        return _NONE
+    if hit and hit.mtime == mtime:
+        return hit
     try:
         rec = read_record(folder, take_id)
     except AssetError:  # unreadable: shown as not analysed (the viewer says why)
         rec = None
     if rec is None:
-        entry = (mtime, DEFAULT_THRESHOLD, None, 0.0)
+        entry = _Summary(mtime)
     else:
-        entry = (rec.mtime_ns, rec.threshold, rec.identity_mean, rec.flagged_fraction)
+        entry = _Summary(rec.mtime_ns, rec.threshold, rec.identity_mean, rec.flagged_fraction,
+                         rec.summary.uncertain_fraction, rec.engine.name, rec.band() or "none",
+                         True)
     _SUMMARIES[key] = entry
-    return entry[1], entry[2], entry[3]
+    return entry
 
 
 def take_badge(document: "ProjectDocument", take: "Take", stale: tuple[str, ...] = ()) -> Badge:
-    """The take's identity badge: the project's recorded mean (else the analysis file's) and
-    the analysis's flagged fraction against the engine's threshold, banded by
-    :func:`studio.identity.colours.take_band`; ``stale`` is why the analysis no longer holds
-    (from the session's analysis index)."""
-    threshold, mean, flagged = _analysis_summary(document.folder, take.id)
-    value = take.identity_mean if take.identity_mean is not None else mean
-    return Badge(identity_level(value, threshold, flagged), value, threshold, flagged,
+    """The take's identity badge. With an analysis record: the record's mean and band
+    (:meth:`AnalysisRecord.band` — mean, flagged and uncertain fractions against the engine's
+    calibrated bands), exactly what the HTML report shows. Without one (not analysed yet, or
+    the file is gone): the project's recorded mean against :data:`DEFAULT_THRESHOLD`.
+    ``stale`` is why the analysis no longer holds (from the session's analysis index)."""
+    s = _analysis_summary(document.folder, take.id)
+    if s.analysed:
+        return Badge(s.level, s.mean, s.threshold, s.flagged, stale if s.mean is not None
+                     else (), s.uncertain, s.engine, True)
+    value = take.identity_mean
+    return Badge(identity_level(value, DEFAULT_THRESHOLD), value, DEFAULT_THRESHOLD, 0.0,
                  stale if value is not None else ())
 
 

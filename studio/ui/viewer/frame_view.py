@@ -1,4 +1,7 @@
 """The picture: a decoded frame (or two, for A/B), the drift heatmap, face box and landmarks.
+A frame the analysis could not judge ("uncertain": the face fit was not trusted) has neither
+landmarks nor a heatmap; it shows a small violet label "uncertain: <why>" instead (and its face
+box, when there is one, dashed in violet).
 
 Frames arrive display-ready (B, G, R, 255 bytes = ``QImage.Format_RGB32``), so a frame is wrapped
 in a QImage without copying and drawn with one ``drawImage``. The low-resolution heatmap
@@ -16,9 +19,12 @@ from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QLinearGradient, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from studio.identity.colours import STATE_COLOURS
+
 if TYPE_CHECKING:
     import numpy as np
 
+UNCERTAIN_COLOR = QColor(STATE_COLOURS["uncertain"])
 _LUT: "np.ndarray | None" = None
 _PREMUL: dict[int, "np.ndarray"] = {}
 
@@ -78,6 +84,15 @@ class Layer:
     box: Any = None  # (x0, y0, x1, y1) in frame pixels or None
     landmarks: "np.ndarray | None" = None  # (68, 2) or None
     frame_size: tuple[int, int] = (0, 0)  # (w, h) of the video
+    state: str | None = None  # the analysis' state of this frame (None: not analysed)
+    note: str = ""  # why the frame is uncertain (its first caution)
+
+    @property
+    def state_label(self) -> str:
+        """The label painted on an uncertain frame ("" for any other)."""
+        if self.state != "uncertain":
+            return ""
+        return f"uncertain: {self.note}" if self.note else "uncertain"
 
 
 class FrameView(QWidget):
@@ -139,9 +154,13 @@ class FrameView(QWidget):
         return r
 
     def set_overlays(self, side: str, heat: "np.ndarray | None", box: Any,
-                     landmarks: "np.ndarray | None") -> None:
+                     landmarks: "np.ndarray | None", state: str | None = None,
+                     note: str = "") -> None:
+        """The analysis overlays of the shown frame; ``state``/``note`` its verdict and, for
+        an uncertain frame, why (painted on the picture instead of landmarks and heatmap)."""
         layer = self.a if side == "a" else self.b
         layer.heat, layer.box, layer.landmarks = heat, box, landmarks
+        layer.state, layer.note = state, note
         self.update()
 
     def clear(self, side: str = "a") -> None:
@@ -199,7 +218,8 @@ class FrameView(QWidget):
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
         p.drawImage(target, layer.image)
         fw, fh = layer.frame_size
-        if self.show_heatmap and layer.heat is not None:
+        uncertain = layer.state == "uncertain"
+        if self.show_heatmap and layer.heat is not None and not uncertain:
             p.save()
             hh, hw = layer.heat.shape[:2]
             # The map covers 8x8 blocks of the frame: ceil(W/8)*8 may exceed W; crop to match.
@@ -210,18 +230,48 @@ class FrameView(QWidget):
             sx, sy = target.width() / fw, target.height() / fh
             box = layer.box
             if box is not None and all(v == v for v in box):  # NaN-free
-                p.setPen(QPen(QColor(80, 230, 255), 2))
+                # Where the face was found, dashed violet when its fit is not trusted.
+                p.setPen(QPen(UNCERTAIN_COLOR, 2, Qt.PenStyle.DashLine) if uncertain
+                         else QPen(QColor(80, 230, 255), 2))
                 p.setBrush(Qt.BrushStyle.NoBrush)
                 p.drawRect(QRectF(target.x() + box[0] * sx, target.y() + box[1] * sy,
                                   (box[2] - box[0]) * sx, (box[3] - box[1]) * sy))
             lm = layer.landmarks
-            if lm is not None:
+            if lm is not None and not uncertain:
                 p.setPen(Qt.PenStyle.NoPen)
                 p.setBrush(QColor(255, 240, 80))
                 r = max(1.5, min(3.0, target.width() / 300))
                 for x, y in lm.tolist():
                     if x == x and y == y:
                         p.drawEllipse(QPointF(target.x() + x * sx, target.y() + y * sy), r, r)
+
+    def _paint_state_label(self, p: QPainter, layer: Layer, target: QRectF,
+                           below_label: bool = False) -> None:
+        """"uncertain: <why>" at the top-left of an uncertain frame's picture (under the A/B
+        label when there is one; the heatmap legend owns the bottom-right): a dark pill with a
+        violet edge and dot, readable over any picture."""
+        text = layer.state_label
+        if not text or target.width() < 60:
+            return
+        p.save()
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        fm = p.fontMetrics()
+        dot = fm.height() * 0.55
+        room = int(target.width() - 12 - dot - 18)
+        text = fm.elidedText(text, Qt.TextElideMode.ElideRight, max(20, room))
+        w = fm.horizontalAdvance(text) + dot + 18
+        top = target.y() + 6 + ((fm.height() + 10) if below_label and layer.label else 0)
+        box = QRectF(target.x() + 6, top, w, fm.height() + 6)
+        p.setPen(QPen(UNCERTAIN_COLOR, 1.5))
+        p.setBrush(QColor(22, 18, 34, 215))
+        p.drawRoundedRect(box, 4, 4)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(UNCERTAIN_COLOR)
+        p.drawEllipse(QRectF(box.x() + 6, box.center().y() - dot / 2, dot, dot))
+        p.setPen(QColor(236, 232, 255))
+        p.drawText(box.adjusted(dot + 12, 0, -4, 0),
+                   Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, text)
+        p.restore()
 
     def _paint_label(self, p: QPainter, rect: QRectF, text: str) -> None:
         if not text:
@@ -272,6 +322,8 @@ class FrameView(QWidget):
             self._paint_layer(p, self.b, rb)
             self._paint_label(p, ra, self.a.label)
             self._paint_label(p, rb, self.b.label)
+            self._paint_state_label(p, self.a, ra, True)
+            self._paint_state_label(p, self.b, rb, True)
         elif self.compare_mode == "wipe" and self.b.image is not None:
             split = ra.x() + ra.width() * self.wipe
             p.save()
@@ -287,8 +339,12 @@ class FrameView(QWidget):
             self._paint_label(p, ra, self.a.label)
             lb = QRectF(split, ra.y(), max(10.0, ra.right() - split), ra.height())
             self._paint_label(p, lb, self.b.label)
+            self._paint_state_label(p, self.a, QRectF(ra.x(), ra.y(), split - ra.x(),
+                                                      ra.height()), True)
+            self._paint_state_label(p, self.b, lb, True)
         else:
             self._paint_layer(p, self.a, ra)
+            self._paint_state_label(p, self.a, ra)
         if self.show_heatmap:
             self._paint_legend(p)
         if self.message:

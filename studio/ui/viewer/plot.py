@@ -1,6 +1,7 @@
-"""Per-frame metric plot under the picture: curves in [0, 1], threshold line, flagged ranges
-shaded, playhead; press or drag to seek. Uses the ruler's frame-cell geometry so a frame sits
-at the same x in both."""
+"""Per-frame metric plot under the picture: curves in [0, 1], threshold line, flagged (drift)
+ranges shaded red and frames that could not be judged violet (the one colour scale), playhead;
+press or drag to seek. Uses the ruler's frame-cell geometry so a frame sits at the same x in
+both. Uncertain frames have no scores: their curves break there."""
 
 from __future__ import annotations
 
@@ -23,9 +24,13 @@ METRIC_COLORS = {
     "eye_shape": QColor(180, 130, 255),
     "skin_tone": QColor(255, 140, 110),
     "stability": QColor(120, 220, 140),
+    "hair": QColor(235, 235, 235),
+    "detail": QColor(90, 215, 215),
 }
-# Flagged ranges and the threshold line in the "drift" colour of the one score scale.
+# Flagged ranges and the threshold line in the "drift" colour of the one score scale; frames
+# that could not be judged in its "uncertain" colour.
 DRIFT_COLOR = QColor(BAND_COLOURS["drift"])
+UNCERTAIN_COLOR = QColor(BAND_COLOURS["uncertain"])
 
 
 class MetricPlot(QWidget):
@@ -41,6 +46,7 @@ class MetricPlot(QWidget):
         self.visible: list[str] = ["identity"]
         self.threshold: float | None = None
         self.ranges: list[tuple[int, int]] = []
+        self.uncertain: list[tuple[int, int]] = []  # runs of uncertain frames, inclusive
         self.current = 0
         self.empty_text = "No analysis for this take yet"
         self._dragging = False
@@ -50,9 +56,11 @@ class MetricPlot(QWidget):
         return QSize(400, 90)
 
     def set_data(self, frames: int, series: dict[str, "np.ndarray"], threshold: float | None,
-                 ranges: list[tuple[int, int]]) -> None:
+                 ranges: list[tuple[int, int]],
+                 uncertain: list[tuple[int, int]] | None = None) -> None:
         self.frames = max(1, frames)
         self.series, self.threshold, self.ranges = series, threshold, list(ranges)
+        self.uncertain = list(uncertain or [])
         self.update()
 
     def set_visible_metrics(self, keys: list[str]) -> None:
@@ -83,11 +91,13 @@ class MetricPlot(QWidget):
         p.fillRect(self.rect(), QColor(26, 27, 30))
         area = self._area()
         cell = self.cell()
-        for s, e in self.ranges:
-            shade = QColor(DRIFT_COLOR)
-            shade.setAlpha(70)
-            p.fillRect(QRectF(MARGIN + s * cell, area.top(), (e - s + 1) * cell, area.height()),
-                       shade)
+        for runs, colour, alpha in ((self.ranges, DRIFT_COLOR, 70),
+                                    (self.uncertain, UNCERTAIN_COLOR, 80)):
+            shade = QColor(colour)
+            shade.setAlpha(alpha)
+            for s, e in runs:
+                p.fillRect(QRectF(MARGIN + s * cell, area.top(), (e - s + 1) * cell,
+                                  area.height()), shade)
         p.setPen(QPen(QColor(60, 62, 68), 1))
         for v in (0.25, 0.5, 0.75):
             p.drawLine(QPointF(area.left(), self.y_of(v)), QPointF(area.right(), self.y_of(v)))

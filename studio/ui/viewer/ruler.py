@@ -1,5 +1,7 @@
-"""The time ruler: frame ticks, playhead, loop in/out, flagged ranges, the segments of a chained
-take (a thin line at each join, numbered, with the segment's identity); drag to scrub.
+"""The time ruler: frame ticks, playhead, loop in/out, flagged (drift) ranges, frames that could
+not be judged, the state row (every frame in its state's colour: match, close, drift,
+uncertain — :data:`studio.identity.colours.STATE_COLOURS`), the segments of a chained take (a
+thin line at each join, numbered, with the segment's identity); drag to scrub.
 
 Every frame owns an equal cell of the ruler's width, so a press or drag at x lands on exactly
 ``floor((x - margin) / cell)``: scrubbing is frame-accurate at any zoom.
@@ -15,8 +17,12 @@ from PySide6.QtGui import QColor, QFont, QPainter, QPen, QPolygonF
 from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
 from studio.engine.takes import Segment
+from studio.identity.colours import STATE_COLOURS
+from studio.ui.viewer.analysis import state_runs
 
 MARGIN = 8.0
+STATE_ROW = 5.0  # px: the state row along the bottom of the track
+STATE_QCOLORS = {k: QColor(v) for k, v in STATE_COLOURS.items()}
 
 
 class TimeRuler(QWidget):
@@ -35,8 +41,12 @@ class TimeRuler(QWidget):
         self.current = 0
         self.loop_in: int | None = None
         self.loop_out: int | None = None
-        self.ranges: list[tuple[int, int]] = []  # flagged, inclusive
+        self.ranges: list[tuple[int, int]] = []  # flagged (drift), inclusive
         self.show_ranges = True
+        # Per frame: its state and its verdict in words (the tooltip); empty: not analysed.
+        self.states: list[str] = []
+        self.frame_notes: list[str] = []
+        self._state_runs: list[tuple[int, int, str]] = []
         self._dragging = False
         # A chained take's segments, each one's tooltip and its short readout ("2 · 0.81");
         # ``segment_note`` is the tooltip when there are none to show (e.g. unreadable).
@@ -63,6 +73,20 @@ class TimeRuler(QWidget):
     def set_ranges(self, ranges: list[tuple[int, int]]) -> None:
         self.ranges = list(ranges)
         self.update()
+
+    def set_states(self, states: list[str], notes: list[str] | None = None) -> None:
+        """Each frame's state ("match" | "close" | "drift" | "uncertain") and, for the tooltip,
+        its verdict in words."""
+        self.states = list(states)
+        self.frame_notes = list(notes or [])
+        self._state_runs = state_runs(self.states)
+        self.update()
+
+    def state_color(self, frame: int) -> QColor | None:
+        """The colour the state row paints ``frame`` in (None: no state known)."""
+        if 0 <= frame < len(self.states):
+            return QColor(STATE_QCOLORS.get(self.states[frame], QColor(120, 120, 125)))
+        return None
 
     def set_segments(self, segments: list[Segment], tips: list[str], labels: list[str],
                      note: str = "") -> None:
@@ -102,9 +126,24 @@ class TimeRuler(QWidget):
             p.fillRect(QRectF(self.x_of(a), track.y(), (b - a + 1) * cell, track.height()),
                        QColor(70, 110, 170, 120))
         if self.show_ranges:
+            # Drift ranges red, frames that could not be judged violet (never red: nothing is
+            # claimed there), both in the colours of the one scale.
             for s, e in self.ranges:
+                shade = QColor(STATE_QCOLORS["drift"])
+                shade.setAlpha(170)
                 p.fillRect(QRectF(self.x_of(s), track.y(), (e - s + 1) * cell, track.height()),
-                           QColor(220, 60, 50, 170))
+                           shade)
+            for s, e, st in self._state_runs:
+                if st == "uncertain":
+                    shade = QColor(STATE_QCOLORS["uncertain"])
+                    shade.setAlpha(150)
+                    p.fillRect(QRectF(self.x_of(s), track.y(), (e - s + 1) * cell,
+                                      track.height()), shade)
+        if self._state_runs:
+            row = QRectF(MARGIN, track.bottom() - STATE_ROW, track.width(), STATE_ROW)
+            for s, e, st in self._state_runs:
+                p.fillRect(QRectF(self.x_of(s), row.y(), (e - s + 1) * cell, row.height()),
+                           STATE_QCOLORS.get(st, QColor(120, 120, 125)))
         self._paint_segments(p, track)
         # ticks: one per frame when there is room, else per second
         p.setPen(QPen(QColor(120, 122, 128), 1))
@@ -160,14 +199,24 @@ class TimeRuler(QWidget):
                 p.drawEllipse(QPointF(min(dx, x + span - 4), track.center().y()), 2.5, 2.5)
         p.restore()
 
+    def frame_tip(self, frame: int) -> str:
+        """"Frame 12: uncertain: the landmark fit is unstable" ("" when not analysed)."""
+        if 0 <= frame < len(self.frame_notes) and self.frame_notes[frame]:
+            return f"Frame {frame}: {self.frame_notes[frame]}"
+        return ""
+
     def tooltip_at(self, x: float) -> str:
-        """The segment under ``x`` (its frames, seed, start, identity), else the note."""
+        """The segment under ``x`` (its frames, seed, start, identity), else the note; then
+        the frame's state and why."""
+        frame = self.frame_at(x)
+        here = self.frame_tip(frame)
         if not self.segments:
-            return self.segment_note
-        seg = self.segment_at(self.frame_at(x))
+            return "\n".join(t for t in (self.segment_note, here) if t)
+        seg = self.segment_at(frame)
         if seg is None or seg.index >= len(self.segment_tips):
-            return ""
-        return self.segment_tips[seg.index] + "\nRight-click to re-make it"
+            return here
+        return "\n".join(t for t in (self.segment_tips[seg.index], here,
+                                      "Right-click to re-make it") if t)
 
     def event(self, event: Any) -> bool:  # noqa: D102
         if event.type() == QEvent.Type.ToolTip:

@@ -7,6 +7,10 @@ Keys (when the viewer has focus): Space play/pause · J/K/L shuttle (repeat J or
 ←/→ one frame · Shift+←/→ one second · Home/End · I/O loop in/out, X clears them ·
 H heatmap · F face box and landmarks · R flagged ranges · C cycles compare mode (single,
 side by side, wipe).
+
+Every frame's state (match, close, drift, uncertain) is the record's; the ruler's state row,
+the plot's shading and the picture's "uncertain" label take their colours from
+:mod:`studio.identity.colours`, the same as the badges and the HTML report.
 """
 
 from __future__ import annotations
@@ -162,7 +166,8 @@ class ViewerWidget(QWidget):
 
         self.btn_heat = _button("Heatmap", "Drift heatmap overlay (H)", True)
         self.btn_face = _button("Face", "Face box and landmarks (F)", True)
-        self.btn_ranges = _button("Ranges", "Flagged ranges on the ruler and plot (R)", True)
+        self.btn_ranges = _button("Ranges", "Flagged (red) and uncertain (violet) frames on the "
+                                  "ruler and plot (R)", True)
         self.btn_ranges.setChecked(True)
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(5, 100)
@@ -413,6 +418,7 @@ class ViewerWidget(QWidget):
         self.view.set_message("")
         self.ruler.set_take(1, 16.0)
         self.ruler.set_ranges([])
+        self.ruler.set_states([])
         self.plot.empty_text = "No analysis"
         self.plot.set_data(1, {}, None, [])
         self.reference.show_reference(None, None)
@@ -478,13 +484,16 @@ class ViewerWidget(QWidget):
                 self.plot.empty_text = "Not analysed yet — the plot appears when analysis finishes"
             self.plot.set_data(self._frames(), {}, None, [])
             self.ruler.set_ranges([])
+            self.ruler.set_states([])
         else:
             a = self.analysis_a
             ranges = [(r.start, r.end) for r in a.drift_ranges]
+            on = self.btn_ranges.isChecked()
             self.plot.set_data(max(self._frames(), 1), a.metrics, a.threshold,
-                               ranges if self.btn_ranges.isChecked() else [])
+                               ranges if on else [], a.uncertain_runs() if on else [])
             self.plot.frames = self._frames()
             self.ruler.set_ranges(ranges)
+            self.ruler.set_states(list(a.states or []), [a.note(i) for i in range(a.frames)])
         self._metrics_changed()
         self._show_segments()
         self._show_cast()
@@ -647,6 +656,7 @@ class ViewerWidget(QWidget):
         self._sync_button(self.btn_ranges, on)
         a = self.analysis_a
         self.plot.ranges = [(r.start, r.end) for r in a.drift_ranges] if (a and on) else []
+        self.plot.uncertain = a.uncertain_runs() if (a and on) else []
         self.ruler.update()
         self.plot.update()
 
@@ -676,16 +686,21 @@ class ViewerWidget(QWidget):
     def _on_frame_due(self, index: int) -> None:
         self._show(index)
 
-    def _overlays_for(self, analysis: TakeAnalysis | None, i: int) -> tuple[Any, Any, Any]:
+    def _overlays_for(self, analysis: TakeAnalysis | None, i: int
+                      ) -> tuple[Any, Any, Any, str | None, str]:
+        """(heatmap, face box, landmarks, state, why uncertain) of frame ``i``."""
         if analysis is None or i < 0:
-            return None, None, None
+            return None, None, None, None, ""
         heat = analysis.heatmaps[i] if analysis.heatmaps is not None and \
             i < len(analysis.heatmaps) else None
         box = analysis.boxes[i].tolist() if analysis.boxes is not None and \
             i < len(analysis.boxes) else None
         lm = analysis.landmarks[i] if analysis.landmarks is not None and \
             i < len(analysis.landmarks) else None
-        return heat, box, lm
+        state = analysis.state(i)
+        cautions = analysis.cautions[i] if analysis.cautions and i < len(analysis.cautions) \
+            else []
+        return heat, box, lm, state, (cautions[0] if cautions else "")
 
     def _show(self, index: int) -> None:
         src = self.src_a
@@ -783,8 +798,12 @@ class ViewerWidget(QWidget):
         if a is not None and self.current < a.frames:
             v = a.metrics["identity"][self.current]
             text += f"   identity {v:.2f}" if v == v else "   identity –"
-            if a.flagged[self.current]:
+            state = a.state(self.current)
+            if state == "drift":
                 text += " ⚑ " + ", ".join(a.reasons[self.current])
+            elif state in ("close", "uncertain"):
+                # why the frame is close or could not be judged (its cautions)
+                text += "   " + a.note(self.current)
         if rate not in (0.0, 1.0):
             text += f"   {rate:+g}×"
         lo, hi = self.player.loop_in, self.player.loop_out
@@ -794,6 +813,7 @@ class ViewerWidget(QWidget):
         if not self.src_a.source.proxy_ready and not self.src_a.source.failed:
             text += "   (preparing scrub proxy…)"
         self.position.setText(text)
+        self.position.setToolTip(text)  # the whole line where a narrow window elides it
 
     # -- keys ----------------------------------------------------------------------------
     def keyPressEvent(self, event: Any) -> None:  # noqa: N802
