@@ -129,7 +129,10 @@ class AnalysisController(QObject):
 _BADGE_STYLE = {"good": ("✓ Good reference", "#3c8d40"),
                 "warning": ("⚠ Check reference", "#b8860b"),
                 "bad": ("✗ Unusable reference", "#b03030"),
-                "pending": ("… checking", "#707070")}
+                "pending": ("… checking", "#707070"),
+                # the check itself could not run (no landmark model chosen yet, …): says
+                # nothing about the image
+                "unknown": ("? Not checked", "#707070")}
 
 
 class ReferenceQualityBadge(QLabel):
@@ -235,7 +238,8 @@ class _ReferenceQualityBinder(QObject):
         if verdict is None:
             self.badge.set_report({"level": "pending", "reasons": []})
         elif verdict["level"] == "unknown":  # the check itself failed: its message
-            self.badge.set_error("; ".join(verdict["reasons"]) or "could not be checked")
+            self.badge.set_report({"level": "unknown", "reasons": list(verdict["reasons"])
+                                   or ["could not be checked"]})
         else:
             self.badge.set_report(verdict)
 

@@ -338,6 +338,10 @@ def test_reference_checks_made_before_the_choice_run_again_after_it(qtbot, tmp_p
     before = checks.verdict(path, "front")
     assert before["level"] == "unknown"
     assert "Settings ▸ Face landmarks" in " ".join(before["reasons"])
+    badge = win.reference_quality.badge
+    # Not checked is not unusable: the badge says the check could not run, and why.
+    wait_until(qtbot, lambda: badge.level == "unknown")
+    assert badge.text() == "? Not checked" and "Face landmarks" in badge.toolTip()
 
     dialog.select("dlib68")
     with qtbot.waitSignal(checks.ready, timeout=60_000):
@@ -345,5 +349,4 @@ def test_reference_checks_made_before_the_choice_run_again_after_it(qtbot, tmp_p
     after = checks.verdict(path, "front")
     # The 512×512 astronaut photo is usable, but her face is small in the frame.
     assert after["level"] == "warning" and any("face is small" in r for r in after["reasons"])
-    badge = win.reference_quality.badge
     wait_until(qtbot, lambda: badge.level == "warning")
