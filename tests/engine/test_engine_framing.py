@@ -180,7 +180,8 @@ def test_face_detection_is_cached_per_file(tall_astronaut: Path, monkeypatch: py
     assert cached_start_face(tall_astronaut) == (False, None)
     calls = []
     real = lmmod.detect_landmarks_68
-    monkeypatch.setattr(lmmod, "detect_landmarks_68", lambda rgb: calls.append(1) or real(rgb))
+    monkeypatch.setattr(lmmod, "detect_landmarks_68",
+                        lambda rgb, **kw: calls.append(1) or real(rgb, **kw))
     first = start_face(tall_astronaut)
     for _ in range(3):
         prepare_start_image(_req(tall_astronaut))
