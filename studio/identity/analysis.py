@@ -42,11 +42,11 @@ SHAPE_BOUND = 0.05  # mean landmark change after alignment, inter-ocular units
 APPEARANCE_BOUND = 0.35  # mean |difference| of contrast-normalised aligned 32x32 crops
 CUT_BOUND = 22.0  # mean |difference| of normalised 32x18 thumbnails (_thumb) = a cut
 
-# A landmark fit is believed only when it passes these checks (measured on 1,638 tracked frames of
-# seven photographs under camera moves, docs/IDENTITY.md "Tracking"): refitted in the box its own
-# points imply, a good fit moves < 0.03 inter-ocular (99th percentile 0.07 before the re-detection,
-# whose fits are the good ones), a lost one 0.1-0.5; its aligned appearance correlates ≥ 0.88 with
-# the previous frame's (5th percentile) against a median 0.14 for lost fits.
+# A landmark fit is believed only when it passes these checks (measured on 1,365 carried-over dlib
+# fits of seven photographs under camera moves, docs/IDENTITY.md "Tracking, states and
+# persistence"): refitted in the box its own points imply, a good fit moves 0.011 inter-ocular
+# (median; 90 % under 0.03), a lost one 0.25 (median); its aligned appearance correlates ≥ 0.88
+# with the previous frame's (5th percentile of good fits) against a median 0.14 for lost ones.
 FIT_SELF_MAX = 0.05  # carry-over fit: movement of the refit (inter-ocular units)
 FIT_DET_MAX = 0.08  # detector-box fit, refitted with the earlier detections' box relation
 FIT_CORR_MIN = 0.7  # aligned appearance vs the previous trusted frame
