@@ -386,12 +386,11 @@ def analyze_frames(frames: Iterable[np.ndarray], fps: float, refs: Sequence[Refe
 
     prev_sig: np.ndarray | None = None  # aligned appearance of the last trusted frame
 
-    def refit(rgb: np.ndarray, box: tuple[float, float, float, float]
-              ) -> tuple[np.ndarray, float]:
-        """Fit in ``box``, then again in the box the fit itself implies: a fit that found the
-        face barely moves (< FIT_SELF_MAX); one that latched on to the background or half a
-        face jumps. Returns (second fit, movement in inter-ocular units)."""
-        lm = engine.landmarks(rgb, box)
+    def refit(rgb: np.ndarray, lm: np.ndarray) -> tuple[np.ndarray, float]:
+        """``lm`` fitted again in the box its own points imply (the detections' box relation):
+        a fit that found the face barely moves (< FIT_SELF_MAX); one that latched on to the
+        background or half a face jumps. Returns (second fit, movement in inter-ocular
+        units)."""
         assert rel is not None
         lm2 = engine.landmarks(rgb, _box_from_lm(lm, rel))
         return lm2, float(np.mean(np.linalg.norm(lm2 - lm, axis=1)) / M.interocular(lm2))
@@ -422,7 +421,7 @@ def analyze_frames(frames: Iterable[np.ndarray], fps: float, refs: Sequence[Refe
                 carry_fit = tracked
                 lost = tracked.presence is not None and tracked.presence < PRESENCE_MIN
             elif rel is not None:
-                lm_c, moved = refit(rgb, _box_from_lm(prev.lm, rel))
+                lm_c, moved = refit(rgb, engine.landmarks(rgb, _box_from_lm(prev.lm, rel)))
                 lost = moved > FIT_SELF_MAX
             else:
                 lm_c = None
@@ -451,9 +450,7 @@ def analyze_frames(frames: Iterable[np.ndarray], fps: float, refs: Sequence[Refe
                       and prev.trusted):
                     # checked with the box relation of the earlier detections of this face
                     # (not after a cut or a lost frame: another face, another relation)
-                    lm2 = engine.landmarks(rgb, _box_from_lm(lm, rel))
-                    trusted = float(np.mean(np.linalg.norm(lm2 - lm, axis=1))
-                                    / M.interocular(lm)) <= FIT_DET_MAX
+                    trusted = refit(rgb, lm)[1] <= FIT_DET_MAX
                 if trusted:  # remember where the detector's box sits around the landmarks
                     lo, hi = lm.min(0), lm.max(0)
                     size = np.concatenate([hi - lo, hi - lo])
@@ -657,6 +654,7 @@ def _finish(frames: list[_Frame], heat: list[np.ndarray], fps: float,
             refs: Sequence[ReferenceFace], engine: FaceEngine, hw: tuple[int, int],
             expected_faces: int = 1) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     from studio.identity import calibration as C
+    from studio.identity.colours import band_edges
 
     n = len(frames)
     # Pose, smoothed; then which frames are close enough to their reference's pose to compare
@@ -704,7 +702,7 @@ def _finish(frames: list[_Frame], heat: list[np.ndarray], fps: float,
         "hair": [f.hair if f.trusted else None for f in frames],
         "detail": [f.detail if f.trusted else None for f in frames],
     }
-    close_edge, match_edge = C.identity_bands(engine)
+    close_edge, match_edge = band_edges(engine.threshold, engine.name)
     from studio.identity.hair import DETAIL_THRESHOLD, HAIR_THRESHOLD
 
     thresholds = {"identity": engine.threshold, **M.THRESHOLDS, "hair": HAIR_THRESHOLD,

@@ -29,10 +29,11 @@ PERSIST_DEFAULT = 3  # frames in a row (of 16-24 fps video: ~0.15 s) before a me
 PERSIST = {"identity": 2, "hair": 8, "detail": 8}
 HYSTERESIS = 0.05  # score units a flagged run extends by
 
-# Identity bands per engine: (lowest "close" score, lowest "match" score). The "close" edge is
-# the engine's same-person threshold; the "match" edge the 1st percentile of the same person
-# under camera moves, lighting and expression (docs/IDENTITY.md "Calibration").
-IDENTITY_BANDS: dict[str, tuple[float, float]] = {"dlib": (0.5, 0.6), "arcface": (0.35, 0.45)}
+# The identity warning band per engine: scores in [threshold, threshold + band) are "close"
+# (studio.identity.colours.band_edges). dlib: the same person under camera moves, lighting and
+# expression never scored under 0.756 and other people reach 0.5 on under 0.1 % of their
+# frames (docs/IDENTITY.md "Calibration"); ArcFace: not calibrated (no weights here).
+WARNING_BAND: dict[str, float] = {"dlib": 0.1, "arcface": 0.1}
 
 # Per-frame false alarms of unchanged faces under camera moves and animation, by face size
 # (inter-ocular distance in pixels): (smallest size, rate). `bench calibration` saw no flagged
@@ -42,14 +43,6 @@ IDENTITY_BANDS: dict[str, tuple[float, float]] = {"dlib": (0.5, 0.6), "arcface":
 FALSE_ALARM: dict[str, tuple[tuple[float, float], ...]] = {
     "dlib": ((0.0, 0.086), (40.0, 0.0041), (70.0, 0.0015)),
 }
-
-
-def identity_bands(engine: Any) -> tuple[float, float]:
-    """(close edge, match edge) of identity for ``engine`` (its threshold + the calibrated
-    warning band; an engine without a calibration gets threshold + 0.1)."""
-    t = float(engine.threshold)
-    close, match = IDENTITY_BANDS.get(str(engine.name), (t, t + 0.1))
-    return t, t + (match - close)
 
 
 def expected_false_alarm(engine: Any, iod_px: float | None) -> float | None:

@@ -16,7 +16,7 @@ drift     ``s < t``                    mean below ``t``, or more than ``FLAGGED_
 
 A score below the threshold is never amber: the engine says "another person" there. A take
 with most of its frames flagged is red whatever its mean. The band edges are the calibrated
-ones (:func:`studio.identity.calibration.identity_bands`).
+ones (:data:`studio.identity.calibration.WARNING_BAND`).
 
 **Frame states** (:data:`STATE_COLOURS`): match / close / drift as above, plus ``uncertain``
 (violet) — the face's fit could not be trusted, so nothing is claimed. A take most of whose
@@ -62,10 +62,9 @@ _LUT: "np.ndarray | None" = None
 def band_edges(threshold: float, engine: str | None = None) -> tuple[float, float]:
     """(lowest "close" score, lowest "match" score) for ``threshold``: the calibrated warning
     band of ``engine`` (by name), else :data:`CLOSE_MARGIN`."""
-    from studio.identity.calibration import IDENTITY_BANDS
+    from studio.identity.calibration import WARNING_BAND
 
-    close, match = IDENTITY_BANDS.get(str(engine), (0.0, CLOSE_MARGIN))
-    return float(threshold), float(threshold) + (match - close)
+    return float(threshold), float(threshold) + WARNING_BAND.get(str(engine), CLOSE_MARGIN)
 
 
 def band(score: float, threshold: float, engine: str | None = None) -> Band:

@@ -160,9 +160,13 @@ def _choice_path() -> Path:
     return config_dir() / CHOICE_FILE
 
 
+_CHOICE_CACHE: dict[str, tuple[tuple[int, int], str | None]] = {}
+
+
 def landmark_choice() -> str | None:
     """The chosen landmark model: CONTINUITY_LANDMARKS, else the saved choice, else None.
-    A damaged choice file counts as no choice (the user is asked again)."""
+    A damaged choice file counts as no choice (the user is asked again). Every landmark fit
+    asks, so the file is read again only when its size or mtime changed (one stat a call)."""
     import json
     import os
 
@@ -174,13 +178,23 @@ def landmark_choice() -> str | None:
         return choice
     path = _choice_path()
     try:
-        if path.stat().st_size > 4096:
-            return None
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        st = path.stat()
+    except OSError:
         return None
-    model = doc.get("model") if isinstance(doc, dict) else None
-    return model if model in LANDMARK_MODELS else None
+    stamp = (st.st_mtime_ns, st.st_size)
+    cached = _CHOICE_CACHE.get(str(path))
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    model = None
+    if st.st_size <= 4096:
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            doc = None
+        model = doc.get("model") if isinstance(doc, dict) else None
+    model = model if model in LANDMARK_MODELS else None
+    _CHOICE_CACHE[str(path)] = (stamp, model)
+    return model
 
 
 def save_landmark_choice(model: str) -> Path:

@@ -170,15 +170,11 @@ def _run_flag(img: np.ndarray, to_frame: np.ndarray) -> tuple[np.ndarray, float]
     return _to_frame(np.asarray(mesh, np.float64).reshape(468, 3), to_frame), presence
 
 
-def _run(img: np.ndarray, to_frame: np.ndarray) -> np.ndarray:
-    """The mesh (468x3, frame pixels; z in the same scale) for one ROI."""
-    return _run_flag(img, to_frame)[0]
-
-
 def fit_mesh(rgb: np.ndarray, box: tuple[float, float, float, float],
              refine: int = REFINE) -> tuple[np.ndarray, float]:
-    """(mesh, presence) of the face in a detector's ``box``: the first crop around the box,
-    then ``refine`` re-crops on the mesh itself."""
+    """(mesh 468x3 in frame pixels, presence) of the face in a detector's ``box`` (x0, y0, x1,
+    y1). The first crop is square around the box, upright; then ``refine`` more passes re-crop
+    on the mesh itself (rolled, as MediaPipe tracks), which removes the box's own jitter."""
     from studio.identity.landmarks import as_rgb_u8
 
     img = as_rgb_u8(rgb)
@@ -232,22 +228,9 @@ def _roi_from_mesh(mesh: np.ndarray) -> np.ndarray:
 
 def mesh_468(rgb: np.ndarray, box: tuple[float, float, float, float],
              refine: int = REFINE) -> np.ndarray:
-    """The 468-point mesh (468x3 float64, frame pixels) of the face in ``box`` (x0, y0, x1, y1).
-
-    The first crop is square around the box, upright; then ``refine`` more passes re-crop on
-    the mesh itself (rolled, as MediaPipe tracks), which removes the box's own jitter.
-    """
-    from studio.identity.landmarks import as_rgb_u8
-
-    img = as_rgb_u8(rgb)
-    x0, y0, x1, y1 = (float(v) for v in box)
-    if not (x1 > x0 and y1 > y0):
-        raise ValueError(f"empty face box {box}")
-    size = max(x1 - x0, y1 - y0) * BOX_SCALE
-    mesh = _run(img, roi_matrix(np.array([(x0 + x1) / 2, (y0 + y1) / 2]), size, 0.0))
-    for _ in range(max(0, refine)):
-        mesh = _run(img, _roi_from_mesh(mesh))
-    return mesh
+    """The 468-point mesh (468x3 float64, frame pixels) of the face in ``box`` (x0, y0, x1, y1):
+    :func:`fit_mesh` without the presence score."""
+    return fit_mesh(rgb, box, refine)[0]
 
 
 def _along(mesh: np.ndarray, path: tuple[int, ...], ts: list[float]) -> np.ndarray:

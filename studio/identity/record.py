@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from studio.core.atomic import atomic_write_bytes, atomic_write_text
 from studio.core.errors import AssetError
 from studio.core.persistence import ANALYSIS_DIR
+from studio.identity.calibration import STATES  # the four frame states (pure Python)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -65,7 +66,6 @@ MAX_CAST = 64  # characters in a shot's cast block (the project allows 17)
 
 METRICS: tuple[str, ...] = ("identity", "proportions", "eye_shape", "skin_tone", "stability",
                             "hair", "detail")
-STATES: tuple[str, ...] = ("match", "close", "drift", "uncertain")  # calibration.STATES
 ARRAY_NAMES: tuple[str, ...] = ("heatmaps", "landmarks", "boxes")
 CAST_ARRAY = "cast_boxes"  # in the npz only when the record has a cast block
 JSON_SUFFIX, ARRAYS_SUFFIX = ".json", ".npz"
@@ -625,12 +625,11 @@ def _migrate_3_to_4(doc: dict[str, Any]) -> dict[str, Any]:
     format-3 analysis knew no uncertain frames: a flagged frame is drift, any other frame
     match or close by its identity's band (close without a score); the other new fields keep
     their defaults (no cautions, hair, detail, expected false alarms or FaceSim-Arc)."""
-    from studio.identity.calibration import IDENTITY_BANDS
+    from studio.identity.colours import band
 
     doc = dict(doc)
     eng = doc.get("engine") if isinstance(doc.get("engine"), dict) else {}
     thr = eng.get("threshold")
-    close, match = IDENTITY_BANDS.get(str(eng.get("name")), (0.0, 0.1))
     frames = doc.get("frames")
     if isinstance(frames, list):
         out = []
@@ -641,7 +640,8 @@ def _migrate_3_to_4(doc: dict[str, Any]) -> dict[str, Any]:
                 if f.get("flagged") is True:
                     f["state"] = "drift"
                 elif (isinstance(ident, (int, float)) and isinstance(thr, (int, float))
-                      and ident >= thr + (match - close)):
+                      and math.isfinite(ident) and band(ident, thr, str(eng.get("name")))
+                      == "match"):
                     f["state"] = "match"
                 else:
                     f["state"] = "close"
