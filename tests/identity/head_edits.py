@@ -215,29 +215,12 @@ def add_necklace(rgb: np.ndarray, lm: np.ndarray, colour: tuple[int, int, int] =
 # --- camera moves of a still photo (known affine warps) ------------------------------------
 
 def move_params(move: str, n: int, seed: int = 0) -> list[tuple[float, float, float, float, float]]:
-    """Per frame (roll degrees, zoom, dx, dy, brightness gain) of a named camera move:
-    ``jitter`` (≤ 8 px, ≤ 3° roll, ≤ 3 % zoom, ±8 % light), ``push_in`` (zoom 1.0 → 1.3),
-    ``pull_out`` (1.0 → 0.8), ``pan`` (±150 px), ``roll`` (±8°), ``light`` (gain 0.85 → 1.15)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        t = i / max(n - 1, 1)
-        if move == "jitter":
-            out.append((rng.uniform(-3, 3), 1 + rng.uniform(-0.03, 0.03), rng.uniform(-8, 8),
-                        rng.uniform(-8, 8), 1 + rng.uniform(-0.08, 0.08)))
-        elif move == "push_in":
-            out.append((0.0, 1 + 0.3 * t, 0.0, 0.0, 1.0))
-        elif move == "pull_out":
-            out.append((0.0, 1 - 0.2 * t, 0.0, 0.0, 1.0))
-        elif move == "pan":
-            out.append((0.0, 1.0, -150 + 300 * t, 0.0, 1.0))
-        elif move == "roll":
-            out.append((8 * float(np.sin(2 * np.pi * t)), 1.0, 0.0, 0.0, 1.0))
-        elif move == "light":
-            out.append((0.0, 1.0, 0.0, 0.0, 0.85 + 0.3 * t))
-        else:
-            raise ValueError(move)
-    return out
+    """Per frame (roll degrees, zoom, dx, dy, brightness gain) of a named camera move
+    (:func:`studio.identity.samples.camera_params`) with this file's gentler roll (±8°) and light
+    ramp (0.85 → 1.15)."""
+    from studio.identity.samples import camera_params
+
+    return camera_params(move, n, seed, roll=8.0, light=(0.85, 1.15))
 
 
 MOVES = ("jitter", "push_in", "pull_out", "pan", "roll", "light")
@@ -247,25 +230,10 @@ def render(photos: list[np.ndarray] | np.ndarray, params: list[tuple[float, floa
            float]], size: tuple[int, int] = (832, 480), jpeg: int | None = 85,
            ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Frames of the photo (or one photo per frame) under the camera params, JPEG-compressed at
-    ``jpeg`` quality; also the 2x3 photo->frame affines."""
-    import cv2
+    ``jpeg`` quality, reflected borders; also the 2x3 photo->frame affines."""
+    from studio.identity.samples import render_camera
 
-    w, h = size
-    frames, mats = [], []
-    for i, (ang, zoom, dx, dy, gain) in enumerate(params):
-        ph = photos[i] if isinstance(photos, list) else photos
-        hh, ww = ph.shape[:2]
-        m = cv2.getRotationMatrix2D((ww / 2, hh / 2), ang, h / hh * zoom)
-        m[0, 2] += w / 2 - ww / 2 + dx
-        m[1, 2] += h / 2 - hh / 2 + dy
-        f = cv2.warpAffine(ph, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        f = np.clip(f.astype(np.float32) * gain, 0, 255).astype(np.uint8)
-        if jpeg:
-            ok, buf = cv2.imencode(".jpg", f[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, jpeg])
-            f = np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1])
-        frames.append(f)
-        mats.append(m.astype(np.float32))
-    return frames, mats
+    return render_camera(photos, params, size, reflect=True, jpeg=jpeg)
 
 
 def track_landmarks(frames: list[np.ndarray], mats: list[np.ndarray], ref_box: tuple[float, ...],
