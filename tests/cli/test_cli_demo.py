@@ -91,32 +91,10 @@ def test_the_window_says_where_the_demo_was_created(qapp, qtbot, tmp_path: Path,
     """``run_app(demo=True)`` opens the copy and the status bar names its folder (an artist who
     started the app from a menu sees no terminal). The event loop is not run to its end here:
     quitting it would shut the shared task pools (aboutToQuit) for the tests that follow."""
-    from PySide6.QtWidgets import QApplication, QMessageBox
-
-    from studio.ui import app as app_mod, dialogs
-    from studio.ui.main_window import MainWindow
+    from tests.ui.uitest_support import start_app
 
     monkeypatch.setenv("CONTINUITY_STUDIO_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(dialogs, "ask", lambda *a, **k: QMessageBox.Discard)
-    monkeypatch.setattr(app_mod, "install_excepthook", lambda win: None)
-    monkeypatch.setattr(app_mod, "apply_theme", lambda app: None)  # keep the session's style
-    # …and its collector: the UI-thread-only collection would outlive this test on the shared app
-    monkeypatch.setattr("studio.ui.gc_guard.install", lambda app: None)
-    monkeypatch.setattr(qapp, "exec", lambda: 0)
-    names = qapp.applicationName(), qapp.organizationName(), qapp.desktopFileName()
-
-    def restore_names() -> None:  # run_app names the shared QApplication; later tests expect not
-        qapp.setApplicationName(names[0])
-        qapp.setOrganizationName(names[1])
-        qapp.setDesktopFileName(names[2])
-
-    request.addfinalizer(restore_names)
-    before = set(QApplication.topLevelWidgets())
-    assert app_mod.run_app(demo=True) == 0
-    (win,) = [w for w in QApplication.topLevelWidgets()
-              if isinstance(w, MainWindow) and w not in before]
-    qtbot.addWidget(win)
-    request.addfinalizer(win.close)  # while dialogs.ask is still patched
+    win = start_app(qapp, qtbot, request, monkeypatch, demo=True)
     expected = tmp_path / "home" / "Continuity Studio" / f"Demo {time.strftime('%Y-%m-%d')}"
     qtbot.waitUntil(lambda: win.document.folder == expected, timeout=30_000)
     assert win.statusBar().currentMessage() == f"Demo project created in {expected}"

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QDialogButtonBox, QLabel, QMessageBox
+from PySide6.QtWidgets import QDialogButtonBox, QLabel, QMessageBox
 from pytestqt.qtbot import QtBot
-from uitest_support import make_settings, open_window, sample_project, wait_until
+from uitest_support import (make_settings, open_window, sample_project, start_app,
+                            wait_until)
 
 from studio.core.userdirs import config_dir
 from studio.identity import landmarks as dl
@@ -95,29 +96,8 @@ def test_a_click_on_an_option_card_picks_it(qtbot, tmp_path, no_choice) -> None:
 
 def test_cancel_leaves_no_choice_and_the_app_keeps_working(qapp, qtbot, tmp_path, request,
                                                            monkeypatch, no_choice) -> None:
-    """Started through run_app, as `continuity-studio` does (its event loop is not run:
-    quitting it would shut the shared task pools for the tests that follow)."""
-    from studio.ui import app as app_mod
-    from studio.ui import dialogs
-    monkeypatch.setattr(dialogs, "ask", lambda *a, **k: QMessageBox.Discard)
-    monkeypatch.setattr(app_mod, "install_excepthook", lambda win: None)
-    monkeypatch.setattr(app_mod, "apply_theme", lambda app: None)  # keep the session's style
-    monkeypatch.setattr("studio.ui.gc_guard.install", lambda app: None)
-    monkeypatch.setattr(qapp, "exec", lambda: 0)
-    names = qapp.applicationName(), qapp.organizationName(), qapp.desktopFileName()
-
-    def restore_names() -> None:  # run_app names the shared QApplication
-        qapp.setApplicationName(names[0])
-        qapp.setOrganizationName(names[1])
-        qapp.setDesktopFileName(names[2])
-
-    request.addfinalizer(restore_names)
-    before = set(QApplication.topLevelWidgets())
-    assert app_mod.run_app() == 0
-    (win,) = [w for w in QApplication.topLevelWidgets()
-              if isinstance(w, MainWindow) and w not in before]
-    qtbot.addWidget(win)
-    request.addfinalizer(win.close)  # while dialogs.ask is still patched
+    """Started through run_app, as `continuity-studio` does."""
+    win = start_app(qapp, qtbot, request, monkeypatch)
     dialog = _wait_for_dialog(qtbot, win)
     cancel = dialog.buttons.button(QDialogButtonBox.Cancel)
     assert cancel.text() == "Decide later"

@@ -111,3 +111,35 @@ def dump(doc: ProjectDocument) -> dict[str, Any]:
 
 def wait_until(qtbot: Any, cond: Callable[[], bool], timeout: int = 20_000) -> None:
     qtbot.waitUntil(cond, timeout=timeout)
+
+
+def start_app(qapp: QApplication, qtbot: Any, request: Any, monkeypatch: pytest.MonkeyPatch,
+              **run_app_kw: Any) -> Any:
+    """``run_app(**run_app_kw)`` as `continuity-studio` starts the window, returning the new
+    MainWindow. Its event loop is not run (quitting it would shut the shared task pools for
+    the tests that follow), nor its excepthook, theme or UI-thread collector installed (they
+    would outlive this test on the shared QApplication); the names run_app gives the shared
+    application are restored afterwards, and the window closes while dialogs.ask is patched."""
+    from studio.ui import app as app_mod
+    from studio.ui.main_window import MainWindow
+
+    monkeypatch.setattr(dialogs, "ask", lambda *a, **k: QMessageBox.Discard)
+    monkeypatch.setattr(app_mod, "install_excepthook", lambda win: None)
+    monkeypatch.setattr(app_mod, "apply_theme", lambda app: None)  # keep the session's style
+    monkeypatch.setattr("studio.ui.gc_guard.install", lambda app: None)
+    monkeypatch.setattr(qapp, "exec", lambda: 0)
+    names = qapp.applicationName(), qapp.organizationName(), qapp.desktopFileName()
+
+    def restore_names() -> None:
+        qapp.setApplicationName(names[0])
+        qapp.setOrganizationName(names[1])
+        qapp.setDesktopFileName(names[2])
+
+    request.addfinalizer(restore_names)
+    before = set(QApplication.topLevelWidgets())
+    assert app_mod.run_app(**run_app_kw) == 0
+    (win,) = [w for w in QApplication.topLevelWidgets()
+              if isinstance(w, MainWindow) and w not in before]
+    qtbot.addWidget(win)
+    request.addfinalizer(win.close)
+    return win
