@@ -96,6 +96,13 @@ def test_a_passing_take_with_a_drift_episode_is_amber(qtbot, tmp_path: Path) -> 
     assert badge.flagged > 0.1  # frames 10-14 of 40
     assert badge.value > badge.threshold and badge.level == "close"
     assert "12% of frames flagged" in badge.tooltip  # 0.125, banker-rounded by format
+    assert "calibration" not in badge.tooltip and "FaceSim" not in badge.tooltip  # not known
+    # The calibration's expected false alarms and FaceSim-Arc, when the record has them.
+    write_analysis(doc.folder, "take0", take.video, 40, 160, 96, 16.0,
+                   summary_extra={"expected_false_alarm": 0.0041, "facesim_arc": 0.612})
+    tip = take_badge(doc, take).tooltip
+    assert "flagged on at most 0.4% of frames (calibration)" in tip
+    assert "FaceSim-Arc 0.612" in tip
     # Rewritten without the drift episode (a new file, a new mtime): the badge follows.
     write_analysis(doc.folder, "take0", take.video, 40, 160, 96, 16.0, drift=None)
     import os

@@ -56,7 +56,8 @@ def write_analysis(folder: Path, take_id: str, video_rel: str, frames: int, widt
                    shot_id: str | None = None, identity: list[float] | None = None,
                    states: list[str] | None = None,
                    cautions: list[list[str]] | None = None,
-                   engine: dict[str, object] | None = None) -> None:
+                   engine: dict[str, object] | None = None,
+                   summary_extra: dict[str, object] | None = None) -> None:
     """analysis/<take_id>.json + .npz through the real writer (studio.identity.record); identity
     dips inside ``drift``. With ``project`` and ``shot_id`` the record says what a real analysis
     says — the default engine, the shot's character and its references' fingerprint — so the
@@ -147,6 +148,7 @@ def write_analysis(folder: Path, take_id: str, video_rel: str, frames: int, widt
     if states is not None:
         counts = {k: states.count(k) for k in ("match", "close", "drift", "uncertain")}
         summary.update(states=counts, uncertain_fraction=round(counts["uncertain"] / frames, 4))
+    summary.update(summary_extra or {})  # e.g. expected_false_alarm, facesim_arc
     result = {"format": 1, "analysis_version": 1, "engine": eng,
               "engine_key": f"{eng['name']}/{eng['model']}/{eng['version']}",
               "references": [{"id": r, "angle": "front", "source": f"{r}.png",

@@ -51,6 +51,10 @@ class Badge:
     uncertain: float = 0.0  # fraction of frames the analysis could not judge
     engine: str | None = None  # the engine's name (its calibrated bands), None: not analysed
     analysed: bool = False  # an analysis record says this (else the project's score, if any)
+    # The share of frames the calibration expects flagged on an unchanged face this size, and
+    # FaceSim-Arc (ArcFace cosine, comparable with published figures); None when not known.
+    expected_false_alarm: float | None = None
+    facesim_arc: float | None = None
 
     @property
     def color(self) -> QColor:
@@ -84,6 +88,11 @@ class Badge:
             text += f"; {self.flagged:.0%} of frames flagged"
         if self.uncertain:
             text += f"; {self.uncertain:.0%} uncertain"
+        if self.expected_false_alarm is not None:
+            text += (f"; an unchanged face this size is flagged on at most "
+                     f"{self.expected_false_alarm:.1%} of frames (calibration)")
+        if self.facesim_arc is not None:
+            text += f"; FaceSim-Arc {self.facesim_arc:.3f}"
         if self.stale:
             text = ("Stale — re-analyse this take: " + "; ".join(self.stale)
                     + f".\nWhen it was analysed: {text}")
@@ -104,6 +113,8 @@ class _Summary:
     engine: str | None = None
     level: str = "none"
     analysed: bool = False
+    expected_false_alarm: float | None = None
+    facesim_arc: float | None = None
 
 
 _NONE = _Summary(0)
@@ -130,7 +141,7 @@ def _analysis_summary(folder: Path | None, take_id: str) -> _Summary:
     else:
         entry = _Summary(rec.mtime_ns, rec.threshold, rec.identity_mean, rec.flagged_fraction,
                          rec.summary.uncertain_fraction, rec.engine.name, rec.band() or "none",
-                         True)
+                         True, rec.summary.expected_false_alarm, rec.summary.facesim_arc)
     _SUMMARIES[key] = entry
     return entry
 
@@ -144,7 +155,8 @@ def take_badge(document: "ProjectDocument", take: "Take", stale: tuple[str, ...]
     s = _analysis_summary(document.folder, take.id)
     if s.analysed:
         return Badge(s.level, s.mean, s.threshold, s.flagged, stale if s.mean is not None
-                     else (), s.uncertain, s.engine, True)
+                     else (), s.uncertain, s.engine, True, s.expected_false_alarm,
+                     s.facesim_arc)
     value = take.identity_mean
     return Badge(identity_level(value, DEFAULT_THRESHOLD), value, DEFAULT_THRESHOLD, 0.0,
                  stale if value is not None else ())
