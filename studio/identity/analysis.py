@@ -513,6 +513,8 @@ def analyze_frames(frames: Iterable[np.ndarray], fps: float, refs: Sequence[Refe
             if prev_frame is not None and prev_frame[1].trusted and prev_frame[1].source is None:
                 embed(*prev_frame)
         out.append(fr)
+        if prev is not None:
+            prev.fit = None  # only the last frame is tracked from (a mesh is 11 KB a frame)
         prev_frame = (rgb, fr)
         if on_progress is not None:
             on_progress(Progress(t + 1, total or 0, "analysing"))

@@ -485,6 +485,10 @@ def test_score_bands() -> None:
     assert colours.take_band(0.95, 0.5, 0.2) == "close"
     assert colours.take_band(0.95, 0.5, 0.05) == "match"
     assert colours.take_band(None, 0.5) is None and colours.take_band(float("nan"), 0.5) is None
+    # Nothing scored because most frames could not be judged: uncertain (violet), not grey
+    assert colours.take_band(None, 0.5, 0.0, 0.9) == "uncertain"
+    assert colours.take_band(0.9, 0.5, 0.0, 0.9) == "uncertain"
+    assert colours.take_band(0.3, 0.5, 0.0, 0.9) == "drift"  # another person stays red
     assert colours.band_colour(None) == colours.NONE_COLOUR
     assert len(set(colours.BAND_COLOURS.values())) == 4  # match, close, drift, uncertain
     with pytest.raises(ValueError):
