@@ -105,3 +105,51 @@ def atomic_copy(src: Path, dst: Path, chunk: int = 1 << 20) -> None:
                 out.write(block)
 
     atomic_output(Path(dst), copy)
+
+
+# -- debris of killed writes --------------------------------------------------------------------
+
+# mkstemp's random part: 8 characters of this alphabet. Only names of this exact shape, made by
+# the writers above, are ever removed: ``.<name>.<8 random>.tmp`` / ``.part``.
+_TEMP_SUFFIXES = (".tmp", ".part")
+_RANDOM_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+DEBRIS_MIN_AGE_S = 600.0  # a live write (another process's encoder) is never this old unfinished
+
+
+def is_temp_name(name: str) -> bool:
+    """True for a name our atomic writers give their temp files."""
+    if not name.startswith(".") or not name.endswith(_TEMP_SUFFIXES):
+        return False
+    stem = name[1:name.rindex(".")]
+    head, dot, random_part = stem.rpartition(".")
+    return bool(dot and head and len(random_part) == 8 and set(random_part) <= _RANDOM_CHARS)
+
+
+def remove_debris(folder: Path, min_age_s: float = DEBRIS_MIN_AGE_S, recursive: bool = False,
+                  prefix: str = "") -> list[Path]:
+    """Remove the temp files a killed write left in ``folder`` (only our own, recognised by
+    name, regular files, not modified for ``min_age_s`` seconds — a write in progress in
+    another process is younger). Returns what was removed; never raises."""
+    import time
+
+    folder = Path(folder)
+    removed: list[Path] = []
+    now = time.time()
+    try:
+        candidates = folder.rglob(".*") if recursive else folder.glob(".*")
+        for path in candidates:
+            name = path.name
+            if not is_temp_name(name) or (prefix and not name.startswith("." + prefix)):
+                continue
+            try:
+                st = path.lstat()
+                import stat as _stat
+                if not _stat.S_ISREG(st.st_mode) or now - st.st_mtime < min_age_s:
+                    continue
+                path.unlink()
+                removed.append(path)
+            except OSError:
+                continue
+    except OSError:
+        pass
+    return removed

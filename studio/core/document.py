@@ -65,6 +65,9 @@ class ProjectDocument:
         self.assets_changed = Signal()
         self.project_changed = Signal()  # (field names of the project itself)
         self.saved = Signal()  # (path)
+        # Opened read-only (another writer holds the project, or the user asked): saving in
+        # place is refused and autosave skipped; Save As to another folder clears it.
+        self.read_only = False
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -80,17 +83,24 @@ class ProjectDocument:
         return resolve_inside(self.folder, rel)
 
     def save(self, folder: Path | None = None) -> Path:
+        moving = folder is not None and (self.folder is None
+                                         or Path(folder).resolve() != self.folder.resolve())
+        if self.read_only and not moving:
+            raise ProjectError("the project is open read-only: save it to another folder "
+                               "(Save As)", self.folder)
         if folder is not None:
             self.folder = Path(folder)
         if self.folder is None:
             raise ProjectError("choose a folder to save the project in")
         path = save_project(self.project, self.folder)
+        if moving:
+            self.read_only = False
         self.saved_revision = self.revision
         self.saved.emit(path)
         return path
 
     def autosave(self) -> Path | None:
-        if self.folder is None or not self.dirty:
+        if self.folder is None or not self.dirty or self.read_only:
             return None
         return write_autosave(self.project, self.folder)
 
@@ -263,7 +273,7 @@ class ProjectDocument:
     def insert_take(self, shot_id: str, take: Take, index: int | None = None,
                     make_active: bool = False) -> int:
         shot = self._shot(shot_id)
-        if shot.take(take.id) is not None:
+        if any(s.take(take.id) is not None for s in self.project.shots):
             raise ValueError(f"take {take.id} exists")
         index = len(shot.takes) if index is None else max(0, min(index, len(shot.takes)))
         shot.takes.insert(index, take)

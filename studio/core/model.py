@@ -8,6 +8,7 @@ that they resolve inside the folder on disk.
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from enum import Enum
@@ -53,9 +54,71 @@ Ident = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_
 Color = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$")]
 
 
+MAX_PARAM_DEPTH = 4
+MAX_PARAM_ITEMS = 1000
+
+
+def check_param_value(value: Any, where: str = "params", depth: int = 0) -> Any:
+    """A shot parameter: JSON-like, finite numbers only (a NaN camera strength passes every
+    min/max clamp and used to spin the preview for ever), shallow and small."""
+    if depth > MAX_PARAM_DEPTH:
+        raise ValueError(f"{where} is nested more than {MAX_PARAM_DEPTH} levels deep")
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where} must be a finite number, not {value}")
+        return value
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            raise ValueError(f"{where} is longer than {MAX_TEXT} characters")
+        return value
+    if isinstance(value, list):
+        if len(value) > MAX_PARAM_ITEMS:
+            raise ValueError(f"{where} holds more than {MAX_PARAM_ITEMS} items")
+        return [check_param_value(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        if len(value) > MAX_PARAM_ITEMS:
+            raise ValueError(f"{where} holds more than {MAX_PARAM_ITEMS} items")
+        for k in value:
+            if not isinstance(k, str) or len(k) > 64:
+                raise ValueError(f"{where} has a key that is not a short text")
+        return {k: check_param_value(v, f"{where}.{k}", depth + 1) for k, v in value.items()}
+    raise ValueError(f"{where} holds a {type(value).__name__}, not a JSON value")
+
+
+def _numeric_fields(cls: type[BaseModel]) -> frozenset[str]:
+    """The fields of ``cls`` typed int or float (optionally None)."""
+    names = set()
+    for name, field in cls.model_fields.items():
+        ann = field.annotation
+        args = getattr(ann, "__args__", ()) or ()
+        if ann in (int, float) or (args and set(args) - {type(None)} <= {int, float}
+                                   and set(args) & {int, float}):
+            names.add(name)
+    return frozenset(names)
+
+
 class Strict(BaseModel):
     # defer_build: validators are built on first use, not at import (≈50 ms off start-up).
-    model_config = ConfigDict(extra="forbid", validate_assignment=False, defer_build=True)
+    # allow_inf_nan=False: NaN/inf is refused at the model (a NaN "created_at" used to pass
+    # validate and then be saved as null, making the project unreadable).
+    model_config = ConfigDict(extra="forbid", validate_assignment=False, defer_build=True,
+                              allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any) -> Any:
+        # JSON true is not a number: pydantic's lax mode would read "seed": true as seed 1.
+        if isinstance(data, dict):
+            numeric = cls.__dict__.get("_numeric_cache")
+            if numeric is None:
+                numeric = _numeric_fields(cls)
+                setattr(cls, "_numeric_cache", numeric)
+            for name in numeric:
+                if isinstance(data.get(name), bool):
+                    raise ValueError(f"{name} must be a valid number, not {str(data[name]).lower()}")
+        return data
 
 
 class Angle(str, Enum):
@@ -228,7 +291,9 @@ class Shot(Strict):
     seed_mode: SeedMode = SeedMode.FIXED
     backend: Annotated[str, Field(max_length=64)] = "preview"
     model: Annotated[str, Field(max_length=4096)] | None = None
-    params: dict[Annotated[str, Field(max_length=64)], Any] = Field(default_factory=dict, max_length=256)
+    params: Annotated[dict[Annotated[str, Field(max_length=64)], Any],
+                      AfterValidator(check_param_value)] = Field(default_factory=dict,
+                                                                 max_length=256)
     takes: list[Take] = Field(default_factory=list, max_length=100_000)
     active_take_id: Ident | None = None
 
@@ -286,6 +351,15 @@ class Project(Strict):
                 if item.id in seen:
                     raise ValueError(f"duplicate {kind} id {item.id!r}")
                 seen.add(item.id)
+        # Take ids name analysis files and journal records: two shots sharing one would share
+        # one analysis.
+        take_seen: set[str] = set()
+        for s in self.shots:
+            for t in s.takes:
+                if t.id in take_seen:
+                    raise ValueError(f"duplicate take id {t.id!r} (take ids are unique across "
+                                     "shots)")
+                take_seen.add(t.id)
         char_ids = {c.id for c in self.characters}
         asset_paths = {a.path for a in self.assets.values()}
         for digest, asset in self.assets.items():

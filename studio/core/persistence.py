@@ -4,6 +4,8 @@ A project is a folder::
 
     project.json            the document (schema_version, characters, shots, takes ...)
     project.autosave.json   written by autosave; present on open only after a crash
+    .studio.lock            the one writer's lock (studio.core.lock)
+    queue.json queue.journal   the job queue: snapshot plus append-only journal
     assets/                 imported images under content-hash names
     takes/ analysis/ exports/   written by the engine, identity and export layers
 
@@ -13,16 +15,16 @@ Every write is atomic (:mod:`studio.core.atomic`). Loading never raises anything
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from studio.core.atomic import atomic_write_text
+from studio.core.atomic import atomic_write_text, remove_debris
 from studio.core.errors import ProjectError
 from studio.core.model import SCHEMA_VERSION, Project
+from studio.core.safeio import is_regular, parse_json, read_bounded
 
 PROJECT_FILE = "project.json"
 AUTOSAVE_FILE = "project.autosave.json"
@@ -33,6 +35,7 @@ EXPORTS_DIR = "exports"
 SUBFOLDERS = (ASSETS_DIR, TAKES_DIR, ANALYSIS_DIR, EXPORTS_DIR)
 
 MAX_PROJECT_BYTES = 64 * 1024 * 1024  # a real project.json is kilobytes; refuse absurd files
+MAX_PROJECT_DEPTH = 16  # the model nests 7 levels (shot params 4 more); deeper is hostile
 
 # Migrations from schema version N to N+1, applied in order on load. Each takes and returns the
 # raw JSON dict. Version 1 is the first released schema, so the table starts empty; every future
@@ -77,19 +80,7 @@ def migrate(doc: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
 
 def parse_project(text: str | bytes, path: Path | None = None) -> Project:
     """Parse and validate project JSON. Raises only :class:`ProjectError`."""
-    try:
-        if isinstance(text, bytes):
-            text = text.decode("utf-8")
-        doc = json.loads(text)
-    except UnicodeDecodeError as exc:
-        raise ProjectError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path) from None
-    except json.JSONDecodeError as exc:
-        raise ProjectError(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
-                           path) from None
-    except RecursionError:
-        raise ProjectError("JSON nested too deeply", path) from None
-    except ValueError as exc:  # e.g. integers with too many digits
-        raise ProjectError(f"not valid JSON: {exc}", path) from None
+    doc = parse_json(text, path, max_depth=MAX_PROJECT_DEPTH, error=ProjectError)
     if not isinstance(doc, dict):
         raise ProjectError(f"expected a JSON object at the top level, found {type(doc).__name__}",
                            path)
@@ -126,20 +117,9 @@ def check_paths_on_disk(project: Project, folder: Path) -> None:
 
 
 def _read_limited(path: Path) -> bytes:
-    try:
-        size = path.stat().st_size
-        if size > MAX_PROJECT_BYTES:
-            raise ProjectError(f"file is {size} bytes; a project file is at most "
-                               f"{MAX_PROJECT_BYTES} bytes", path)
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ProjectError("no such file", path) from None
-    except IsADirectoryError:
-        raise ProjectError("is a folder, expected a file", path) from None
-    except PermissionError:
-        raise ProjectError("permission denied", path) from None
-    except OSError as exc:
-        raise ProjectError(f"cannot read: {exc.strerror or exc}", path) from None
+    # Only a regular file, opened without blocking and read up to the limit: a project.json
+    # that is a FIFO or a link to /dev/zero used to hang validate and the app's open.
+    return read_bounded(path, MAX_PROJECT_BYTES, ProjectError)
 
 
 def project_file(folder_or_file: Path) -> Path:
@@ -187,13 +167,10 @@ def save_project(project: Project, folder: Path) -> Path:
 
 
 def _remove_stale_temps(folder: Path) -> None:
-    """Temp files of a save that was killed half-way (never the live file)."""
+    """Temp files of a save that was killed half-way (never the live file). Saves of one
+    project are serialised by its lock, so any such file is debris at once."""
     for name in (PROJECT_FILE, AUTOSAVE_FILE):
-        for stale in folder.glob(f".{name}.*.tmp"):
-            try:
-                stale.unlink()
-            except OSError:
-                pass
+        remove_debris(folder, min_age_s=0.0, prefix=name + ".")
 
 
 # -- autosave and crash recovery ---------------------------------------------------------------
@@ -212,12 +189,13 @@ def recovery_available(folder: Path) -> bool:
     saved project."""
     folder = Path(folder)
     auto = folder / AUTOSAVE_FILE
-    if not auto.is_file():
+    if not is_regular(auto):
         return False
     main = folder / PROJECT_FILE
     try:
-        return not main.is_file() or auto.read_bytes() != main.read_bytes()
-    except OSError:
+        return not is_regular(main) or (read_bounded(auto, MAX_PROJECT_BYTES)
+                                        != read_bounded(main, MAX_PROJECT_BYTES))
+    except Exception:  # unreadable either way: offer nothing rather than fail the open
         return False
 
 

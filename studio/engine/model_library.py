@@ -24,6 +24,8 @@ from typing import Any
 
 from studio.core.atomic import atomic_write_text
 from studio.core.errors import StudioError
+
+MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a model's config JSON or the model list; real ones are KB
 from studio.core.userdirs import config_dir
 
 REGISTRY_FORMAT = 1
@@ -136,12 +138,15 @@ def model_id_for(path: Path) -> str:
 # -- reading folders -------------------------------------------------------------------------
 
 def _read_json(path: Path, folder: Path) -> dict[str, Any]:
+    from studio.core.safeio import read_json
+
+    if not path.exists() and not path.is_symlink():
+        raise StudioError(f"{path.relative_to(folder)} is missing", folder)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StudioError(f"{path.relative_to(folder)} is missing", folder) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StudioError(f"{path.relative_to(folder)} is not readable JSON ({exc})", folder) from None
+        data = read_json(path, MAX_CONFIG_BYTES, max_depth=32)
+    except StudioError as exc:
+        raise StudioError(f"{path.relative_to(folder)} is not readable JSON ({exc.problem})",
+                          folder) from None
     if not isinstance(data, dict):
         raise StudioError(f"{path.relative_to(folder)} is not a JSON object", folder)
     return data
@@ -156,7 +161,12 @@ def safetensors_header(path: Path) -> dict[str, Any]:
         (n,) = struct.unpack("<Q", raw)
         if n <= 1 or n > 100 * 1024 * 1024:
             raise ValueError("implausible safetensors header length")
-        header = json.loads(fh.read(n).decode("utf-8"))
+        from studio.core.safeio import parse_json
+
+        try:
+            header = parse_json(fh.read(n), max_depth=8)
+        except StudioError as exc:
+            raise ValueError(f"safetensors header {exc.problem}") from None
     if not isinstance(header, dict):
         raise ValueError("safetensors header is not a JSON object")
     return header
@@ -470,12 +480,17 @@ class ModelRegistry:
         self._models = {}
         if not self.path.exists():
             return
+        from studio.core.safeio import read_json
+
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = read_json(self.path, MAX_CONFIG_BYTES, max_depth=16)
             entries = data["models"] if isinstance(data, dict) else []
             for entry in entries:
                 info = ModelInfo.from_json(entry)
                 self._models[info.id] = info
+        except StudioError as exc:
+            raise StudioError(f"model list is damaged ({exc.problem}); fix or delete the file",
+                              self.path) from None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise StudioError(f"model list is damaged ({exc}); fix or delete the file", self.path) from None
 

@@ -327,11 +327,14 @@ class RuntimeManager:
         return self.logs / "worker.log"
 
     def read_state(self) -> dict[str, Any] | None:
-        try:
-            data = json.loads(self.state_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        from studio.core.errors import StudioError
+        from studio.core.safeio import read_json
+
+        if not self.state_path.exists():
             return None
-        except (OSError, ValueError):
+        try:
+            data = read_json(self.state_path, 1 << 20, max_depth=16)
+        except (OSError, StudioError):
             return {"format": STATE_FORMAT, "installed": False, "problem": "runtime.json is damaged"}
         return data if isinstance(data, dict) else None
 

@@ -169,6 +169,15 @@ def test_upload_of_a_missing_file_names_it(comfy_server: FakeComfyUI, tmp_path: 
     assert not comfy_server.requests_to("POST", "/upload/image")
 
 
+def test_upload_of_a_fifo_is_refused_without_blocking(comfy_server: FakeComfyUI, tmp_path: Path) -> None:
+    # Issue 15: a reference asset that is a named pipe used to block the render for ever.
+    import os
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(StudioError, match="named pipe"):
+        client_for(comfy_server).upload_image(tmp_path / "pipe.png")
+    assert not comfy_server.requests_to("POST", "/upload/image")
+
+
 # -- a full run ---------------------------------------------------------------------------------
 
 def test_connection_graph_makes_a_real_mp4(comfy_server: FakeComfyUI, start_png: Path, tmp_path: Path) -> None:
@@ -537,6 +546,10 @@ def test_download_refuses_unsafe_names_and_oversized_files(
     ("/models", b'{"a": 1}', "model_folders"),
     ("/queue", b'{"queue_running": [[1]]}', "queue_state"),
     ("/system_stats", b"[" * 100_000, "system_stats"),
+    # Issue 15: answers are parsed strictly (the JSON parser of every file the app reads).
+    ("/system_stats", b'{"system": {}, "system": {"os": "x"}}', "system_stats"),
+    ("/queue", b'{"queue_running": [], "queue_pending": [[NaN]]}', "queue_state"),
+    ("/object_info", b'{"A": ' + b"[" * 200 + b"]" * 200 + b"}", "object_info"),
 ])
 def test_malformed_answers_are_errors_naming_the_server(
         comfy_server: FakeComfyUI, path: str, body: bytes, call: str) -> None:

@@ -11,12 +11,13 @@ the facts back into the shape ComfyUI serves (the tests' fake server answers wit
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from studio.core.errors import StudioError
+
+MAX_CATALOGUE_BYTES = 64 * 1024 * 1024  # ComfyUI's full /object_info with many packs is ~10 MB
 
 COMPACT_FORMAT = 1
 BUNDLED_VERSION = "0.3.64"
@@ -244,10 +245,12 @@ class Catalogue:
     @classmethod
     def load(cls, path: Path) -> Catalogue:
         """A compact catalogue file."""
+        from studio.core.safeio import read_json
+
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise StudioError(f"cannot read the node catalogue: {exc}", path) from None
+            data = read_json(Path(path), MAX_CATALOGUE_BYTES, max_depth=32)
+        except StudioError as exc:
+            raise StudioError(f"cannot read the node catalogue: {exc.problem}", path) from None
         return cls.from_compact(data, source=str(path))
 
     # -- writers --

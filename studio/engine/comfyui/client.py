@@ -46,6 +46,7 @@ MAX_JSON_BYTES = 64 * 2**20  # /object_info of a server with many custom node pa
 MAX_UPLOAD_BYTES = 100 * 2**20  # ComfyUI's default --max-upload-size
 MAX_WS_MESSAGE = 32 * 2**20  # a preview frame; ComfyUI shrinks previews to 512 px
 MAX_DOWNLOAD_BYTES = 8 * 2**30
+_MAX_ANSWER_DEPTH = 128  # ComfyUI's answers nest under 10 levels; deeper is hostile
 DEFAULT_SUBFOLDER = "continuity-studio"
 IDLE_CHECK_S = 5.0  # silence on the websocket longer than this: ask the queue whether we missed the end
 CANCEL_WAIT_S = 0.4  # a cancel waits this long for the server to confirm, then returns anyway
@@ -358,9 +359,11 @@ class ComfyClient:
         return self._error(ComfyError, f"answered {what} with HTTP {status}")
 
     def _parse(self, body: bytes, what: str) -> Any:
-        try:
-            return json.loads(body)
-        except (ValueError, RecursionError):
+        from studio.core.safeio import parse_json
+
+        try:  # strict: bounded depth, no duplicate keys, no NaN (an answer is data, not trusted)
+            return parse_json(body, max_depth=_MAX_ANSWER_DEPTH)
+        except StudioError:
             raise self._error(ComfyError, f"answered {what} with something that is not JSON") from None
 
     def _call(self, method: str, path: str, *, query: dict[str, str] | None = None,
@@ -429,15 +432,14 @@ class ComfyClient:
     def upload_image(self, path: Path, *, subfolder: str = DEFAULT_SUBFOLDER) -> str:
         """Send one image (only this file) under a content-hash name; returns the value a
         ``LoadImage`` ``image`` input takes, e.g. ``continuity-studio/<sha256[:16]>.png``."""
+        from studio.core.safeio import check_regular, read_bounded
+
         path = Path(path)
-        try:
-            size = path.stat().st_size
-            if size > MAX_UPLOAD_BYTES:
-                raise StudioError(f"too large to send to ComfyUI ({size / 2**20:.0f} MB; the limit "
-                                  f"is {MAX_UPLOAD_BYTES // 2**20} MB)", path)
-            data = path.read_bytes()
-        except OSError as exc:
-            raise StudioError(f"cannot read it: {exc.strerror or exc}", path) from None
+        size = check_regular(path).st_size  # a FIFO would block the render for ever
+        if size > MAX_UPLOAD_BYTES:
+            raise StudioError(f"too large to send to ComfyUI ({size / 2**20:.0f} MB; the limit "
+                              f"is {MAX_UPLOAD_BYTES // 2**20} MB)", path)
+        data = read_bounded(path, MAX_UPLOAD_BYTES)
         return self.upload_bytes(data, path.name, subfolder=subfolder)
 
     def upload_bytes(self, data: bytes, name: str, subfolder: str = DEFAULT_SUBFOLDER) -> str:
@@ -801,9 +803,11 @@ class ComfyClient:
             if preview is not None:
                 emit(preview)
             return
+        from studio.core.safeio import parse_json
+
         try:
-            parsed = json.loads(message)
-        except (ValueError, RecursionError):
+            parsed = parse_json(message, max_depth=_MAX_ANSWER_DEPTH)
+        except StudioError:
             return  # custom nodes may send anything; only ComfyUI's own messages matter
         if not isinstance(parsed, dict) or not isinstance(parsed.get("data"), dict):
             return

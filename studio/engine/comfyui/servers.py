@@ -13,7 +13,6 @@ recovered by hand, and empty settings come back with a note saying what happened
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -188,11 +187,19 @@ def load_settings(path: Path | None = None) -> GeneratorSettings:
     settings are returned whose ``note`` says so. A file of a newer format is left alone and
     refused with a StudioError (saving over it would lose the newer version's servers)."""
     path = Path(path) if path is not None else settings_path()
+    from studio.core.safeio import check_regular, parse_json
+
     try:
+        if path.exists():
+            check_regular(path)  # a FIFO here would block the app's start for ever
         with open(path, "rb") as fh:
             raw = fh.read(MAX_SETTINGS_BYTES + 1)
     except FileNotFoundError:
         return GeneratorSettings()
+    except StudioError as exc:
+        empty = GeneratorSettings()
+        empty._note = f"{path}: cannot be read ({exc.problem}); no ComfyUI servers are loaded"
+        return empty
     except OSError as exc:
         empty = GeneratorSettings()
         empty._note = (f"{path}: cannot be read ({exc.strerror or exc}); no ComfyUI servers are "
@@ -203,13 +210,9 @@ def load_settings(path: Path | None = None) -> GeneratorSettings:
         problem = f"larger than {MAX_SETTINGS_BYTES // 1024} KB"
     else:
         try:
-            data: Any = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            problem = "not UTF-8 text"
-        except json.JSONDecodeError as exc:
-            problem = f"not valid JSON ({exc.msg} at line {exc.lineno})"
-        except RecursionError:
-            problem = "nested too deeply"
+            data: Any = parse_json(raw, path, max_depth=32)
+        except StudioError as exc:
+            problem = exc.problem
         if problem is None:
             fmt = data.get("format") if isinstance(data, dict) else None
             if type(fmt) is int and fmt > FORMAT:
@@ -376,7 +379,8 @@ def probe_local(timeout_s: float = 0.5, url: str = LOCAL_URL) -> bool:
             if resp.status != 200:
                 return False
             body = resp.read(1 << 20)
-        data = json.loads(body)
-    except (OSError, ValueError, http.client.HTTPException, urllib.error.URLError):
+        from studio.core.safeio import parse_json
+        data = parse_json(body, max_depth=32)
+    except (OSError, ValueError, StudioError, http.client.HTTPException, urllib.error.URLError):
         return False
     return isinstance(data, dict) and isinstance(data.get("system"), dict)

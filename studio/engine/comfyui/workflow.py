@@ -736,25 +736,20 @@ def parse_graph(data: Any, source: str | Path | None = None) -> dict[str, Any]:
 
 
 def _read_json(path: Path, limit: int, what: str) -> Any:
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(limit + 1)
-    except OSError as exc:
-        raise StudioError(f"cannot read the {what}: {exc.strerror or exc}", path) from None
-    if len(raw) > limit:
-        raise StudioError(f"the {what} is larger than {limit // 1024} KB", path)
-
-    def no_constants(c: str) -> Any:
-        raise ValueError(f"{c} is not a JSON number")
+    # A regular file only, read up to the limit, strict JSON (depth, duplicate keys, NaN).
+    from studio.core.safeio import parse_json, read_bounded
 
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=no_constants)
-    except UnicodeDecodeError:
-        raise StudioError(f"the {what} is not UTF-8 text", path) from None
-    except RecursionError:
-        raise StudioError(f"the {what} is nested too deeply", path) from None
-    except ValueError as exc:
-        raise StudioError(f"the {what} is not valid JSON: {exc}", path) from None
+        raw = read_bounded(path, limit)
+    except StudioError as exc:
+        if "at most" in exc.problem:
+            raise StudioError(f"the {what} is larger than {limit // 1024} KB", path) from None
+        raise StudioError(f"cannot read the {what}: {exc.problem}", path) from None
+    try:
+        return parse_json(raw, path, max_depth=64)
+    except StudioError as exc:
+        verb = "is " if exc.problem.startswith("not ") else ""
+        raise StudioError(f"the {what} {verb}{exc.problem}", path) from None
 
 
 def _titles(graph: dict[str, Any]) -> dict[str, list[str]]:
