@@ -5,6 +5,12 @@ decodes, every take file exists and matches what the project records (size, fram
 every active take — the ones an export uses — decodes completely, frame by frame. A take cut
 short or with damaged bytes opens and probes fine (the container header is intact) and only
 fails when its frames are decoded, so nothing less than a full decode proves it.
+
+Hostile files are named, never trusted: only regular files are opened (a FIFO would hang the
+check), every asset's bytes are hashed against the content hash the project records, every take
+must be a movie container (a JPEG renamed .mp4 opens as a one-frame "video") within the decode
+budget of :mod:`studio.media.video`, and the takes that are not decoded fully have their first
+and last frames decoded.
 """
 
 from __future__ import annotations
@@ -118,15 +124,9 @@ def validate_project(folder: Path, quick: bool = False, *, all_takes: bool = Fal
     found: list[tuple[tuple[int, int, int], str]] = []
     for asset in project.assets.values():
         p = resolve_inside(root, asset.path)
-        if not p.is_file():
-            problems.append(f"{p}: asset file is missing")
-        elif not quick:
-            from studio.media.images import inspect_image
-
-            try:
-                inspect_image(p)
-            except StudioError as exc:
-                problems.append(str(exc))
+        problem = _asset_problem(p, asset.sha256, quick)
+        if problem:
+            problems.append(problem)
     checks: list[_Check] = []
     for order, shot in enumerate(project.shots):
         for number, take in enumerate(shot.takes, 1):
@@ -136,17 +136,27 @@ def validate_project(folder: Path, quick: bool = False, *, all_takes: bool = Fal
                 found.append(((order, number, seq), text))
 
             p = resolve_inside(root, take.video)
-            if not p.is_file():
+            if not p.exists():
                 add(f"{name} is missing")
+                continue
+            from studio.core.safeio import check_regular
+
+            try:
+                check_regular(p)  # a FIFO or a device as a take would block the decoder
+            except StudioError as exc:
+                add(f"{name} {exc.problem}")
                 continue
             if quick:
                 continue
-            from studio.media.video import probe
+            from studio.media.video import check_ends, probe
 
             try:
                 info = probe(p)
             except StudioError as exc:
                 add(f"{name} is damaged: {exc.problem}")
+                continue
+            if not info.is_movie:
+                add(f"{name} is not a movie file (it holds {info.container or 'unknown'} data)")
                 continue
             if (info.width, info.height) != (take.width, take.height):
                 add(f"{name} is {info.width}x{info.height} but the project says "
@@ -155,9 +165,45 @@ def validate_project(folder: Path, quick: bool = False, *, all_takes: bool = Fal
                 add(f"{name} has {info.frames} frames but the project says {take.frames}", 2)
             if all_takes or take.id == shot.active_take_id:
                 checks.append(_Check(order, shot, number, take, p, info.frames))
+            else:
+                try:
+                    check_ends(p, what="take")
+                except StudioError as exc:
+                    add(f"{name} {exc.problem.removeprefix('take ')}", 3)
     for check, problem in _decode_all(checks, on_progress):
         found.append(((check.order, check.number, 0), problem))
     return problems + [text for _, text in sorted(found, key=lambda kv: kv[0])]
+
+
+def _asset_problem(path: Path, sha256: str, quick: bool) -> str | None:
+    """The one line for an asset file that is missing, not a regular file, no longer the bytes
+    the project recorded, or not a readable image within the decode budget."""
+    from studio.core.assets import sha256_file
+    from studio.core.errors import StudioError
+    from studio.core.safeio import check_regular
+
+    if not path.exists():
+        return f"{path}: asset file is missing"
+    try:
+        check_regular(path)
+    except StudioError as exc:
+        return f"{path}: asset file {exc.problem}"
+    if quick:
+        return None
+    try:
+        digest = sha256_file(path)
+    except StudioError as exc:
+        return str(exc)
+    if digest != sha256:
+        return (f"{path}: asset file is not the one imported (its bytes no longer match the "
+                "content hash the project records)")
+    from studio.media.images import inspect_image
+
+    try:
+        inspect_image(path)
+    except StudioError as exc:
+        return str(exc)
+    return None
 
 
 def _decode_all(checks: list[_Check], on_progress: Callable[[int, int, str], None] | None

@@ -196,6 +196,18 @@ class StartFrame:
         return f"framing: {how} (x {x:.3f}, y {y:.3f}, w {w:.3f}, h {h:.3f} of the image)"
 
 
+def _finite_crop(crop: Any) -> bool:
+    """Four finite numbers with a positive width and height."""
+    import math
+
+    try:
+        values = [float(v) for v in crop]
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return (len(values) == 4 and all(math.isfinite(v) for v in values)
+            and values[2] > 0 and values[3] > 0)
+
+
 def _framed_box(img: "Image.Image", path: Path, size: tuple[int, int],
                 crop: tuple[float, float, float, float] | None, landmarks: Any, find_face: bool,
                 want_landmarks: bool) -> tuple[tuple[float, float, float, float], str, Any]:
@@ -203,6 +215,8 @@ def _framed_box(img: "Image.Image", path: Path, size: tuple[int, int],
     from studio.media.images import frame_box
 
     sw, sh = img.size
+    if crop is not None and not _finite_crop(crop):
+        crop = None  # a NaN framing would make every box NaN: frame automatically instead
     lm = _valid_landmarks(landmarks)
     if lm is None and find_face and landmarks is None and (crop is None or want_landmarks):
         import numpy as np

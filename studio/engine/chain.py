@@ -225,7 +225,12 @@ def _choose(scorer: _Scorer, frames: Sequence[np.ndarray], first_index: int,
 # -- one segment -------------------------------------------------------------------------------
 
 def _uses_frames(backend: Backend) -> bool:
-    return type(backend).generate_take is Backend.generate_take
+    """True when ``generate`` makes the frames in this process: the default ``generate_take``,
+    or one that only streams them to the encoder (the preview: ``frames_in_process``)."""
+    # The class that defines the generate_take in use must say so itself: a subclass of the
+    # preview that writes its own take elsewhere is not one.
+    owner = next(c for c in type(backend).__mro__ if "generate_take" in vars(c))
+    return owner is Backend or bool(vars(owner).get("frames_in_process", False))
 
 
 def _generate(backend: Backend, req: GenerationRequest, tmp: Path, name: str, fps: float,

@@ -22,14 +22,19 @@ given, and never when the shot's params say ``"live_previews": false``.
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+
+from pathlib import Path
 
 from studio.core.errors import StudioError
 from studio.engine.base import (Backend, CancelledFn, Capabilities, Cancelled, GenerationRequest,
                                 Progress, ProgressFn, prepare_start_image)
 from studio.media.images import fit_crop  # noqa: F401 - re-exported: the no-face framing lives there
+from studio.media.video import MAX_FRAMES as VIDEO_MAX_FRAMES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -156,9 +161,16 @@ def parse_motion(prompt: str, extra: dict[str, Any] | None, seed: int) -> Motion
     if _FAST.search(text):
         strength *= 1.6
     try:
-        strength *= float(extra.get("camera_strength", 1.0))
-    except (TypeError, ValueError):
+        factor = float(extra.get("camera_strength", 1.0))
+    except (TypeError, ValueError, OverflowError):
         notes.append("camera_strength is not a number; ignored")
+    else:
+        # NaN passes a min/max clamp (every comparison is false) and then spins cv2.warpAffine
+        # for ever; inf turns the camera path into NaN the same way.
+        if math.isfinite(factor):
+            strength *= factor
+        else:
+            notes.append(f"camera_strength {factor} is not a finite number; ignored")
     strength = float(min(max(strength, 0.0), 3.0))
 
     actions: list[str] = []
@@ -517,9 +529,28 @@ def encode_preview(frame: "np.ndarray") -> bytes:
 
 # -- the backend --------------------------------------------------------------------------------
 
+# Frames stream to the encoder one at a time (generate_take), so a take's length costs time, not
+# memory: the limit is the video decode budget, not what fits in RAM.
+MAX_FRAMES = VIDEO_MAX_FRAMES
+MIN_FPS, MAX_FPS = 1.0, 240.0
+
+
+def _preview_fps(value: Any) -> tuple[float, str | None]:
+    """The rate the face motion is timed by, and a note when the request's is unusable (NaN,
+    inf, zero or absurd: a rate near zero makes the blink schedule loop for ages)."""
+    try:
+        fps = float(value) if value else 16.0
+    except (TypeError, ValueError, OverflowError):
+        return 16.0, f"frame rate {value!r} is not a number; 16 fps used for the motion"
+    if not math.isfinite(fps) or not MIN_FPS <= fps <= MAX_FPS:
+        return 16.0, f"frame rate {value!r} is out of range; 16 fps used for the motion"
+    return fps, None
+
 class PreviewBackend(Backend):
     name = "preview"
     label = "Preview (CPU animatic)"
+    # generate_take only streams generate's frames to the encoder: a chain may call generate.
+    frames_in_process = True
 
     def __init__(self) -> None:
         self.last_plan: MotionPlan | None = None
@@ -527,7 +558,7 @@ class PreviewBackend(Backend):
     def capabilities(self, model: str | None) -> Capabilities:
         # Any frame count; even sizes (H.264 yuv420p needs them).
         return Capabilities(text_prompt=True, negative_prompt=False, size_multiple=2,
-                            frame_step=1, frame_offset=0, max_frames=4000, default_fps=16,
+                            frame_step=1, frame_offset=0, max_frames=MAX_FRAMES, default_fps=16,
                             last_frame=False, needs_gpu=False)
 
     def model_fingerprint(self, model: str | None) -> str | None:
@@ -550,6 +581,60 @@ class PreviewBackend(Backend):
 
     def render(self, req: GenerationRequest, on_progress: ProgressFn | None = None,
                cancelled: CancelledFn | None = None) -> "np.ndarray":
+        """All the frames as one uint8 array (T, H, W, 3): for short takes and chained segments;
+        a take goes through :meth:`generate_take`, which streams them instead."""
+        import numpy as np
+
+        n = int(req.num_frames)
+        if int(req.width) < 2 or int(req.height) < 2 or n < 1:
+            raise StudioError(f"invalid preview size {req.width}x{req.height} with {n} frames")
+        out = np.empty((n, int(req.height), int(req.width), 3), dtype=np.uint8)
+        for i, frame in enumerate(self.frames(req, on_progress, cancelled)):
+            out[i] = frame
+        return out
+
+    def generate_take(self, req: GenerationRequest, out_path: Path, fps: float,
+                      on_progress: ProgressFn, cancelled: CancelledFn, *,
+                      root: Path | None = None) -> Any:
+        """Render and encode frame by frame: memory stays a few frames whatever the length (a
+        600 s shot used to be held whole, gigabytes, before the first frame was encoded)."""
+        import time
+
+        from studio.engine.takes import TAKE_CRF, TAKE_PRESET, TakeFile, take_target
+        from studio.media.video import VideoWriter
+
+        cls = type(self)
+        if cls.generate is not PreviewBackend.generate or cls.render is not PreviewBackend.render:
+            # A subclass that changes the frames (a test or benchmark double) makes them in
+            # generate/render: the take is then made from those, the general way.
+            return super().generate_take(req, out_path, fps, on_progress, cancelled, root=root)
+        if root is not None:
+            out_path = take_target(root, out_path)
+        fw, fh = int(req.width), int(req.height)
+        w, h = fw - fw % 2, fh - fh % 2  # yuv420p needs even sizes (the caps ask for them)
+        t0 = time.perf_counter()
+        encode_s = 0.0
+        with VideoWriter(Path(out_path), fps, w, h, crf=TAKE_CRF, preset=TAKE_PRESET) as writer:
+            for frame in self.frames(req, on_progress, cancelled):
+                t1 = time.perf_counter()
+                writer.write(frame[:h, :w] if (w, h) != (fw, fh) else frame)
+                encode_s += time.perf_counter() - t1
+            if cancelled():
+                raise Cancelled()
+            on_progress(Progress(writer.frames_written, writer.frames_written, "encoding"))
+            t1 = time.perf_counter()
+        encode_s += time.perf_counter() - t1  # the encoder's tail: flush and move into place
+        total = time.perf_counter() - t0
+        return TakeFile(path=Path(out_path), width=w, height=h, frames=writer.frames_written,
+                        fps=float(fps), frame_width=fw, frame_height=fh,
+                        bytes=Path(out_path).stat().st_size,
+                        generate_s=round(max(0.0, total - encode_s), 4),
+                        encode_s=round(encode_s, 4))
+
+    def frames(self, req: GenerationRequest, on_progress: ProgressFn | None = None,
+               cancelled: CancelledFn | None = None) -> Iterator["np.ndarray"]:
+        """The frames one at a time (uint8 RGB (H, W, 3); the same buffer each time: use or
+        copy it before asking for the next)."""
         import cv2
         import numpy as np
 
@@ -607,8 +692,15 @@ class PreviewBackend(Backend):
         blur = max(3, (int(min(cw, chh) * 0.06)) | 1)
         matte = cv2.GaussianBlur(matte, (blur, blur), 0)
 
+        fps, fps_note = _preview_fps(req.fps)
+        if fps_note is not None:
+            plan = replace(plan, notes=plan.notes + (fps_note,))
+            self.last_plan = plan
         z, ox, oy, zf, fx, fy = _camera_path(plan, n, rng)
-        curves = _action_curves(plan, n, req.fps or 16, rng) if rig is not None else None
+        if not all(np.isfinite(a).all() for a in (z, ox, oy, zf, fx, fy)):
+            # Never reached with a finite strength; a NaN here would hang cv2.warpAffine.
+            raise StudioError("the preview's camera path is not finite (a shot parameter is NaN?)")
+        curves = _action_curves(plan, n, fps, rng) if rig is not None else None
         layered = bool(np.any(np.abs(zf - z) > 1e-6) or np.any(np.abs(fx - ox) > 1e-6)
                        or np.any(np.abs(fy - oy) > 1e-6))
         bg = canvas
@@ -634,7 +726,7 @@ class PreviewBackend(Backend):
                                   dtype=np.float64) if len(xs) else None)
         work = src4.copy()
 
-        out = np.empty((n, h, w, 3), dtype=np.uint8)
+        frame = np.empty((h, w, 3), dtype=np.uint8)
         fg = np.empty((h, w, 4), dtype=np.uint8)
         bgw = np.empty((h, w, 4), dtype=np.uint8)
         flags = cv2.INTER_LINEAR
@@ -660,16 +752,16 @@ class PreviewBackend(Backend):
                         box = (slice(y0, y1), slice(x0, x1))
                         a = fg[box][:, :, 3].astype(np.float32) * (1.0 / 255.0)
                         bgw[box] = cv2.blendLinear(fg[box], bgw[box], a, 1.0 - a)
-                cv2.cvtColor(bgw, cv2.COLOR_RGBA2RGB, dst=out[i])
+                cv2.cvtColor(bgw, cv2.COLOR_RGBA2RGB, dst=frame)
             else:
                 cv2.warpAffine(work, m_fg, (w, h), dst=fg, flags=flags,
                                borderMode=cv2.BORDER_REFLECT)
-                cv2.cvtColor(fg, cv2.COLOR_RGBA2RGB, dst=out[i])
-            self._frame_done(req, i, out[i])
+                cv2.cvtColor(fg, cv2.COLOR_RGBA2RGB, dst=frame)
+            self._frame_done(req, i, frame)
             if every and (i + 1) % every == 0 and i + 1 < n:
-                data = encode_preview(out[i])
+                data = encode_preview(frame)
                 on_progress(Progress(i + 1, n, "generating",
                                      preview=("jpeg", data) if data else None))
             else:
                 on_progress(Progress(i + 1, n, "generating"))
-        return out
+            yield frame

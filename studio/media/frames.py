@@ -162,6 +162,9 @@ class ProxyReader:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        from studio.core.safeio import check_regular
+
+        check_regular(self.path, AssetError)  # a FIFO in the cache would block the viewer
         try:
             with open(self.path, "rb") as fh:
                 self._mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
@@ -288,6 +291,13 @@ def build_proxy(video: Path, out: Path, *, quality: int = JPEG_QUALITY,
         os.replace(tmp, out)
         fsync_dir(out.parent)
         return header
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, InterruptedError):
+            raise
+        from studio.media.video import write_error
+
+        raise write_error(exc, out) from None  # a full disk, named on the proxy being written
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,14 +20,19 @@ from typing import TYPE_CHECKING
 from studio.core.assets import store_file
 from studio.core.errors import AssetError
 from studio.core.model import Asset
+from studio.core.safeio import open_regular
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-# Pillow's decompression-bomb guard defaults to ~89 MP. Real photos from large sensors or scans
-# can exceed that, so allow up to 400 MP; beyond that the file is refused with a clear message.
-MAX_PIXELS = 400_000_000
+# Decode budget, checked from the header before any pixel is decoded. Real photos from large
+# sensors or scans stay far below (a 150 MP sensor is 14204x10652); a file declaring more is
+# refused with one line, never decoded. Pillow's own guard stays as a backstop above it (so the
+# refusal names the size in our words), and its DecompressionBombWarning band is a refusal too.
+MAX_SIDE = 16384
+MAX_PIXELS = MAX_SIDE * MAX_SIDE  # 268 MP
+_PILLOW_GUARD = 4 * MAX_PIXELS
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 _EXT_FOR_FORMAT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif",
                    "GIF": "gif", "MPO": "jpg"}
@@ -42,23 +50,37 @@ class ImageInfo:
 def _pil():
     from PIL import Image, ImageFile
 
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    Image.MAX_IMAGE_PIXELS = _PILLOW_GUARD
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     return Image
+
+
+def check_budget(width: int, height: int, path: Path) -> None:
+    """Refuse an image whose declared size is beyond the decode budget (header only)."""
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise AssetError(f"image is {width}x{height}; at most {MAX_SIDE} pixels a side are read",
+                         path)
+    if width * height > MAX_PIXELS:
+        raise AssetError(f"image is {width}x{height} ({width * height // 1_000_000} megapixels); "
+                         f"at most {MAX_PIXELS // 1_000_000} megapixels are read", path)
 
 
 def _open(path: Path) -> "Image.Image":
     Image = _pil()
     path = Path(path)
-    if not path.exists():
-        raise AssetError("no such file", path)
-    if path.is_dir():
-        raise AssetError("is a folder, not an image", path)
+    # Only a regular file: a FIFO would block the reader (and the UI thread) for ever.
+    fd = open_regular(path, AssetError)
+    fh = os.fdopen(fd, "rb")
     try:
-        img = Image.open(path)
-        img.load()  # decode fully: truncated or corrupt data fails here, not later
-    except Image.DecompressionBombError:
-        raise AssetError(f"image is larger than {MAX_PIXELS // 1_000_000} megapixels", path) from None
+        with warnings.catch_warnings():
+            # The warning band of Pillow's guard is a refusal here, not a line on stderr.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(fh)
+            check_budget(int(img.width), int(img.height), path)  # from the header, before decoding
+            img.load()  # decode fully: truncated or corrupt data fails here, not later
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise AssetError(f"image is larger than {_PILLOW_GUARD // 1_000_000} megapixels; at most "
+                         f"{MAX_PIXELS // 1_000_000} megapixels are read", path) from None
     except Image.UnidentifiedImageError:
         raise AssetError("not an image (or a format Continuity Studio cannot read)", path) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -68,6 +90,8 @@ def _open(path: Path) -> "Image.Image":
         raise AssetError(f"corrupt image: {msg}", path) from None
     except MemoryError:
         raise AssetError("image too large to decode", path) from None
+    finally:
+        fh.close()  # the pixels are loaded; nothing reads the file again
     return img
 
 
@@ -190,6 +214,8 @@ def frame_box(src_w: int, src_h: int, out_w: int, out_h: int,
     if crop is None:
         return fit_crop(src_w, src_h, out_w, out_h)
     cx, cy, cw, ch = (float(v) for v in crop)
+    if not all(math.isfinite(v) for v in (cx, cy, cw, ch)) or cw <= 0 or ch <= 0:
+        return fit_crop(src_w, src_h, out_w, out_h)  # NaN would spread to every pixel box
     pw, ph = cw * src_w, ch * src_h
     target = out_w / out_h
     if abs(pw / ph - target) > 0.001 * target:

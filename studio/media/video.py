@@ -9,6 +9,8 @@ name. :class:`VideoWriter` is the same writer for code that pushes frames one at
 
 from __future__ import annotations
 
+import errno
+import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from studio.core.atomic import atomic_output
 from studio.core.errors import AssetError, StudioError
+from studio.core.safeio import check_regular
 
 if TYPE_CHECKING:
     import av
@@ -32,6 +35,40 @@ BT709 = 1  # AVCOL_PRI_BT709 == AVCOL_TRC_BT709 == AVCOL_SPC_BT709
 TV_RANGE = 1  # AVCOL_RANGE_MPEG: limited range, what every player expects from H.264
 TEMP_SUFFIX = ".part"  # videos being written are named .<stem>.<random>.part
 _CONTAINER_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+MOVIE_CONTAINERS = frozenset({"mov", "mp4", "matroska", "webm"})
+
+# Decode budget, checked from the container header before any frame is decoded: far above any
+# real take (8K DCI is 8192x4320; a million frames is 17 hours at 16 fps), far below what makes
+# a decoder or an analysis allocate gigabytes.
+MAX_SIDE = 8192
+MAX_PIXELS = 8192 * 4320
+MAX_FRAMES = 1_000_000
+
+
+def check_budget(width: int, height: int, frames: int, path: Path, what: str = "video") -> None:
+    """Refuse a video whose header declares more than the decode budget."""
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise AssetError(f"{what} is {width}x{height}; at most {MAX_SIDE} pixels a side are read",
+                         path)
+    if width * height > MAX_PIXELS:
+        raise AssetError(f"{what} is {width}x{height}; at most {MAX_PIXELS} pixels a frame "
+                         "(8192x4320) are read", path)
+    if frames > MAX_FRAMES:
+        raise AssetError(f"{what} declares {frames} frames; at most {MAX_FRAMES} are read", path)
+
+
+def write_error(exc: BaseException, path: Path) -> StudioError:
+    """The one readable error for a failed write of ``path``: a full disk is a full disk, on the
+    file being written (not blamed on whatever was being read at the time)."""
+    code = getattr(exc, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return StudioError("disk full (no space left on device) while writing this file", path)
+    if code == errno.EROFS:
+        return StudioError("the folder is read-only: choose another folder", path)
+    if code is not None and code > 0:
+        return StudioError(f"cannot write: {os.strerror(code)}", path)
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return StudioError(f"cannot write: {text}", path)
 
 
 @dataclass(frozen=True)
@@ -50,6 +87,13 @@ class VideoInfo:
     extradata: bytes  # the codec configuration (``avcC`` for H.264 in MP4)
     colors: tuple[int, int, int]  # primaries, transfer, matrix (1 = BT.709, 2 = unspecified)
     time_base: Fraction
+    container: str = ""  # the demuxer's name: "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", …
+
+    @property
+    def is_movie(self) -> bool:
+        """A movie container (MP4/MOV/MKV), not a still image or a raw stream that FFmpeg also
+        opens (a JPEG renamed .mp4 probes as a one-frame "video")."""
+        return any(name in MOVIE_CONTAINERS for name in self.container.split(","))
 
 
 def timecode(index: int, fps: float) -> str:
@@ -82,8 +126,7 @@ def probe(path: Path, *, what: str = "video", cached: bool = False) -> VideoInfo
         st = path.stat()
     except OSError:
         raise AssetError(f"{what} is missing", path) from None
-    if not path.is_file():
-        raise AssetError(f"{what} is missing", path)
+    check_regular(path, AssetError)  # a FIFO or a device would block or never end
     if not cached:
         return _probe(path, what)
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
@@ -108,8 +151,16 @@ def _probe(path: Path, what: str) -> VideoInfo:
             raise AssetError(f"{what} has no frame rate", path)
         rate = Fraction(rate)
         frames = int(stream.frames or 0)
+        declared = frames
+        if declared <= 0 and container.duration:  # no count in the header: from its duration
+            declared = int(container.duration / 1_000_000 * float(rate))
+        check_budget(int(cc.width or 0), int(cc.height or 0), declared, path, what)
         if frames <= 0:
-            frames = sum(1 for p in container.demux(stream) if p.size)
+            frames = 0
+            for p in container.demux(stream):
+                frames += bool(p.size)
+                if frames > MAX_FRAMES:  # the header lied or said nothing: stop counting
+                    check_budget(int(cc.width), int(cc.height), frames, path, what)
         if frames <= 0 or not cc.width or not cc.height:
             raise AssetError(f"{what} has no frames (damaged?)", path)
         return VideoInfo(
@@ -117,7 +168,8 @@ def _probe(path: Path, what: str) -> VideoInfo:
             duration_s=frames / float(rate), codec=str(cc.name), pix_fmt=str(cc.pix_fmt or ""),
             rate=rate, profile=str(cc.profile or ""), extradata=bytes(cc.extradata or b""),
             colors=(int(cc.color_primaries), int(cc.color_trc), int(cc.colorspace)),
-            time_base=Fraction(stream.time_base) if stream.time_base else Fraction(0))
+            time_base=Fraction(stream.time_base) if stream.time_base else Fraction(0),
+            container=str(container.format.name or ""))
     except av.error.FFmpegError as exc:
         raise AssetError(f"{what} is damaged: {exc}", path) from None
     finally:
@@ -128,8 +180,9 @@ def _open_input(path: Path, what: str = "video") -> Any:
     import av
 
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise AssetError(f"{what} is missing", path)
+    check_regular(path, AssetError)  # never hand a FIFO or a device to the demuxer: it blocks
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as exc:
@@ -137,6 +190,12 @@ def _open_input(path: Path, what: str = "video") -> Any:
     if not container.streams.video:
         container.close()
         raise AssetError(f"{what} has no video stream", path)
+    cc = container.streams.video[0].codec_context
+    try:
+        check_budget(int(cc.width or 0), int(cc.height or 0), 0, path, what)
+    except AssetError:
+        container.close()
+        raise
     return container
 
 
@@ -160,6 +219,39 @@ def iter_frames(path: Path, *, thread_type: str = "AUTO",
         container.close()
 
 
+def check_ends(path: Path, *, what: str = "video") -> None:
+    """Decode the first frame and the last GOP of ``path`` (cheap next to a full decode): a file
+    cut short or damaged at either end raises :class:`AssetError` naming it."""
+    import av
+
+    container = _open_input(path, what)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "SLICE"
+        where = "first"
+        try:
+            first = next(iter(container.decode(stream)), None)
+            if first is None:
+                raise AssetError(f"{what} is damaged: its first frame does not decode", path)
+            where = "last"
+            end = stream.duration or (
+                int(container.duration / 1_000_000 / stream.time_base) if container.duration
+                and stream.time_base else 0)
+            if end:
+                container.seek(int(end), stream=stream, backward=True, any_frame=False)
+                last = None
+                for last in container.decode(stream):
+                    pass
+                if last is None:
+                    raise AssetError(f"{what} is damaged: its last frames do not decode", path)
+        except av.error.FFmpegError:
+            # The decoder's own words ("Invalid data found…") add nothing for the user.
+            raise AssetError(f"{what} is damaged: its {where} frames do not decode (cut short "
+                             "or overwritten?)", path) from None
+    finally:
+        container.close()
+
+
 # -- writing ---------------------------------------------------------------------------------
 
 def open_output(path: Path, *, format: str = "mp4", faststart: bool = True) -> Any:
@@ -171,7 +263,7 @@ def open_output(path: Path, *, format: str = "mp4", faststart: bool = True) -> A
     try:
         return av.open(str(path), mode="w", format=format, options=options)
     except (av.error.FFmpegError, OSError) as exc:
-        raise StudioError(f"cannot write the output: {exc}", path) from None
+        raise write_error(exc, path) from None
 
 
 def _check_size(shape: tuple[int, ...], width: int, height: int) -> None:
@@ -270,7 +362,11 @@ def encode_video(path: Path, frames: Iterable["Frame"], fps: float, width: int, 
                 raise
             container.close()
         except av.error.FFmpegError as exc:
+            if isinstance(exc, OSError) and exc.errno:  # a write failed (full disk, read-only)
+                raise write_error(exc, path) from None
             raise StudioError(f"encoding failed: {exc}", path) from None
+        except OSError as exc:
+            raise write_error(exc, path) from None
         written[0] = enc.frames
 
     atomic_output(path, write, suffix=TEMP_SUFFIX)

@@ -50,18 +50,18 @@ def test_generate_adds_a_take_from_a_worker_thread_and_ui_stays_responsive(
     ctl.job_progress.connect(lambda _j: progress_during_run.append(ticks["n"]))
     import studio.engine.preview as preview
 
-    original = preview.PreviewBackend.render
+    original = preview.PreviewBackend.frames  # a take's frames stream from here to the encoder
 
     def spy(self, req, on_progress=None, cancelled=None):
         threads.add(QThread.currentThread())
         return original(self, req, on_progress, cancelled)
 
-    preview.PreviewBackend.render = spy
+    preview.PreviewBackend.frames = spy
     try:
         with qtbot.waitSignal(ctl.take_added, timeout=60_000) as blocker:
             jobs = ctl.generate([sid])
     finally:
-        preview.PreviewBackend.render = original
+        preview.PreviewBackend.frames = original
         timer.stop()
     assert blocker.args == [sid, jobs[0].take_id]
     assert QThread.currentThread() not in threads and len(threads) == 1  # ran in the worker
