@@ -3,9 +3,22 @@
 A :class:`Job` names a shot, the take id it will create, its seed, optional draft overrides and an
 optional backend/model override; everything else is read from the shot when the job starts (so a
 prompt fixed while the job waits is honoured). The queue keeps the running and pending jobs in
-order plus a short history of finished ones, and writes ``<project>/queue.json`` atomically on
-every state change. Loading it after a crash puts the interrupted (running) job back at the head of
-the pending jobs. Progress updates are not persisted (they change many times a second).
+order plus a short history of finished ones. Loading it after a crash puts the interrupted
+(running) job back at the head of the pending jobs. Progress updates are not persisted (they
+change many times a second).
+
+Persistence costs O(change), not O(queue): ``queue.json`` is a snapshot (written atomically) and
+``queue.journal`` an append-only log, one fsynced JSON line per state change, replayed onto the
+snapshot when loading. The journal is folded into a new snapshot when it outgrows
+``COMPACT_RATIO`` times the snapshot (amortised O(1) bytes per change); a small queue is simply
+rewritten whole on every change (bounded by ``SNAPSHOT_ALWAYS_BELOW`` bytes). Both files carry a
+generation token: a snapshot is written with a new token before the journal is emptied, so a
+kill at any moment leaves a loadable queue and a stale journal is never replayed onto a newer
+snapshot; a torn last line (a kill mid-append) is ignored. Everything read is validated (regular
+file, bounded size and depth, strict JSON, typed job fields, ids that can name files); a damaged
+file or job is set aside with one line in :attr:`JobQueue.restore_notes`, never a traceback.
+Before claiming a job the queue re-reads the files when another process changed them, so two
+processes sharing a project never run one job twice.
 
 Mutations normally happen on one thread (the UI thread, or the CLI's only thread); the worker
 thread only reads :meth:`JobQueue.cancel_requested`. A lock makes every method safe anyway.
@@ -13,7 +26,9 @@ thread only reads :meth:`JobQueue.cancel_requested`. A lock makes every method s
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import secrets
 import threading
@@ -24,7 +39,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from studio.core.atomic import atomic_write_text
+from studio.core.atomic import atomic_write_bytes
 from studio.core.document import Signal
 from studio.core.errors import ProjectError, StudioError
 from studio.core.model import Project, SeedMode, Shot, new_id
@@ -32,6 +47,14 @@ from studio.engine.base import Progress
 from studio.core.tasks import PLACED
 
 QUEUE_FILE = "queue.json"
+JOURNAL_FILE = "queue.journal"
+MAX_QUEUE_BYTES = 64 * 1024 * 1024  # a 2000-job queue is a few MB
+MAX_JOURNAL_BYTES = 4 * MAX_QUEUE_BYTES
+MAX_QUEUE_DEPTH = 16  # a job nests 3 levels deep; anything deeper is hostile
+SNAPSHOT_ALWAYS_BELOW = 32 * 1024  # a snapshot this small is rewritten on every change
+COMPACT_RATIO = 2.0  # fold the journal in when it is this many times the snapshot
+FSYNC = True  # tests of byte counts turn it off; the app never does
+DISK_FULL = "disk full (no space left on device) while writing this file"
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # take and job ids: they name files
 QUEUE_FORMAT = 1
 HISTORY_LIMIT = 200
@@ -111,6 +134,9 @@ class Job:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Job":
+        """A job read back from queue.json or its journal. Raises ValueError naming the field
+        when anything is missing, of the wrong type or out of range (the file may be hostile:
+        ids name files, so they must match the Take model's id pattern)."""
         if not isinstance(d, dict):
             raise ValueError("a job is not a JSON object")
         known = {f.name for f in fields(cls)} - set(cls._LIVE)
@@ -118,10 +144,21 @@ class Job:
         for key in ("shot_id", "seed"):
             if key not in kw:
                 raise ValueError(f"job without {key!r}")
-        kw["state"] = JobState(kw.get("state", "pending"))
-        job = cls(**kw)
-        if not isinstance(job.shot_id, str) or not isinstance(job.seed, int):
-            raise ValueError("job has a malformed shot id or seed")
+        state = kw.get("state", "pending")
+        if not isinstance(state, str) or state not in {s.value for s in JobState}:
+            raise ValueError(f"job field 'state' has a bad value ({str(state)[:40]!r})")
+        kw["state"] = JobState(state)
+        try:
+            job = cls(**kw)
+        except TypeError as exc:
+            raise ValueError(f"job cannot be built: {exc}") from None
+        for name in ("shot_id", "take_id", "id"):
+            v = getattr(job, name)
+            if not isinstance(v, str) or not _ID.match(v):
+                raise ValueError(f"job field {name!r} is not a valid id ({str(v)[:80]!r}): "
+                                 "letters, digits, _ and - only, at most 64")
+        if isinstance(job.seed, bool) or not isinstance(job.seed, int):
+            raise ValueError("job has a malformed seed")
         if not 0 <= job.seed <= SEED_MAX:
             raise ValueError(f"job seed {job.seed} out of range")
         _check_job_fields(job)
@@ -197,6 +234,10 @@ def score_text(value: float) -> str:
     return text[:-1] if text.endswith("0") else text
 
 
+def _finite(v: float) -> bool:
+    return v == v and v not in (float("inf"), float("-inf"))
+
+
 def _check_job_fields(job: Job) -> None:
     """Types of a loaded job's fields: queue.json may have been edited or damaged."""
     def bad(name: str) -> ValueError:
@@ -230,8 +271,14 @@ def _check_job_fields(job: Job) -> None:
         raise bad("series_takes")
     if not isinstance(job.timings, dict) or not all(
             isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
-            for k, v in job.timings.items()):
+            and _finite(v) for k, v in job.timings.items()):
         raise bad("timings")
+    for name in ("created_at", "started_at", "finished_at"):
+        v = getattr(job, name)
+        if (v is not None or name == "created_at") and (
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not _finite(v)
+                or not 0 <= v < 1e11):
+            raise bad(name)
     if not isinstance(job.take_id, str) or not _ID.match(job.take_id):
         raise bad("take_id")
     if not isinstance(job.id, str) or not _ID.match(job.id):
@@ -267,6 +314,174 @@ def default_draft(shot: Shot) -> DraftOverrides:
     return DraftOverrides(width=dw, height=dh, frames=min(shot.frame_count, 33), steps=8)
 
 
+def _token() -> str:
+    return secrets.token_hex(8)
+
+
+def _sig(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _aside(path: Path) -> str:
+    """Move a damaged ``path`` aside (``<name>.damaged-<time>``); the name it now has."""
+    aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+    try:
+        os.replace(path, aside)
+    except OSError:
+        return path.name
+    return aside.name
+
+
+def _save_error(exc: OSError, path: Path) -> ProjectError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ProjectError(DISK_FULL, path)
+    return ProjectError(f"cannot save the job queue: {exc.strerror or exc}", path)
+
+
+@dataclass
+class _DiskState:
+    """What queue.json and queue.journal hold (before the interrupted jobs are re-queued)."""
+
+    active: list[Job] = field(default_factory=list)
+    history: list[Job] = field(default_factory=list)
+    paused: bool = False
+    generation: str | None = None
+    snapshot_bytes: int = 0
+    journal_bytes: int = 0  # the good prefix that was replayed (or skipped as stale)
+    problems: list[str] = field(default_factory=list)
+    dirty: bool = False  # damaged parts were left out: write a clean snapshot
+
+
+def _jobs_of(raw: Any, what: str, path: Path, st: _DiskState) -> list[Job]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        st.problems.append(f"{path}: the saved queue's {what} could not be read (not a list); "
+                           "they were left out")
+        st.dirty = True
+        return []
+    out: list[Job] = []
+    for i, d in enumerate(raw):
+        try:
+            out.append(Job.from_dict(d))
+        except ValueError as exc:
+            st.problems.append(f"{path}: job {i + 1} of the saved queue could not be read "
+                               f"({exc}); it was left out")
+            st.dirty = True
+    return out
+
+
+def _apply(st: _DiskState, rec: dict[str, Any]) -> None:
+    """Replay one journal record onto ``st`` (ValueError when it is malformed)."""
+    op = rec.get("op")
+    if op == "paused":
+        if not isinstance(rec.get("value"), bool):
+            raise ValueError("bad pause record")
+        st.paused = rec["value"]
+    elif op == "clear":
+        st.history.clear()
+    elif op in ("put", "end"):
+        job = Job.from_dict(rec.get("job"))
+        st.active = [j for j in st.active if j.id != job.id]
+        if op == "end":
+            if not job.state.finished:
+                raise ValueError("an ended job that is not finished")
+            st.history = [j for j in st.history if j.id != job.id] + [job]
+            del st.history[:-HISTORY_LIMIT]
+            return
+        if job.state.finished:
+            raise ValueError("a queued job that is already finished")
+        after = rec.get("after")
+        if after is not None and not isinstance(after, str):
+            raise ValueError("bad position")
+        at = next((i + 1 for i, j in enumerate(st.active) if j.id == after), 0 if after is None
+                  else len(st.active))
+        st.active.insert(at, job)
+    else:
+        raise ValueError(f"unknown record {str(op)[:20]!r}")
+
+
+def read_queue_files(path: Path) -> _DiskState:
+    """The queue saved at ``path`` (and its journal). Raises nothing: damaged files are moved
+    aside and described in ``problems``."""
+    from studio.core import safeio
+
+    path = Path(path)
+    st = _DiskState()
+    journal = path.with_name(JOURNAL_FILE)
+    if os.path.lexists(path):
+        try:
+            raw = safeio.read_bounded(path, MAX_QUEUE_BYTES, ProjectError)
+            data = safeio.parse_json(raw, path, MAX_QUEUE_DEPTH, ProjectError)
+            if not isinstance(data, dict) or data.get("format") != QUEUE_FORMAT:
+                fmt = data.get("format") if isinstance(data, dict) else type(data).__name__
+                raise ProjectError(f"unknown queue format {str(fmt)[:40]!r}", path)
+            gen = data.get("generation")
+            if gen is not None and not (isinstance(gen, str) and _ID.match(gen)):
+                raise ProjectError("bad generation token", path)
+            if not isinstance(data.get("paused", False), bool):
+                raise ProjectError("'paused' is not true or false", path)
+        except ProjectError as exc:
+            st.problems.append(f"{exc}: the saved queue could not be read; it was kept as "
+                               f"{_aside(path)} and the queue starts empty")
+            if os.path.lexists(journal):  # a journal without its snapshot means nothing
+                _aside(journal)
+            return st
+        st.generation = gen
+        st.snapshot_bytes = len(raw)
+        st.paused = data.get("paused", False)
+        st.active = [j for j in _jobs_of(data.get("jobs"), "jobs", path, st)
+                     if not j.state.finished]
+        st.history = [j for j in _jobs_of(data.get("history"), "history", path, st)
+                      if j.state.finished][-HISTORY_LIMIT:]
+        seen: set[str] = set()
+        for lst in (st.active, st.history):  # one job, one place: the first wins
+            unique = []
+            for j in lst:
+                if j.id not in seen:
+                    seen.add(j.id)
+                    unique.append(j)
+            lst[:] = unique
+        if st.dirty:  # the file as it was stays for the user; a clean one replaces it
+            kept = _aside(path)
+            st.problems[:] = [f"{p} (the file as it was is kept as {kept})" for p in st.problems]
+    if not os.path.lexists(journal):
+        return st
+    try:
+        lines = safeio.read_bounded(journal, MAX_JOURNAL_BYTES, ProjectError)
+    except ProjectError as exc:
+        st.problems.append(f"{exc}: the queue's journal could not be read; it was kept as "
+                           f"{_aside(journal)}")
+        st.dirty = True
+        return st
+    pos = 0
+    while pos < len(lines):
+        end = lines.find(b"\n", pos)
+        if end < 0:  # a torn last line: the process was killed while appending it
+            st.dirty = True
+            break
+        try:
+            rec = safeio.parse_json(lines[pos:end], journal, MAX_QUEUE_DEPTH, ProjectError)
+            if not isinstance(rec, dict):
+                raise ValueError("not an object")
+            if st.generation is not None and rec.get("g") == st.generation:
+                _apply(st, rec)
+            # Any other token: written before the snapshot was last rewritten, already in it.
+        except (ProjectError, ValueError) as exc:
+            line_no = lines.count(b"\n", 0, pos) + 1
+            st.problems.append(f"{journal}: line {line_no} could not be "
+                               f"read ({exc}); the queue is restored up to the line before it")
+            st.dirty = True
+            break
+        pos = end + 1
+    st.journal_bytes = pos
+    return st
+
+
 class JobQueue:
     """Running + pending jobs in order, and the recent history."""
 
@@ -278,8 +493,27 @@ class JobQueue:
         self._lock = threading.RLock()
         self.changed = Signal()  # (job_id or None): structure or state changed
         self.progressed = Signal()  # (job_id): progress of a running job
-        # Messages for the user from load() (restored jobs, an unreadable file).
+        # Messages for the user from load() (restored jobs, an unreadable file or job).
         self.restore_notes: list[str] = []
+        # Persistence: the snapshot's token and size, the journal's size, and what the files
+        # looked like after our own last write (another process's writes show as a change).
+        self._generation: str | None = None
+        self._snapshot_bytes = 0
+        self._journal_bytes = 0
+        self._needs_snapshot = True  # nothing written yet, or a write failed half-way
+        self._disk: tuple[Any, Any] | None = None
+        self.bytes_written = 0  # queue.json + queue.journal bytes, for the scale bench
+        self.save_error: ProjectError | None = None  # a deferred failure to save (see _end)
+
+    @property
+    def journal_path(self) -> Path | None:
+        return self.path.with_name(JOURNAL_FILE) if self.path is not None else None
+
+    @property
+    def problems(self) -> list[str]:
+        """One line per thing the user should know about the saved queue (the CLI and the
+        session print them)."""
+        return list(self.restore_notes)
 
     # -- persistence ----------------------------------------------------------------------
     @classmethod
@@ -291,63 +525,158 @@ class JobQueue:
         """The queue saved at ``path`` (empty when there is none). Never raises for a damaged
         file: it is moved aside and the user is told."""
         q = cls(path)
-        path = Path(path)
-        if not path.is_file():
-            return q
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data, dict) or data.get("format") != QUEUE_FORMAT:
-                raise ValueError(f"unknown queue format {data.get('format') if isinstance(data, dict) else data!r}")
-            active = [Job.from_dict(j) for j in data.get("jobs", [])]
-            history = [Job.from_dict(j) for j in data.get("history", [])]
-            paused = bool(data.get("paused", False))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError, TypeError) as exc:
-            aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
-            try:
-                path.replace(aside)
-            except OSError:
-                aside = path
-            q.restore_notes.append(f"{path}: the saved queue could not be read ({exc}); it was "
-                                   f"kept as {aside.name} and the queue starts empty")
-            return q
-        interrupted = [j for j in active if j.state is JobState.RUNNING]
+        st = read_queue_files(Path(path))
+        q.restore_notes.extend(st.problems)
+        q._adopt(st)
+        interrupted = [j for j in q._active if j.state is JobState.RUNNING]
         for j in interrupted:
             j.state = JobState.PENDING
             j.requeued += 1
             j.started_at = None
             j.notes.append("interrupted (the app stopped while it ran); re-queued")
-        q._active = ([j for j in interrupted]
-                     + [j for j in active if j.state is JobState.PENDING and j not in interrupted])
-        q._history = [j for j in history if j.state.finished][-HISTORY_LIMIT:]
-        q._paused = paused
+        q._active = interrupted + [j for j in q._active if j.state is JobState.PENDING
+                                   and j not in interrupted]
         pending = len(q._active)
         if pending:
             msg = f"restored {pending} queued job{'s' if pending != 1 else ''}"
             if interrupted:
                 msg += (f"; {len(interrupted)} interrupted job{'s were' if len(interrupted) != 1 else ' was'}"
                         " re-queued at the front")
-            if paused:
+            if q._paused:
                 msg += " (the queue is paused)"
             q.restore_notes.append(msg)
-        if interrupted:
-            q.save()
+        # A snapshot without a token (written before the journal existed) is rewritten at the
+        # first change: journal records must name the snapshot they follow.
+        q._needs_snapshot = q._needs_snapshot or bool(interrupted or st.dirty)
+        if (interrupted or st.dirty) and (q._active or q._history or q._paused
+                                           or os.path.lexists(Path(path))):
+            try:
+                q.save()
+            except ProjectError as exc:  # read-only folder: the queue still runs in memory
+                q.restore_notes.append(str(exc))
         return q
 
+    def _adopt(self, st: _DiskState) -> None:
+        self._active, self._history, self._paused = st.active, st.history, st.paused
+        self._generation = st.generation
+        self._snapshot_bytes, self._journal_bytes = st.snapshot_bytes, st.journal_bytes
+        self._needs_snapshot = st.generation is None
+        self._disk = self._disk_now()
+
+    def _disk_now(self) -> tuple[Any, Any] | None:
+        if self.path is None:
+            return None
+        return (_sig(self.path), _sig(self.journal_path))  # type: ignore[arg-type]
+
+    def _refresh(self) -> None:
+        """Re-read the files when another process wrote them since our last write (the files
+        are the truth): a job it claimed is never claimed here too. Our own jobs keep their
+        live state (progress, cancel requests)."""
+        if self.path is None or self._disk is None or self._disk_now() == self._disk:
+            return
+        st = read_queue_files(self.path)
+        if st.problems:
+            self.restore_notes.extend(st.problems)
+        mine = {j.id: j for j in self._active + self._history}
+        persisted = [f.name for f in fields(Job) if f.name not in Job._LIVE]
+
+        def keep(job: Job) -> Job:
+            old = mine.get(job.id)
+            if old is None:
+                return job
+            for name in persisted:
+                setattr(old, name, getattr(job, name))
+            return old
+
+        st.active = [keep(j) for j in st.active]
+        st.history = [keep(j) for j in st.history]
+        self._adopt(st)
+        if st.dirty:
+            self._needs_snapshot = True
+
+    def _sync(self) -> None:
+        """Before a change: adopt what another process wrote (unless our own state is ahead of
+        the files because a write failed)."""
+        if self._needs_snapshot or self.save_error is not None:
+            return
+        try:
+            self._refresh()
+        except Exception as exc:  # noqa: BLE001 - a refresh that fails keeps our state
+            self.restore_notes.append(f"the saved queue could not be re-read: {exc}")
+
     def save(self) -> None:
+        """Write the whole queue as a new snapshot and empty the journal (atomically: a kill
+        at any moment leaves the old snapshot with its journal, or the new one)."""
         if self.path is None:
             return
         with self._lock:
-            data = {"format": QUEUE_FORMAT, "paused": self._paused,
+            gen = _token()
+            data = {"format": QUEUE_FORMAT, "generation": gen, "paused": self._paused,
                     "jobs": [j.to_dict() for j in self._active],
                     "history": [j.to_dict() for j in self._history]}
-        try:
-            atomic_write_text(self.path, json.dumps(data, indent=1) + "\n")
-        except OSError as exc:
-            raise ProjectError(f"cannot save the job queue: {exc.strerror or exc}", self.path) from None
+            text = (json.dumps(data, indent=1, allow_nan=False) + "\n").encode("utf-8")
+            try:
+                atomic_write_bytes(self.path, text)
+                journal = self.journal_path
+                assert journal is not None
+                if os.path.lexists(journal):
+                    # Its records carry the old token now: stale, never replayed.
+                    os.truncate(journal, 0)
+            except OSError as exc:
+                self._needs_snapshot = True
+                raise _save_error(exc, self.path) from None
+            self.bytes_written += len(text)
+            self._generation, self._snapshot_bytes, self._journal_bytes = gen, len(text), 0
+            self._needs_snapshot = False
+            self.save_error = None
+            self._disk = self._disk_now()
 
-    def _commit(self, job_id: str | None) -> None:
+    def _append(self, records: list[dict[str, Any]]) -> None:
+        journal = self.journal_path
+        assert journal is not None
+        data = b"".join(json.dumps({"g": self._generation, **r}, separators=(",", ":"),
+                                   allow_nan=False).encode("utf-8") + b"\n" for r in records)
         try:
-            self.save()
+            fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                         | getattr(os, "O_CLOEXEC", 0), 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                if FSYNC:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self._needs_snapshot = True  # a half-written line: the next change rewrites all
+            raise _save_error(exc, journal) from None
+        self.bytes_written += len(data)
+        self._journal_bytes += len(data)
+        self._disk = self._disk_now()
+
+    def _persist(self, records: list[dict[str, Any]]) -> None:
+        if self.path is None:
+            return
+        with self._lock:
+            if (self._needs_snapshot or self._generation is None
+                    or self._snapshot_bytes < SNAPSHOT_ALWAYS_BELOW):
+                self.save()
+                return
+            if not records:  # nothing changed on disk
+                return
+            self._append(records)
+            if self._journal_bytes > COMPACT_RATIO * self._snapshot_bytes:
+                self.save()
+
+    def _put(self, job: Job) -> dict[str, Any]:
+        """The record that places ``job`` where it now is among the running and pending."""
+        i = next(k for k, j in enumerate(self._active) if j is job)
+        return {"op": "put", "job": job.to_dict(),
+                "after": self._active[i - 1].id if i else None}
+
+    def _commit(self, job_id: str | None, records: list[dict[str, Any]] | None = None) -> None:
+        try:
+            self._persist(records or [])
         finally:  # listeners see the new state even when the file could not be written
             self.changed.emit(job_id)
 
@@ -392,6 +721,7 @@ class JobQueue:
     def add(self, jobs: Job | Iterable[Job], front: bool = False) -> list[Job]:
         items = [jobs] if isinstance(jobs, Job) else list(jobs)
         with self._lock:
+            self._sync()
             for j in items:
                 if j.state is not JobState.PENDING:
                     raise ValueError("only pending jobs can be queued")
@@ -400,12 +730,14 @@ class JobQueue:
                 self._active[at:at] = items
             else:
                 self._active.extend(items)
-        self._commit(None)
+            records = [self._put(j) for j in items]
+        self._commit(None, records)
         return items
 
     def move(self, job_id: str, to_position: int) -> None:
         """Move a pending job to ``to_position`` (0-based among pending jobs)."""
         with self._lock:
+            self._sync()
             pend = [j for j in self._active if j.state is JobState.PENDING]
             job = next((j for j in pend if j.id == job_id), None)
             if job is None:
@@ -414,7 +746,8 @@ class JobQueue:
             to_position = max(0, min(to_position, len(pend)))
             pend.insert(to_position, job)
             self._active = [j for j in self._active if j.state is not JobState.PENDING] + pend
-        self._commit(job_id)
+            records = [self._put(job)]
+        self._commit(job_id, records)
 
     def move_by(self, job_id: str, delta: int) -> None:
         pos = self.position(job_id)
@@ -428,6 +761,7 @@ class JobQueue:
         if bad:
             raise ValueError(f"cannot edit {', '.join(sorted(bad))} of a job")
         with self._lock:
+            self._sync()
             job = self.get(job_id)
             if job is None or job.state is not JobState.PENDING:
                 raise StudioError("only a pending job can be edited")
@@ -444,13 +778,15 @@ class JobQueue:
                 setattr(job, k, v)
             if {"width", "height", "frames", "steps"} & set(changes) and "draft" not in changes:
                 job.draft = bool(job.overrides)
-        self._commit(job_id)
+            records = [self._put(job)]
+        self._commit(job_id, records)
         return old
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a pending job now, or ask the running one to stop (the worker sees it within
         one step). Returns False when the job is already finished or unknown."""
         with self._lock:
+            self._sync()
             job = self.get(job_id)
             if job is None or job.state.finished:
                 return False
@@ -459,43 +795,53 @@ class JobQueue:
                 self.changed.emit(job_id)
                 return True
             self._active.remove(job)
-            self._finish(job, JobState.CANCELLED)
-        self._commit(job_id)
+            records = [self._finish(job, JobState.CANCELLED)]
+        self._commit(job_id, records)
         return True
 
     def cancel_all(self) -> int:
         """Cancel every pending job and the running one. Returns how many were affected."""
         n = 0
+        records: list[dict[str, Any]] = []
         with self._lock:
+            self._sync()
             for job in list(self._active):
                 if job.state is JobState.RUNNING:
                     job.cancel_requested = True
                 else:
                     self._active.remove(job)
-                    self._finish(job, JobState.CANCELLED)
+                    records.append(self._finish(job, JobState.CANCELLED))
                 n += 1
-        self._commit(None)
+        self._commit(None, records)
         return n
 
     def pause(self) -> None:
         """Stop starting new jobs (the running one finishes)."""
-        self._paused = True
-        self._commit(None)
+        with self._lock:
+            self._sync()
+            self._paused = True
+        self._commit(None, [{"op": "paused", "value": True}])
 
     def resume(self) -> None:
-        self._paused = False
-        self._commit(None)
+        with self._lock:
+            self._sync()
+            self._paused = False
+        self._commit(None, [{"op": "paused", "value": False}])
 
     def clear_history(self) -> None:
         with self._lock:
+            self._sync()
             self._history.clear()
-        self._commit(None)
+        self._commit(None, [{"op": "clear"}])
 
     # -- the runner's side ----------------------------------------------------------------
     def start_next(self, limit: int = 1) -> Job | None:
         """Mark the first pending job running and return it (None when paused, empty, or when
         ``limit`` jobs already run: 1 for a local GPU, the number of servers for a farm)."""
         with self._lock:
+            self._sync()
+            if self.save_error is not None:
+                self.save()  # the deferred save first: raises when the disk is still full
             running = sum(1 for j in self._active if j.state is JobState.RUNNING)
             if self._paused or running >= max(1, limit):
                 return None
@@ -509,7 +855,14 @@ class JobQueue:
             job.error = ""
             job.step, job.total, job.stage = 0, 0, "starting"
             job._gen_started = None
-        self._commit(job.id)
+            try:
+                self._persist([self._put(job)])
+            except ProjectError:
+                # Not claimed when the claim cannot be recorded: undo it (the error says why).
+                job.state, job.started_at, job.stage = JobState.PENDING, None, ""
+                raise
+            finally:
+                self.changed.emit(job.id)
         return job
 
     def interrupt(self, job_id: str) -> None:
@@ -525,6 +878,7 @@ class JobQueue:
 
     def _back_to_pending(self, job_id: str, note: str) -> None:
         with self._lock:
+            self._sync()
             job = next((j for j in self._active if j.id == job_id), None)
             if job is None or job.state is not JobState.RUNNING:
                 return
@@ -537,7 +891,8 @@ class JobQueue:
             job.notes.append(note)
             self._active.remove(job)  # first among the pending, after the jobs still running
             self._active.insert(sum(1 for j in self._active if j.state is JobState.RUNNING), job)
-        self._commit(job_id)
+            records = [self._put(job)]
+        self._commit(job_id, records)
 
     def cancel_requested(self, job_id: str) -> bool:
         job = self.get(job_id)
@@ -573,6 +928,7 @@ class JobQueue:
     def _end(self, job_id: str, state: JobState, error: str, timings: dict[str, float] | None,
              notes: Iterable[str]) -> None:
         with self._lock:
+            self._sync()
             job = next((j for j in self._active if j.id == job_id), None)
             if job is None:
                 return
@@ -581,15 +937,21 @@ class JobQueue:
             job.notes.extend(notes)
             if timings:
                 job.timings.update(timings)
-            self._finish(job, state)
-        self._commit(job_id)
+            records = [self._finish(job, state)]
+        try:
+            self._commit(job_id, records)
+        except ProjectError as exc:
+            # The job's own outcome (often the very same full disk, on its take) is the news:
+            # this save is retried with the next change and reported then, never in its place.
+            self.save_error = exc
 
-    def _finish(self, job: Job, state: JobState) -> None:
+    def _finish(self, job: Job, state: JobState) -> dict[str, Any]:
         job.state = state
         job.finished_at = time.time()
         job.cancel_requested = False
         self._history.append(job)
         del self._history[:-HISTORY_LIMIT]
+        return {"op": "end", "job": job.to_dict()}
 
 
 # -- building jobs from shots -------------------------------------------------------------------
@@ -630,3 +992,18 @@ def make_jobs(project: Project, shot_ids: Iterable[str], *, count: int = 1, rero
                             frames=d.frames if d else None, steps=d.steps if d else None,
                             draft=d is not None, reroll=not fixed))
     return jobs
+
+
+def bookkeeping_run(folder: Path, n_jobs: int) -> float:
+    """Seconds the queue's own bookkeeping takes for ``n_jobs`` jobs in ``folder`` (for
+    ``bench scale``): each job added as a render queues it, then every job through its states
+    (queued → running → done) as a render moves it, with every change persisted."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    q = JobQueue.load(folder / QUEUE_FILE)
+    for i in range(n_jobs):
+        q.add(Job(shot_id=f"shot{i % 97}", seed=i, label=f"Shot {i}"))
+    while (job := q.start_next()) is not None:
+        q.finish(job.id, {"total_s": 0.0})
+    return time.perf_counter() - t0

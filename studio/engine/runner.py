@@ -81,6 +81,9 @@ def prepare_job(document: ProjectDocument, job: Job) -> JobSpec:
     project = document.project
     if document.folder is None:
         raise StudioError("save the project before generating (takes are stored in its folder)")
+    from studio.engine.takes import take_files
+
+    take_files(Path(document.folder), job.shot_id, job.take_id)  # ids from a file: checked first
     shot = project.shot(job.shot_id)
     if shot is None:
         raise StudioError(f"the shot of this job ({job.label or job.shot_id}) no longer exists")
@@ -178,8 +181,12 @@ def execute_job(spec: JobSpec, on_progress: ProgressFn, cancelled: Callable[[], 
     """Generate and write one take (worker thread). Raises Cancelled, StudioError or anything
     the backend raises; leaves no partial take behind."""
     from studio.engine.registry import get_backend
-    from studio.engine.takes import take_paths
+    from studio.engine.takes import take_files, take_paths
 
+    # The ids come from queue.json: prove the take's files inside the project before the
+    # backend is even loaded, so nothing is ever written elsewhere.
+    video_rel, _ = take_paths(spec.shot_id, spec.take_id)
+    take_files(spec.folder, spec.shot_id, spec.take_id)
     t_start = time.perf_counter()
     backend = get_backend(spec.backend)
     on_progress(Progress(0, 1, "loading", f"loading {backend.label or backend.name}"))
@@ -197,7 +204,6 @@ def execute_job(spec: JobSpec, on_progress: ProgressFn, cancelled: Callable[[], 
         # The judge needs to see the take as it is made: backends that decode previews only
         # on request (diffusers) do so now.
         request = request.with_changes(extra={**request.extra, "live_previews": True})
-    video_rel, _ = take_paths(spec.shot_id, spec.take_id)
     window = min(caps.max_frames, spec.segment_frames or caps.max_frames)
     segments: list[dict[str, Any]] | None = None
     try:

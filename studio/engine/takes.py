@@ -11,6 +11,7 @@ project): a finished result is never lost.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -22,7 +23,7 @@ from studio.core.atomic import atomic_write_text
 from studio.core.document import ProjectDocument
 from studio.core.errors import StudioError
 from studio.core.model import Take
-from studio.core.persistence import TAKES_DIR
+from studio.core.persistence import TAKES_DIR, resolve_inside
 from studio.core.tasks import CancelledFn
 
 if TYPE_CHECKING:
@@ -33,9 +34,31 @@ TAKE_CRF = 17  # visually lossless for an 8-bit source; the take is the master c
 TAKE_PRESET = "medium"
 
 
+# The Take and Shot models' id pattern (studio.core.model.Ident): ids name folders and files.
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def check_id(value: object, what: str) -> str:
+    """``value`` when it is a valid shot/take id; StudioError otherwise (a queue or sidecar
+    may carry ``../../elsewhere``: it must never become part of a path)."""
+    if not isinstance(value, str) or not _ID.match(value):
+        raise StudioError(f"the {what} {str(value)[:80]!r} is not a valid id (letters, digits, "
+                          "_ and - only, at most 64)")
+    return value
+
+
 def take_paths(shot_id: str, take_id: str) -> tuple[str, str]:
-    """Project-relative paths of a take's video and sidecar."""
+    """Project-relative paths of a take's video and sidecar (the ids checked first)."""
+    check_id(shot_id, "shot id")
+    check_id(take_id, "take id")
     return f"{TAKES_DIR}/{shot_id}/{take_id}.mp4", f"{TAKES_DIR}/{shot_id}/{take_id}.json"
+
+
+def take_files(folder: Path, shot_id: str, take_id: str) -> tuple[Path, Path]:
+    """Absolute paths of a take's video and sidecar, proved inside the project ``folder``
+    (symlinks resolved) before anything is written there."""
+    video_rel, sidecar_rel = take_paths(shot_id, take_id)
+    return resolve_inside(folder, video_rel), resolve_inside(folder, sidecar_rel)
 
 
 def take_target(root: Path, video: str | Path) -> Path:
@@ -131,7 +154,8 @@ def finish_take(folder: Path, *, shot_id: str, take_id: str, made: TakeFile, see
     a sidecar always describes a complete video)."""
     video_rel, sidecar_rel = take_paths(shot_id, take_id)
     folder = Path(folder)
-    if Path(made.path).resolve() != (folder / video_rel).resolve():
+    video_abs, sidecar_abs = take_files(folder, shot_id, take_id)
+    if Path(made.path).resolve() != video_abs:
         raise StudioError(f"the take was written to {made.path}, expected {video_rel}", folder)
     take = Take(id=take_id, video=video_rel, sidecar=sidecar_rel, seed=seed, backend=backend,
                 model=model, width=made.width, height=made.height, frames=made.frames, fps=float(made.fps),
@@ -142,7 +166,7 @@ def finish_take(folder: Path, *, shot_id: str, take_id: str, made: TakeFile, see
     doc["software"] = {"name": "continuity-studio", "version": __version__}
     if made.encode_s is not None:
         doc.setdefault("timings", {})["encode_s"] = round(made.encode_s, 4)
-    atomic_write_text(folder / sidecar_rel, json.dumps(doc, indent=2, default=str) + "\n")
+    atomic_write_text(sidecar_abs, json.dumps(doc, indent=2, default=str) + "\n")
     return take
 
 
@@ -154,17 +178,25 @@ def write_take(folder: Path, *, shot_id: str, take_id: str, frames: "np.ndarray"
     ``on_frame(i, n)`` reports encoding progress; ``cancelled()`` aborts (raising
     :class:`studio.engine.base.Cancelled`) and leaves nothing behind.
     """
-    video_rel, _ = take_paths(shot_id, take_id)
-    made = encode_take(Path(folder) / video_rel, frames, fps, on_frame=on_frame, cancelled=cancelled)
+    video, _ = take_files(Path(folder), shot_id, take_id)  # proved inside before encoding
+    made = encode_take(video, frames, fps, on_frame=on_frame, cancelled=cancelled)
     return finish_take(folder, shot_id=shot_id, take_id=take_id, made=made, seed=seed, backend=backend,
                        model=model, draft=draft, sidecar=sidecar)
 
 
+SIDECAR_MAX_BYTES = 16 * 1024 * 1024  # a chained take's sidecar is tens of KB
+SIDECAR_MAX_DEPTH = 32
+
+
 def read_sidecar(path: Path) -> dict[str, Any]:
+    """A take's sidecar, read safely (a regular file, bounded size and nesting, strict JSON):
+    StudioError naming the file otherwise."""
+    from studio.core.safeio import read_json
+
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StudioError(f"cannot read the take sidecar: {exc}", path) from None
+        data = read_json(Path(path), SIDECAR_MAX_BYTES, SIDECAR_MAX_DEPTH)
+    except StudioError as exc:
+        raise StudioError(f"cannot read the take sidecar: {exc.problem}", path) from None
     if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT or "take" not in data:
         raise StudioError("not a take sidecar (format 1)", path)
     return data
