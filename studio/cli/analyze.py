@@ -13,7 +13,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from studio.core.errors import StudioError
 
 NAME = "analyze"
 HELP = "Per-frame identity drift analysis of a video against reference portraits."
@@ -84,8 +89,11 @@ def run(args: argparse.Namespace) -> int:
     from studio.identity.engines import get_engine
     from studio.identity.record import AnalysisRecord
 
-    if not args.video.is_file():
+    if not args.video.exists():
         raise StudioError("no such video file", args.video)
+    from studio.core.safeio import check_regular
+
+    check_regular(args.video, StudioError)  # a FIFO or a device would never end
     engine = get_engine(args.engine or ("arcface" if args.model_pack else None), args.model_pack)
     refs, members = _references(args, engine)
     if members:
@@ -95,8 +103,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         result, arrays = analyze_video(args.video, refs, engine)
     record = AnalysisRecord.from_result(result)
+    # A failed write (a read-only folder, a full disk) loses nothing already computed: the
+    # results are still printed, then one line says which file could not be written (exit 1).
+    failed: StudioError | None = None
     if args.heatmaps:
-        _write_heatmaps(args.heatmaps, args.video, record, arrays)
+        failed = _attempt(lambda: _write_heatmaps(args.heatmaps, args.video, record, arrays),
+                          args.heatmaps)
     if args.json:
         text = record.to_json()
         if args.json == "-":
@@ -104,14 +116,35 @@ def run(args: argparse.Namespace) -> int:
         else:
             from studio.core.atomic import atomic_write_text
 
-            atomic_write_text(Path(args.json), text)
+            out = Path(args.json)
+            json_failed = _attempt(lambda: atomic_write_text(out, text), out)
+            failed = failed or json_failed  # the first failure is the one shown
     if args.json != "-":
         for line in summary_lines(record, args.video.name):
             print(line)
         names = {m.character_id: m.name for m in members}
         for line in cast_lines(record, names):
             print(line)
+    if failed is not None:
+        from studio.cli._remedies import for_cli
+
+        print(f"error: {for_cli(str(failed))}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _attempt(write: Callable[[], object], path: Path) -> StudioError | None:
+    """Run ``write``; the StudioError it gives (an OSError in the app's words), else None."""
+    from studio.core.errors import StudioError
+    from studio.media.video import write_error
+
+    try:
+        write()
+    except StudioError as exc:
+        return exc
+    except OSError as exc:
+        return write_error(exc, path)  # the file asked for, not its temp name
+    return None
 
 
 def summary_lines(record: Any, name: str) -> list[str]:

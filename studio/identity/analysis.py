@@ -57,6 +57,18 @@ EYE_WINDOW = 2  # eye features: median over ±2 frames (blinks of ≥ 3 frames s
 
 SMOOTH = 5  # running-median window (frames) for pose, proportions, skin tone and flicker
 
+# Budgets (issue 15): a take's memory must not grow with its resolution past these. Faces are
+# found on a frame scaled to at most 4K UHD (dlib's HOG pyramid of an 8192x8192 frame, upsampled,
+# is what threw std::bad_alloc); the upsampled pass (faces under ≈ 80 px) only runs on frames
+# of at most 1080p, where such faces are plausible. Takes above 8K (8192x4320) are refused
+# outright, before decoding.
+DETECT_MAX_PIXELS = 3840 * 2160
+DETECT_MAX_SIDE = 3840
+UPSAMPLE_MAX_PIXELS = 1920 * 1080
+MAX_ANALYSIS_PIXELS = 8192 * 4320  # a frame ("8K", as the media layer reads); above: refused
+MAX_ANALYSIS_SIDE = 8192
+PREFETCH_BYTES = 128 * 1024 * 1024  # decoded frames waiting for the analysis, all together
+
 REASONS = {
     "face_missing": "face missing",
     "extra_faces": "more than one face",  # more faces than characters in the shot
@@ -274,6 +286,29 @@ class _Analyzer:
         return sims[best], best
 
     def detect(self, rgb: np.ndarray) -> list[Any]:
+        """Detections in ``rgb``'s coordinates, found on the frame scaled to the detection
+        budget (:data:`DETECT_MAX_PIXELS`)."""
+        import cv2
+
+        h, w = rgb.shape[:2]
+        f = detect_scale(w, h)
+        if f >= 1.0:
+            return self._detect(rgb)
+        small = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))),
+                           interpolation=cv2.INTER_AREA)
+        min_face = self.min_face
+        if min_face is not None:
+            self.min_face = min_face * f  # the scaled frame's face size drives the passes
+        try:
+            dets = self._detect(small)
+        finally:
+            if self.min_face is not None:
+                self.min_face = self.min_face / f
+        for d in dets:
+            d.box = tuple(v / f for v in d.box)
+        return dets
+
+    def _detect(self, rgb: np.ndarray) -> list[Any]:
         import cv2
 
         h, w = rgb.shape[:2]
@@ -291,7 +326,8 @@ class _Analyzer:
         dets = self.engine.detect(rgb, 0)
         # Upsampling (for faces under ~80 px) costs 3-4x; only try it while it can matter: until
         # a face has been seen, or when the faces seen so far were small.
-        if not dets and (self.min_face is None or self.min_face < 110):
+        if not dets and (self.min_face is None or self.min_face < 110) and \
+                h * w <= UPSAMPLE_MAX_PIXELS:
             dets = self.engine.detect(rgb, 1)
         for d in dets:
             side = d.box[2] - d.box[0]
@@ -872,6 +908,32 @@ def prefetch(it: Iterable[Any], depth: int = 12) -> Iterable[Any]:
         th.join(timeout=5)
 
 
+def detect_scale(width: int, height: int) -> float:
+    """The factor (≤ 1) that brings a frame within the detection budget."""
+    pixels = max(1, width * height)
+    return min(1.0, math.sqrt(DETECT_MAX_PIXELS / pixels), DETECT_MAX_SIDE / max(width, height, 1))
+
+
+def check_budget(width: int, height: int, frames: int, path: Path | None = None) -> None:
+    """Refuse, before decoding, a take no real project has: frames above 8K, or heatmaps that
+    would not fit in an analysis file. One line naming the file (:class:`AssetError`)."""
+    from studio.core.errors import AssetError
+    from studio.identity.heatmap import heatmap_shape
+    from studio.identity.record import MAX_ARRAY_BYTES
+
+    if width > MAX_ANALYSIS_SIDE or height > MAX_ANALYSIS_SIDE or \
+            width * height > MAX_ANALYSIS_PIXELS:
+        raise AssetError(f"the take is {width}x{height}; the identity analysis reads frames of "
+                         f"at most {MAX_ANALYSIS_PIXELS} pixels (8192x4320) and sides of at most "
+                         f"{MAX_ANALYSIS_SIDE}", path)
+    hh, hw = heatmap_shape(height, width)
+    need = max(0, frames) * hh * hw
+    if need > MAX_ARRAY_BYTES:
+        raise AssetError(f"the take's heatmaps ({frames} frames of {width}x{height}) would take "
+                         f"{need / 2**30:.1f} GiB; at most {MAX_ARRAY_BYTES / 2**30:.0f} GiB: "
+                         "analyse a shorter or smaller take", path)
+
+
 def analyze_video(video: Path, refs: Sequence[ReferenceFace], engine: FaceEngine,
                   on_progress: ProgressFn | None = None, cancelled: CancelledFn | None = None,
                   *, wrap: Callable[[Iterable[np.ndarray]], Iterable[np.ndarray]] | None = None,
@@ -885,8 +947,11 @@ def analyze_video(video: Path, refs: Sequence[ReferenceFace], engine: FaceEngine
 
     video = Path(video)
     info = probe(video)
+    check_budget(info.width, info.height, info.frames, video)
     t0 = time.perf_counter()
-    frames: Iterable[np.ndarray] = prefetch(iter_frames(video))
+    # Frames are streamed: the decoder runs at most PREFETCH_BYTES ahead (one 8K frame is 200 MB).
+    depth = max(1, min(12, PREFETCH_BYTES // max(1, info.width * info.height * 3)))
+    frames: Iterable[np.ndarray] = prefetch(iter_frames(video), depth)
     if wrap is not None:
         frames = wrap(frames)
     result, arrays = analyze_frames(frames, info.fps, refs, engine,

@@ -134,8 +134,11 @@ def analyze_take(project_folder: Path, project: Project, shot: Shot, take: Take,
     engine = engine or get_engine()
     char = _character_for(project, shot)
     video = resolve_inside(folder, take.video)
-    if not video.is_file():
+    if not video.exists():
         raise StudioError("take video is missing", video)
+    from studio.core.safeio import check_regular
+
+    check_regular(video, AssetError)  # a FIFO would block the hash and the decoder
     sha = sha256_file(video)
     if not force:
         try:

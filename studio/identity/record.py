@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import math
+import os
 import re
+import stat
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from studio.core.atomic import atomic_write_bytes, atomic_write_text
 from studio.core.errors import AssetError
+from studio.core.safeio import open_regular, parse_json, read_bounded
 from studio.core.persistence import ANALYSIS_DIR
 from studio.identity.calibration import STATES  # the four frame states (pure Python)
 
@@ -63,6 +65,9 @@ MAX_SIDE = 100_000  # video width/height (as for assets)
 MAX_EMBEDDING = 4096
 MAX_NPY_HEADER = 10_000  # numpy's own default limit for .npy headers
 MAX_CAST = 64  # characters in a shot's cast block (the project allows 17)
+# A record nests 5 levels (record > cast > drift_ranges > range > reasons); anything much
+# deeper is hostile and refused before json.loads can recurse.
+MAX_JSON_DEPTH = 16
 
 METRICS: tuple[str, ...] = ("identity", "proportions", "eye_shape", "skin_tone", "stability",
                             "hair", "detail")
@@ -711,28 +716,18 @@ def _validation_message(exc: Exception) -> str:
     return "invalid analysis: " + "; ".join(lines)
 
 
-def _no_constants(name: str) -> float:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
 def parse_record(data: bytes | str, path: Path | None = None) -> AnalysisRecord:
     """Parse, migrate and validate analysis JSON. Raises only :class:`AssetError`."""
     if len(data) > MAX_JSON_BYTES:
         raise AssetError(f"analysis file is {len(data)} bytes; at most {MAX_JSON_BYTES}", path)
     try:
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
-        doc = json.loads(text, parse_constant=_no_constants)
-    except UnicodeDecodeError as exc:
-        raise AssetError(f"analysis is not UTF-8 text ({exc.reason} at byte {exc.start})",
-                         path) from None
-    except json.JSONDecodeError as exc:
-        raise AssetError(f"analysis is not valid JSON: {exc.msg} (line {exc.lineno}, column "
-                         f"{exc.colno})", path) from None
-    except RecursionError:
-        raise AssetError("analysis JSON is nested too deeply", path) from None
-    except ValueError as exc:  # NaN/Infinity, integers with too many digits
-        problem = "a number has too many digits" if "digits" in str(exc) else str(exc)[:200]
-        raise AssetError(f"analysis is not valid JSON: {problem}", path) from None
+        # depth checked before parsing, duplicate keys, NaN/Infinity and 1e400 refused
+        doc = parse_json(data, path, max_depth=MAX_JSON_DEPTH, error=AssetError)
+    except AssetError as exc:
+        problem = exc.problem
+        if "digits" in problem:  # Python's int-string limit: say it in words, not its advice
+            problem = "not valid JSON: a number has too many digits"
+        raise AssetError(f"analysis {problem[:300]}", path) from None
     if not isinstance(doc, dict):
         raise AssetError(f"analysis: expected a JSON object, found {type(doc).__name__}", path)
     try:
@@ -802,8 +797,9 @@ def read_arrays(npz_path: Path, record: AnalysisRecord) -> AnalysisArrays:
         if size > MAX_NPZ_BYTES:
             raise AssetError(f"analysis arrays are {size} bytes; at most {MAX_NPZ_BYTES}",
                              npz_path)
+        fd = open_regular(npz_path, AssetError)  # never a FIFO or a device
         out: dict[str, Any] = {}
-        with zipfile.ZipFile(npz_path) as zf:
+        with os.fdopen(fd, "rb") as fobj, zipfile.ZipFile(fobj) as zf:
             infos = zf.infolist()
             if len(infos) > len(names):
                 raise ValueError(f"{len(infos)} members; expected {', '.join(names)}")
@@ -838,17 +834,18 @@ def read_record(project_folder: Path, take_id: str, *, arrays: bool = False,
         return None
     except OSError as exc:
         raise AssetError(f"cannot read the analysis: {exc.strerror or exc}", jpath) from None
-    if not jpath.is_file():
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the reader, a device never end
         raise AssetError("analysis is not a regular file", jpath)
     if st.st_size > MAX_JSON_BYTES:
         raise AssetError(f"analysis file is {st.st_size} bytes; at most {MAX_JSON_BYTES}", jpath)
     try:
-        with open(jpath, "rb") as fh:
-            data = fh.read(MAX_JSON_BYTES + 1)
-    except FileNotFoundError:  # removed between stat and open (being rewritten)
-        return None
-    except OSError as exc:
-        raise AssetError(f"cannot read the analysis: {exc.strerror or exc}", jpath) from None
+        # opened non-blocking and checked on the descriptor: swapped for a FIFO meanwhile
+        # is refused too; bounded however much the file grows
+        data = read_bounded(jpath, MAX_JSON_BYTES, AssetError)
+    except AssetError as exc:
+        if not jpath.exists():  # removed between stat and open (being rewritten)
+            return None
+        raise AssetError(f"analysis {exc.problem}", jpath) from None
     record = parse_record(data, jpath)
     if record.take_id is not None and record.take_id != take_id:
         raise AssetError(f"analysis belongs to take {record.take_id}, not {take_id}", jpath)
@@ -893,9 +890,15 @@ def write_arrays(path: Path, record: AnalysisRecord,
     try:
         atomic_write_bytes(path, buf.getvalue())
     except OSError as exc:
-        raise AssetError(f"cannot write the analysis arrays: {exc.strerror or exc}",
-                         path) from None
+        raise _write_failure(exc, path) from None
     return path
+
+
+def _write_failure(exc: OSError, path: Path) -> AssetError:
+    """The app's one wording for a failed write (a full disk is a full disk, on this file)."""
+    from studio.media.video import write_error
+
+    return AssetError(write_error(exc, path).problem, path)
 
 
 def write_record(project_folder: Path, record: AnalysisRecord,
@@ -913,12 +916,18 @@ def write_record(project_folder: Path, record: AnalysisRecord,
         jpath.parent.mkdir(parents=True, exist_ok=True)
         jpath.unlink(missing_ok=True)  # from here until the JSON lands: "not analysed"
     except OSError as exc:
-        raise AssetError(f"cannot write the analysis: {exc.strerror or exc}", jpath) from None
+        raise _write_failure(exc, jpath) from None
     write_arrays(npath, record, arrays)
     try:
         atomic_write_text(jpath, text)
     except OSError as exc:
-        raise AssetError(f"cannot write the analysis: {exc.strerror or exc}", jpath) from None
+        # No half record: arrays without their JSON are only debris (and would pair with a
+        # later JSON of another analysis if one were written by hand).
+        try:
+            npath.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise _write_failure(exc, jpath) from None
     return jpath, npath
 
 
