@@ -106,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     result = outputs.film
     for note in result.notes:
         say(f"note: {note}")
+    for warning in outputs.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {result.path} ({result.frames} frames, {result.duration_s:.2f} s, "
           f"{'copied' if result.mode == 'copy' else 're-encoded'} in {result.seconds:.1f} s)")
     if outputs.media:

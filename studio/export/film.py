@@ -20,6 +20,7 @@ removes the temp file.
 
 from __future__ import annotations
 
+import errno
 import math
 import queue
 import threading
@@ -36,8 +37,9 @@ from studio.core.errors import AssetError, StudioError
 from studio.core.model import Project
 from studio.core.tasks import CancelledFn, ProgressFn, ProgressMeter
 from studio.export.plan import ExportOptions, ExportPlan, PlanItem, fit_size, plan_export
+from studio.export.targets import check_outputs, folder_error, prepare_folders
 from studio.media.video import (BT709, TEMP_SUFFIX, TV_RANGE, encode_video, open_output,
-                                timecode)
+                                timecode, write_error)
 
 if TYPE_CHECKING:
     import av
@@ -68,32 +70,38 @@ def export_film(project: Project, folder: Path, out_path: Path, options: ExportO
         raise StudioError("nothing to export: no shot has a usable take"
                           + (" (use the 'still' policy to hold start images)"
                              if plan.options.missing == "skip" and plan.items else ""))
-    for it in plan.included:
-        if it.path is not None and it.path.resolve() == out_path.resolve():
-            raise StudioError("the output would overwrite one of the takes", out_path)
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StudioError(f"cannot create the output folder: {exc.strerror or exc}",
-                          out_path.parent) from None
+    # Never over the project or an input; the folder must take files (read-only is said now,
+    # not after minutes of encoding); killed exports' temp files there are cleaned up.
+    check_outputs(folder, [out_path], plan_inputs(plan))
+    prepare_folders([out_path])
     t0 = time.perf_counter()
     notes: list[str] = []
     mode = plan.mode
-    if mode == "copy":
-        try:
-            atomic_output(out_path, lambda tmp: _remux(plan, tmp, on_progress, cancelled),
-                          suffix=TEMP_SUFFIX)
-        except _NeedsReencode as exc:
-            notes.append(f"copy path abandoned ({exc}); re-encoded instead")
-            mode = "reencode"
-    if mode == "reencode":
-        meter = ProgressMeter(plan.total_frames, "encoding", on_progress, cancelled)
-        # closing(): an encoder failure stops the decode threads now, not at garbage collection.
-        with closing(_film_frames(plan, meter)) as frames:
-            encode_video(out_path, frames, plan.fps, plan.width, plan.height,
-                         crf=plan.options.crf, preset=plan.options.preset)
+    try:
+        if mode == "copy":
+            try:
+                atomic_output(out_path,
+                              lambda tmp: _remux(plan, tmp, out_path, on_progress, cancelled),
+                              suffix=TEMP_SUFFIX)
+            except _NeedsReencode as exc:
+                notes.append(f"copy path abandoned ({exc}); re-encoded instead")
+                mode = "reencode"
+        if mode == "reencode":
+            meter = ProgressMeter(plan.total_frames, "encoding", on_progress, cancelled)
+            # closing(): an encoder failure stops the decode threads now, not at garbage
+            # collection.
+            with closing(_film_frames(plan, meter)) as frames:
+                encode_video(out_path, frames, plan.fps, plan.width, plan.height,
+                             crf=plan.options.crf, preset=plan.options.preset)
+    except OSError as exc:  # temp-file creation, fsync or rename of the output
+        raise output_error(exc, out_path) from None
     return ExportResult(out_path, mode, plan.total_frames, plan.duration_s,
                         time.perf_counter() - t0, plan, tuple(notes))
+
+
+def plan_inputs(plan: ExportPlan) -> list[Path]:
+    """Every file the export reads (takes, start images): no output may be one of them."""
+    return [it.path for it in plan.included if it.path is not None]
 
 
 def write_conformed_media(plan: ExportPlan, items: list[PlanItem], *,
@@ -111,17 +119,16 @@ def write_conformed_media(plan: ExportPlan, items: list[PlanItem], *,
             yield frame
             meter.step()
 
+    prepare_folders([it.media for it in items if it.media is not None])
     for it in items:
         assert it.media is not None
         meter.message = it.shot_title
         try:
-            it.media.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StudioError(f"cannot create the folder: {exc.strerror or exc}",
-                              it.media.parent) from None
-        with closing(_item_frames(it, plan)) as frames:
-            encode_video(it.media, counted(frames), plan.fps, plan.width, plan.height,
-                         crf=plan.options.crf, preset=plan.options.preset)
+            with closing(_item_frames(it, plan)) as frames:
+                encode_video(it.media, counted(frames), plan.fps, plan.width, plan.height,
+                             crf=plan.options.crf, preset=plan.options.preset)
+        except OSError as exc:  # temp-file creation, fsync or rename of the copy
+            raise output_error(exc, it.media) from None
         written.append(it.media)
     return written
 
@@ -132,20 +139,32 @@ class _NeedsReencode(Exception):
     """The streams turned out not to be joinable as they are (e.g. decode-order clash)."""
 
 
-def _remux(plan: ExportPlan, tmp: Path, on_progress: ProgressFn | None,
+def _remux(plan: ExportPlan, tmp: Path, out_path: Path, on_progress: ProgressFn | None,
            cancelled: CancelledFn | None) -> None:
     """Join the takes' packets into one MP4; timestamps rebased so each take starts where the
-    previous one ended (constant frame duration)."""
+    previous one ended (constant frame duration). Read errors name the take, write errors
+    (a full disk) name ``out_path``: the two are never mixed up."""
     import av
 
     items = plan.included
     meter = ProgressMeter(plan.total_frames, "copying", on_progress, cancelled)
     out = open_output(tmp)
     ok = False
+
+    def mux(pkt: Any) -> None:
+        try:
+            out.mux(pkt)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise _WriteFailed(exc) from None
+
     try:
         assert items[0].path is not None
-        with av.open(str(items[0].path)) as first:
-            ostream = out.add_stream_from_template(first.streams.video[0])
+        try:
+            with av.open(str(items[0].path)) as first:
+                ostream = out.add_stream_from_template(first.streams.video[0])
+        except av.error.FFmpegError as exc:
+            raise AssetError(f"take video is damaged: {exc} (active take of shot "
+                             f"{items[0].shot_title!r})", items[0].path) from None
         tb = items[0].source.time_base if items[0].source else Fraction(1, plan.fps * 1000)
         ostream.time_base = tb
         frame_ticks = Fraction(1, plan.fps) / tb  # one frame in time-base ticks
@@ -169,9 +188,11 @@ def _remux(plan: ExportPlan, tmp: Path, on_progress: ProgressFn | None,
                             raise _NeedsReencode(f"decode order clashes at {it.shot_title!r}")
                         last_dts = pkt.dts
                         pkt.stream = ostream
-                        out.mux(pkt)
+                        mux(pkt)
                         count += 1
                         meter.step()
+            except _WriteFailed as exc:
+                raise write_error(exc.cause, out_path) from None
             except av.error.FFmpegError as exc:
                 raise AssetError(f"take video is damaged: {exc} (active take of shot "
                                  f"{it.shot_title!r})", it.path) from None
@@ -181,14 +202,34 @@ def _remux(plan: ExportPlan, tmp: Path, on_progress: ProgressFn | None,
                                  it.path)
             offset_frames += it.source.frames
         meter.emit("finishing")
-        out.close()
-        ok = True
+        try:  # the trailer (and faststart's rewrite) is a write too: a full disk shows here
+            out.close()
+        except (av.error.FFmpegError, OSError) as exc:
+            raise write_error(exc, out_path) from None
+        finally:
+            ok = True  # closed (or failed closing): never closed twice
     finally:
         if not ok:
             try:
                 out.close()
-            except Exception:
+            except Exception:  # the first error is the one to report
                 pass
+
+
+class _WriteFailed(Exception):
+    """A write to the output failed while a take was being read (kept apart from read errors)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def output_error(exc: OSError, path: Path) -> StudioError:
+    """A failed write of an export output: a read-only or unwritable folder gets the suggestion,
+    a full disk is a full disk, on the file being written."""
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return folder_error(exc, path.parent)
+    return write_error(exc, path)
 
 
 # -- re-encode path: filter graphs -----------------------------------------------------------

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import unicodedata
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +47,42 @@ if TYPE_CHECKING:
 
     from studio.export.plan import ExportPlan, PlanItem
     from studio.identity.record import AnalysisRecord
+
+# -- text that goes into interchange files -----------------------------------------------------
+
+# ANSI/VT100 escape sequences: CSI (ESC [ … final), OSC (ESC ] … BEL or ST) and two-byte escapes.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])"
+                   r"|\x9b[0-?]*[ -/]*[@-~]")  # and the 8-bit CSI
+# Bidirectional overrides reorder what an editor shows (a name that reads as another).
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# CMX 3600 lines are read as fixed columns by old systems; comments and titles are kept short.
+EDL_NAME_MAX = 60
+
+
+def clean_text(text: object, limit: int | None = None) -> str:
+    """``text`` as one line safe in every interchange format: ANSI escapes dropped, control
+    characters (C0, C1, DEL), line/paragraph separators and bidi overrides turned into spaces,
+    runs of spaces collapsed, cut to ``limit`` characters. A name can then never start a new
+    EDL event, break an XML document or recolour a terminal."""
+    raw = _ANSI.sub("", str(text))
+    chars = [" " if (unicodedata.category(c) in ("Cc", "Zl", "Zp", "Cs") or c in _BIDI) else c
+             for c in raw]
+    line = " ".join("".join(chars).split())
+    if limit is not None and len(line) > limit:
+        line = line[:limit - 1].rstrip() + "…"
+    return line
+
+
+def _clean_tree(value: Any) -> Any:
+    """Metadata with every string (keys too) passed through :func:`clean_text`."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(k): _clean_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_tree(v) for v in value]
+    return value
+
 
 # Rates CMX 3600 timecode can express (OTIO refuses anything else).
 SMPTE_RATES = (23.976, 24, 25, 29.97, 30, 47.952, 48, 50, 59.94, 60)
@@ -85,28 +123,32 @@ def _media_url(path: Path, relative_to: Path | None) -> str:
 
 
 def build_timeline(project: Project, folder: Path, plan: "ExportPlan", *,
-                   relative_to: Path | None = None) -> "otio.schema.Timeline":
+                   relative_to: Path | None = None,
+                   name_limit: int | None = None) -> "otio.schema.Timeline":
     """The OTIO timeline of ``plan``. ``relative_to``: write media paths relative to this folder
-    (usually the folder of the .otio file) instead of absolute ``file://`` URLs."""
+    (usually the folder of the .otio file) instead of absolute ``file://`` URLs. Every name and
+    metadata string is :func:`clean_text` (cut to ``name_limit`` characters for names)."""
     import opentimelineio as otio
 
     RT = otio.opentime.RationalTime
     fps = float(plan.fps)
-    timeline = otio.schema.Timeline(name=project.name or "Continuity Studio export")
+    timeline = otio.schema.Timeline(
+        name=clean_text(project.name, name_limit) or "Continuity Studio export")
     timeline.global_start_time = RT(0, fps)
-    timeline.metadata["continuity_studio"] = {
+    timeline.metadata["continuity_studio"] = _clean_tree({
         "project_id": project.id, "width": plan.width, "height": plan.height, "fps": plan.fps,
         "crossfade": plan.options.crossfade, "mode": plan.mode,
         "skipped_shots": [{"shot_id": it.shot_id, "title": it.shot_title, "why": it.note}
                           for it in plan.skipped],
-    }
+    })
     track = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
     timeline.tracks.append(track)
     included = plan.included
     fades = plan.crossfades or [0] * max(0, len(included) - 1)
     for k, it in enumerate(included):
         fade_out = fades[k] if k < len(included) - 1 else 0
-        track.append(_clip(it, folder, fps, fade_out, relative_to, (plan.width, plan.height)))
+        track.append(_clip(it, folder, fps, fade_out, relative_to, (plan.width, plan.height),
+                           name_limit))
         if fade_out:
             track.append(otio.schema.Transition(
                 name=f"Dissolve {fade_out}f",
@@ -116,20 +158,21 @@ def build_timeline(project: Project, folder: Path, plan: "ExportPlan", *,
 
 
 def _clip(it: "PlanItem", folder: Path, fps: float, fade_out: int, relative_to: Path | None,
-          size: tuple[int, int]) -> "otio.schema.Clip":
+          size: tuple[int, int], name_limit: int | None = None) -> "otio.schema.Clip":
     import opentimelineio as otio
 
     RT, TR = otio.opentime.RationalTime, otio.opentime.TimeRange
     assert it.path is not None
+    name = clean_text(it.shot_title, name_limit) or clean_text(it.shot_id)  # never nameless
     meta: dict[str, Any] = {"shot_id": it.shot_id, "kind": it.kind,
                             "relative_path": _project_relative(it.path, folder)}
     if it.kind == "still":
         # An image held for the shot's duration; the reference covers exactly that.
         ref = otio.schema.ExternalReference(target_url=_media_url(it.path, relative_to),
                                             available_range=TR(RT(0, fps), RT(it.out_frames, fps)))
-        clip = otio.schema.Clip(name=it.shot_title, media_reference=ref,
+        clip = otio.schema.Clip(name=name, media_reference=ref,
                                 source_range=TR(RT(0, fps), RT(it.out_frames - fade_out, fps)))
-        clip.metadata["continuity_studio"] = meta
+        clip.metadata["continuity_studio"] = _clean_tree(meta)
         return clip
     take, src = it.take, it.source
     assert take is not None and src is not None
@@ -155,7 +198,7 @@ def _clip(it: "PlanItem", folder: Path, fps: float, fade_out: int, relative_to: 
         # A take at another rate without a conformed copy (OTIO only): the clip lasts what it
         # lasts in the film, expressed at the output rate.
         used = TR(RT(0, fps), RT(it.out_frames - fade_out, fps))
-    clip = otio.schema.Clip(name=it.shot_title, media_reference=ref, source_range=used)
+    clip = otio.schema.Clip(name=name, media_reference=ref, source_range=used)
     meta.update({"take_id": take.id, "seed": take.seed, "backend": take.backend,
                  "model": take.model, "identity_mean": take.identity_mean})
     analysis, problem = load_analysis_record(folder, take.id)
@@ -180,8 +223,10 @@ def _clip(it: "PlanItem", folder: Path, fps: float, fade_out: int, relative_to: 
                 first, last = conformed_range(start, end, src.rate, fps, it.out_frames)
                 if first > last:
                     continue  # every frame of the range was dropped by the conform
+            reasons = [clean_text(r) for r in reasons]
             marker = otio.schema.Marker(
-                name="Identity drift" + (f": {', '.join(reasons)}" if reasons else ""),
+                name=clean_text("Identity drift" + (f": {', '.join(reasons)}" if reasons else ""),
+                                name_limit),
                 # Item markers live in the clip's media time: frame numbers of the media.
                 marked_range=TR(RT(first, media_rate),
                                 RT(max(1, last - first + 1), media_rate)),
@@ -189,7 +234,7 @@ def _clip(it: "PlanItem", folder: Path, fps: float, fade_out: int, relative_to: 
             marker.metadata["continuity_studio"] = {"start_frame": start, "end_frame": end,
                                                     "reasons": reasons}
             clip.markers.append(marker)
-    clip.metadata["continuity_studio"] = meta
+    clip.metadata["continuity_studio"] = _clean_tree(meta)
     return clip
 
 
@@ -220,11 +265,7 @@ def write_otio(project: Project, folder: Path, plan: "ExportPlan", out_path: Pat
     timeline = build_timeline(project, folder, plan,
                               relative_to=out_path.parent if relative else None)
     text = otio.adapters.write_to_string(timeline, adapter_name="otio_json")
-    try:
-        atomic_write_text(out_path, text)
-    except OSError as exc:
-        raise StudioError(f"cannot write: {exc.strerror or exc}", out_path) from None
-    return out_path
+    return _write_text(out_path, text)
 
 
 def _adapter_available(name: str) -> bool:
@@ -283,7 +324,9 @@ def _write_text(out_path: Path, text: str) -> Path:
     try:
         atomic_write_text(out_path, text)
     except OSError as exc:
-        raise StudioError(f"cannot write: {exc.strerror or exc}", out_path) from None
+        from studio.export.film import output_error
+
+        raise output_error(exc, out_path) from None
     return out_path
 
 
@@ -294,10 +337,11 @@ def write_edl(project: Project, folder: Path, plan: "ExportPlan", out_path: Path
     check_edl(plan)
     out_path = Path(out_path).absolute()
     _check_media(plan, out_path)
-    timeline = build_timeline(project, folder, plan)
+    timeline = build_timeline(project, folder, plan, name_limit=EDL_NAME_MAX)
     try:
+        # Reels: letters, digits and spaces, 8 characters (CMX 3600's reel field).
         text = otio.adapters.write_to_string(timeline, adapter_name="cmx_3600",
-                                             rate=float(plan.fps), style="avid")
+                                             rate=float(plan.fps), style="avid", reelname_len=8)
     except Exception as exc:  # the adapter raises plain exceptions for what it cannot express
         raise StudioError(f"cannot write an EDL of this cut: {exc}", out_path) from None
     return _write_text(out_path, text)

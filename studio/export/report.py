@@ -74,14 +74,42 @@ def load_analysis(folder: Path, take_id: str) -> tuple[AnalysisRecord | None, st
         return None, str(exc)
 
 
-def load_sidecar(folder: Path, take: Take) -> dict[str, Any] | None:
+# A take's sidecar holds its generation parameters: small, shallow JSON written by the app.
+# Anything beyond these is not a sidecar we wrote, and is set aside rather than parsed.
+SIDECAR_MAX_BYTES = 1 << 20
+SIDECAR_MAX_DEPTH = 32
+
+
+def read_sidecar(folder: Path, take: Take) -> tuple[dict[str, Any] | None, str | None]:
+    """A take's sidecar and, when it cannot be used, the one line saying why (file named). Only
+    a regular file inside the project, at most :data:`SIDECAR_MAX_BYTES`, nested at most
+    :data:`SIDECAR_MAX_DEPTH` levels (no RecursionError, no FIFO hang): never fatal for export.
+    ``(None, None)`` when the take has no sidecar."""
+    from studio.core.safeio import read_json_object
+
     if not take.sidecar:
-        return None
+        return None, None
     try:
-        data = json.loads(resolve_inside(folder, take.sidecar).read_text("utf-8"))
-    except (OSError, ValueError, StudioError):
-        return None
-    return data if isinstance(data, dict) else None
+        path = resolve_inside(folder, take.sidecar)
+        return read_json_object(path, SIDECAR_MAX_BYTES, SIDECAR_MAX_DEPTH), None
+    except StudioError as exc:
+        return None, f"take {take.id}'s sidecar is set aside: {exc}"
+
+
+def load_sidecar(folder: Path, take: Take) -> dict[str, Any] | None:
+    """The sidecar, or None when there is none or it cannot be used (see :func:`read_sidecar`)."""
+    return read_sidecar(folder, take)[0]
+
+
+def sidecar_problems(project: Project, folder: Path, plan: "ExportPlan") -> list[str]:
+    """One line per sidecar of a take in the cut that the report sets aside."""
+    problems = []
+    for it in plan.included:
+        if it.take is not None:
+            problem = read_sidecar(folder, it.take)[1]
+            if problem is not None:
+                problems.append(problem)
+    return problems
 
 
 def _flatten(data: dict[str, Any], prefix: str = "", depth: int = 0) -> list[tuple[str, Any]]:
@@ -423,8 +451,10 @@ def _shot_html(index: int, it: "PlanItem", project: Project, folder: Path,
         info.append(("created", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(take.created_at))))
     out.append("<h3>Take</h3><table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>"
                                                   for k, v in info) + "</table>")
-    sidecar = load_sidecar(folder, take)
-    if sidecar:
+    sidecar, side_problem = read_sidecar(folder, take)
+    if side_problem is not None:
+        out.append(f'<p class="bad">{_e(side_problem)}</p>')
+    elif sidecar:
         rows = _flatten(sidecar)
         more = len(rows) - MAX_SIDECAR_ROWS
         body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_fmt(v, 4))}</td></tr>"
@@ -576,5 +606,7 @@ def write_report(project: Project, folder: Path, plan: "ExportPlan", out_path: P
     try:
         atomic_write_text(out_path, text)
     except OSError as exc:
-        raise StudioError(f"cannot write: {exc.strerror or exc}", out_path) from None
+        from studio.export.film import output_error
+
+        raise output_error(exc, out_path) from None
     return out_path

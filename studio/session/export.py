@@ -37,6 +37,10 @@ class ExportTargets:
         """Any timeline file wanted (they reference media, possibly conformed copies)."""
         return any(t is not None for t in (self.otio, self.edl, self.xml))
 
+    def files(self) -> list[Path]:
+        """The files wanted besides the film."""
+        return [Path(t) for t in (self.otio, self.edl, self.xml, self.report) if t is not None]
+
     @classmethod
     def beside(cls, film: Path, *, otio: bool = False, edl: bool = False, report: bool = False,
                relative_media: bool = False, xml: bool = False) -> "ExportTargets":
@@ -58,6 +62,9 @@ class ExportOutputs:
     report: Path | None = None
     xml: Path | None = None
     media: list[Path] = field(default_factory=list)  # conformed copies of takes (see above)
+    # One line each for what was read around the export and set aside (a damaged take sidecar):
+    # the export went on without it.
+    warnings: list[str] = field(default_factory=list)
 
 
 def check_targets(plan: "ExportPlan", targets: ExportTargets) -> None:
@@ -77,18 +84,29 @@ def export_project(project: Project, folder: Path, film: Path, plan: "ExportPlan
     """Write the film and then each wanted interchange file and the report, all from ``plan``.
     Raises StudioError (naming the file) or :class:`~studio.core.tasks.Cancelled`; every file is
     written atomically, so a failure or cancel leaves no half-written output."""
-    from studio.export.film import export_film, write_conformed_media
+    from studio.export.film import export_film, plan_inputs, write_conformed_media
     from studio.export.interchange import write_edl, write_fcp_xml, write_otio
     from studio.export.plan import assign_conformed_media
-    from studio.export.report import write_report
+    from studio.export.report import sidecar_problems, write_report
+    from studio.export.targets import check_outputs, prepare_folders
 
     targets = targets or ExportTargets()
     check_targets(plan, targets)
+    # Every output at once, before any is written: none over the project or an input, no two
+    # the same file (the film's own check in export_film repeats the first part for callers
+    # that write only a film).
+    check_outputs(folder, [Path(film), *targets.files()], plan_inputs(plan))
+    prepare_folders(targets.files())
     result = export_film(project, Path(folder), Path(film), plan=plan, on_progress=on_progress,
                          cancelled=cancelled)
     out = ExportOutputs(film=result)
+    out.warnings.extend(sidecar_problems(project, folder, plan) if targets.report else [])
     if targets.interchange:
         conform = assign_conformed_media(plan, result.path)
+        # The conformed copies are outputs too (``<film> media/``): same rules.
+        check_outputs(folder, [result.path, *targets.files(),
+                               *(it.media for it in conform if it.media is not None)],
+                      plan_inputs(plan))
         out.media = write_conformed_media(plan, conform, on_progress=on_progress,
                                           cancelled=cancelled)
     if targets.otio is not None:
