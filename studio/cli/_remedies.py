@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import re
 
+# Exit codes beyond 0 (done) / 1 (failed) / 130 (interrupted): EX_TEMPFAIL from sysexits.h, "try
+# again later", for a project another writer holds (`render` without --wait, or a wait run out).
+EXIT_LOCKED = 75
+
 # (pattern, replacement); applied in order, each wherever it matches.
 _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"add one in Settings\s*[▸→]\s*Models and pick it in the shot's inspector"),

@@ -3,6 +3,10 @@
 Resumes the project's persisted queue first (after a crash the interrupted job is re-queued), then
 queues new jobs for the selected shots and runs everything with a terminal progress bar. The
 project is saved after every take, so a kill loses at most the job that was running.
+
+One writer per project: the render holds the project's lock (``.studio.lock``) while it runs. A
+project in use by another process is refused with one line naming the holder (exit code
+:data:`~studio.cli._remedies.EXIT_LOCKED`), or waited for with ``--wait [SECONDS]``.
 """
 
 from __future__ import annotations
@@ -57,6 +61,22 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "previews show another person, and go on to the next seed")
     parser.add_argument("--no-resume", action="store_true",
                         help="drop the jobs left in the saved queue instead of running them")
+    parser.add_argument("--wait", nargs="?", type=_wait_seconds, const=float("inf"),
+                        default=None, metavar="SECONDS",
+                        help="when another program is writing the project, wait for it to "
+                             "finish (at most SECONDS; without a value, as long as it takes) "
+                             "instead of exiting with code 75")
+
+
+def _wait_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--wait takes a number of seconds, not {text!r}") \
+            from None
+    if not 0.0 <= value < float("inf"):  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"--wait takes a number of seconds, not {text!r}")
+    return value
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -143,12 +163,10 @@ def _check_paid(session: "object", *, allow: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from studio.cli._remedies import for_cli
+    from studio.cli._remedies import EXIT_LOCKED
     from studio.core.errors import StudioError
-    from studio.core.tasks import PLACED
     from studio.engine.queue import DraftOverrides
     from studio.engine.registry import backend_names
-    from studio.session import events as ev
     from studio.session.session import Session
 
     if args.takes is not None and args.takes < 1:
@@ -184,8 +202,60 @@ def run(args: argparse.Namespace) -> int:
                            frames=args.frames, steps=args.steps)
 
     # The project is saved after every take (and every score), so a kill loses at most the job
-    # that was running.
-    session = Session.open(args.project, analyze_new_takes=args.analyze, save_after_take=True)
+    # that was running. The lock is taken before project.json is read (see Session.open).
+    session = _open_locked(args, Session)
+    if session is None:
+        return EXIT_LOCKED
+    try:
+        return _render(args, session, draft, until)
+    finally:
+        session.close()  # the lock goes with it (and with the process, however it ends)
+
+
+def _open_locked(args: argparse.Namespace, session_type: type) -> "object | None":
+    """The render's session, holding the project's lock; None (after one line on stderr) when
+    another program holds it and did not let go within ``--wait``."""
+    from studio.core.lock import ProjectLocked
+
+    opts = {"analyze_new_takes": args.analyze, "save_after_take": True, "read_only": False,
+            "program": "continuity-studio render"}
+    try:
+        return session_type.open(args.project, lock_wait=0.0, **opts)
+    except ProjectLocked as exc:
+        if args.wait is None:
+            print(_locked_line(exc, waited=False), file=sys.stderr)
+            return None
+        print(f"waiting: {_who(exc)} has the project"
+              + ("" if args.wait == float("inf") else f" (at most {args.wait:g} s)"),
+              file=sys.stderr, flush=True)
+    try:
+        return session_type.open(args.project, lock_wait=args.wait, **opts)
+    except ProjectLocked as exc:
+        print(_locked_line(exc, waited=True), file=sys.stderr)
+        return None
+
+
+def _who(exc: "object") -> str:
+    holder = getattr(exc, "holder", None)
+    return holder.describe() if holder is not None else "another program"
+
+
+def _locked_line(exc: "object", *, waited: bool) -> str:
+    path = getattr(exc, "path", None)
+    where = f"{path}: " if path is not None else ""
+    remedy = ("it did not finish in time; wait longer (--wait without a value waits as long as "
+              "it takes)" if waited else "wait for it to finish, or pass --wait [SECONDS]")
+    return f"error: {where}this project is in use by {_who(exc)}; {remedy}"
+
+
+def _render(args: argparse.Namespace, session: "object", draft: "object",
+            until: "float | None") -> int:
+    from studio.cli._remedies import for_cli
+    from studio.core.tasks import PLACED
+    from studio.session import events as ev
+    from studio.session.session import Session
+
+    assert isinstance(session, Session)
     document, queue = session.document, session.queue
     out = sys.stderr
     bar = ProgressBar(out)

@@ -23,8 +23,11 @@ render); each is announced as a :mod:`studio.session.events` event instead.
 
 from __future__ import annotations
 
+import atexit
 import json
+import threading
 import traceback
+import weakref
 from collections import deque
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -32,7 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studio.core.document import ProjectDocument
-from studio.core.errors import StudioError, error_text
+from studio.core.errors import ProjectError, StudioError, error_text
+from studio.core.lock import ProjectLock, ProjectLocked, held_here, read_holder
 from studio.core.model import Project, Shot, Take
 from studio.core.tasks import Cancelled, CancelledFn, Progress, ProgressFn
 from studio.engine.queue import (GAVE_UP, DraftOverrides, Job, JobQueue, JobState, make_jobs,
@@ -43,6 +47,60 @@ from studio.session.analyses import AnalysisIndex
 if TYPE_CHECKING:
     from studio.engine.runner import JobResult, JobSpec
     from studio.identity.engines import FaceEngine
+
+
+class ReadOnlySession(ProjectError):
+    """A write asked of a session that opened its project read-only (or was taken over by a
+    newer session of this process): nothing is written to project.json, the queue or takes."""
+
+
+PROGRAM = "Continuity Studio"
+# The session of this process that writes each project (resolved folder -> session). A newer
+# session on the same project takes the writer's role (and the lock) over from an older one.
+_WRITERS: "dict[Path, weakref.ref[Session]]" = {}
+_WRITERS_GUARD = threading.Lock()
+
+
+def _release_all_at_exit() -> None:
+    """The kernel drops a dead process's flock anyway; releasing here also clears the lock
+    file's words, so nobody reads a finished process's name as the holder."""
+    with _WRITERS_GUARD:
+        sessions = [ref() for ref in _WRITERS.values()]
+    for session in sessions:
+        if session is not None and session._lock is not None:
+            session._release()
+
+
+atexit.register(_release_all_at_exit)
+
+
+def _writer_of(key: Path) -> "Session | None":
+    with _WRITERS_GUARD:
+        ref = _WRITERS.get(key)
+    session = ref() if ref is not None else None
+    return session if session is not None and session._lock is not None else None
+
+
+def _claim(folder: Path, *, read_only: bool | None, lock_wait: float, take_over: bool,
+           program: str) -> tuple[ProjectLock | None, str]:
+    """(the writer's lock, "") for ``folder``; (None, why) for a read-only session; (None, "")
+    for a session whose caller manages the lock.
+
+    ``read_only`` True: no lock, read-only. False: the lock, or :class:`ProjectLocked` naming its
+    holder. None: no lock taken here (the window takes its own, :mod:`studio.ui.project_lock`,
+    and shows read-only mode itself). A lock this process already holds is shared rather than
+    refused (flock would refuse our own second descriptor): a newer session takes it over from
+    an older one, unless ``take_over`` is False (a second window), which gets ProjectLocked."""
+    if read_only:
+        return None, "opened read-only"
+    if read_only is None:
+        return None, ""
+    held = held_here(folder)
+    if held is not None and held.held:
+        if not take_over and _writer_of(folder.resolve()) is not None:
+            raise ProjectLocked(folder, read_holder(folder))
+        return held, ""
+    return ProjectLock(folder, program).acquire(wait_s=lock_wait), ""
 
 
 @dataclass(frozen=True)
@@ -120,11 +178,30 @@ class RunSummary:
 
 
 class Session:
+    """The open project at work. One writer per project: a session that writes its project holds
+    the project's lock (:mod:`studio.core.lock`) from construction to :meth:`close`.
+
+    ``read_only``: True never writes the folder (no lock, the queue is shown but never saved);
+    False takes the lock (waiting up to ``lock_wait`` seconds) or raises :class:`ProjectLocked`
+    naming its holder (the CLI's writers); None (the default) leaves the lock to the caller (the
+    window holds it itself and passes True when it opened the project read-only).
+    """
+
     def __init__(self, document: ProjectDocument, *, queue: JobQueue | None = None,
                  analyze_new_takes: bool = True, engine: "FaceEngine | None" = None,
-                 save_after_take: bool = False) -> None:
+                 save_after_take: bool = False, read_only: bool | None = None,
+                 lock_wait: float = 0.0, take_over: bool = True, program: str = PROGRAM,
+                 _claimed: tuple[ProjectLock | None, str] | None = None) -> None:
         from studio.runtime.backend import register
 
+        self._lock: ProjectLock | None = None
+        self.read_only_reason = ""
+        if document.folder is not None:
+            # Before the queue is read: a waiting writer must see the holder's last queue.
+            lock, why = _claimed if _claimed is not None else _claim(
+                Path(document.folder), read_only=read_only, lock_wait=lock_wait,
+                take_over=take_over, program=program)
+            self._lock, self.read_only_reason = lock, why
         register()  # the GPU runtime serves "diffusers" jobs whenever it is installed
         self.events = ev.EventStream()
         self.analyze_new_takes = analyze_new_takes
@@ -132,8 +209,14 @@ class Session:
         self.engine = engine  # None: the default face engine (studio.identity.engines)
         self.document = document
         if queue is None:
-            queue = (JobQueue.for_project(document.folder) if document.folder is not None
-                     else JobQueue())
+            if document.folder is None:
+                queue = JobQueue()
+            elif self.read_only:
+                queue = _read_only_queue(Path(document.folder))
+            else:
+                queue = JobQueue.for_project(document.folder)
+        elif self.read_only:
+            queue.path = None  # a read-only session never saves the queue it was given
         self.queue = queue
         self.analyses = AnalysisIndex(self)
         self._analysis_queue: deque[tuple[str, str, bool]] = deque()
@@ -141,39 +224,127 @@ class Session:
         self._told_repeat: set[str] = set()  # jobs whose repeat was announced or accepted
         self._series_waiting: dict[str, str] = {}  # take id -> the series job that made it
         self.restore_notes = [_sentence(t) + "." for t in queue.restore_notes]
+        if self.read_only and document.folder is not None:
+            self.restore_notes.append(_sentence(self.read_only_reason) + ".")
         document.saved.connect(self._on_saved)
+        if self._lock is not None:
+            self._become_writer(Path(document.folder))  # type: ignore[arg-type]
 
     # -- lifecycle ------------------------------------------------------------------------------
     @classmethod
     def open(cls, folder: Path, **kw: Any) -> "Session":
-        """Load the project in ``folder`` (or its project.json) with its saved queue."""
+        """Load the project in ``folder`` (or its project.json) with its saved queue. A writer
+        takes the lock before reading project.json: after a wait it reads the holder's last
+        save, never a copy from before it (which would drop the holder's takes when saved)."""
         from studio.core.persistence import load_project, project_file
 
         path = project_file(folder)
-        return cls(ProjectDocument(load_project(path), path.parent), **kw)
+        shared = held_here(path.parent)
+        claimed = _claim(path.parent, read_only=kw.pop("read_only", None),
+                         lock_wait=kw.pop("lock_wait", 0.0), take_over=kw.pop("take_over", True),
+                         program=kw.pop("program", PROGRAM))
+        try:
+            document = ProjectDocument(load_project(path), path.parent)
+        except BaseException:
+            if claimed[0] is not None and claimed[0] is not shared:
+                claimed[0].release()  # taken for this open only: nobody else shares it
+            raise
+        return cls(document, _claimed=claimed, **kw)
 
     @property
     def folder(self) -> Path | None:
         return Path(self.document.folder) if self.document.folder is not None else None
 
+    @property
+    def read_only(self) -> bool:
+        """True when this session never writes its project (opened so, closed, or taken over
+        by a newer session of this process)."""
+        return bool(self.read_only_reason)
+
+    @property
+    def lock(self) -> ProjectLock | None:
+        return self._lock
+
+    def _become_writer(self, folder: Path) -> None:
+        """Register as the project's writer; an older session of this process on it becomes
+        read-only (its writes are refused from now on)."""
+        key = folder.resolve()
+        with _WRITERS_GUARD:
+            ref = _WRITERS.get(key)
+            _WRITERS[key] = weakref.ref(self)
+        older = ref() if ref is not None else None
+        if older is not None and older is not self:
+            older._demote("a newer session of this process took the project over",
+                          detach_queue=older.queue is not self.queue)
+
+    def _demote(self, why: str, detach_queue: bool = True) -> None:
+        self._lock = None  # not released: the newer session holds it now
+        self.read_only_reason = why
+        if detach_queue:  # its queue stays on screen but is never saved over the newer one's
+            self.queue.path = None
+
+    def _release(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is None:
+            return
+        key = lock.folder.resolve()
+        with _WRITERS_GUARD:
+            ref = _WRITERS.get(key)
+            if ref is not None and ref() in (self, None):
+                del _WRITERS[key]
+        lock.release()
+
     def close(self) -> None:
+        """Stop: the project's lock is released (a newer session of this process that took
+        it over keeps it)."""
         try:
             self.document.saved.disconnect(self._on_saved)
         except ValueError:
             pass
         self.analyses.close()
         self._analysis_queue.clear()
+        if self._lock is not None:
+            self._release()
+            self.read_only_reason = "closed"  # nothing more is written once the lock is gone
+
+    shutdown = close
+
+    def _refuse(self, what: str) -> None:
+        """Raise :class:`ReadOnlySession` when this session may not write its project."""
+        if self.read_only:
+            from studio.core.persistence import PROJECT_FILE
+
+            raise ReadOnlySession(f"cannot {what}: the project is {_read_only_words(self)}",
+                                  Path(self.document.folder) / PROJECT_FILE)  # type: ignore[arg-type]
 
     def _on_saved(self, _path: object = None) -> None:
         """Save As moves the project (and its copied queue.json) to another folder: new jobs
-        and their takes must land there, so the session follows with the queue saved there."""
+        and their takes must land there, so the session follows with the queue saved there
+        and writes it under that folder's lock."""
         from studio.engine.queue import QUEUE_FILE
 
         folder = self.folder
-        if folder is None or self.queue.path == folder / QUEUE_FILE:
+        if folder is None or self.read_only or self.queue.path == folder / QUEUE_FILE:
             return
-        old = self.queue
-        self.queue = JobQueue.for_project(folder)
+        old, old_lock = self.queue, self._lock
+        if old_lock is None:  # the caller manages the lock (the window): follow, as ever
+            self.queue = JobQueue.for_project(folder)
+            self.events.emit(ev.QueueMoved(old))
+            return
+        try:
+            lock, why = _claim(folder, read_only=False, lock_wait=0.0, take_over=True,
+                               program=old_lock.program)
+        except StudioError as exc:
+            lock, why = None, str(exc)
+        if old_lock is not lock:
+            self._release()
+        self._lock, self.read_only_reason = lock, why
+        if lock is None:
+            self.queue = _read_only_queue(folder)
+            self.note(f"the saved copy is {_read_only_words(self)}")
+        else:
+            self._become_writer(folder)
+            self.queue = JobQueue.for_project(folder)
         self.events.emit(ev.QueueMoved(old))
 
     def note(self, text: str) -> None:
@@ -184,15 +355,45 @@ class Session:
         before saving). A derived write: announced, never undoable."""
         from studio.engine.takes import recover_takes
 
-        if self.document.folder is None:
-            return []
+        if self.document.folder is None or self.read_only:
+            return []  # recovering is a write; the writer that holds the project does it
         try:
             found = recover_takes(self.document)
+            found += self._recover_unrecorded_takes()
         except StudioError as exc:
             self.note(f"could not check for unsaved takes: {exc}")
             return []
         if found:
             self.events.emit(ev.TakesRecovered(tuple(t for _s, t in found)))
+        return found
+
+    def _recover_unrecorded_takes(self) -> list[tuple[str, str]]:
+        """Takes on disk made by a job the queue still lists as unfinished (its render stopped
+        between writing the take and recording it). Such a take was never listed, so it cannot
+        have been deleted, however old it is next to the project's last save: the timestamp
+        rule of :func:`~studio.engine.takes.recover_takes` would otherwise drop it and the job
+        would run a second time over it."""
+        from studio.core.model import Take
+        from studio.engine.takes import read_sidecar, take_files
+
+        folder = Path(self.document.folder)  # type: ignore[arg-type]
+        project = self.document.project
+        found: list[tuple[str, str]] = []
+        for job in self.queue.pending():
+            shot = project.shot(job.shot_id)
+            if shot is None or any(s.take(job.take_id) is not None for s in project.shots):
+                continue
+            try:
+                video, sidecar = take_files(folder, job.shot_id, job.take_id)
+                if not (sidecar.is_file() and video.is_file()):
+                    continue
+                take = Take.model_validate(read_sidecar(sidecar)["take"])
+            except Exception:  # noqa: BLE001 - a damaged or hostile sidecar: the job runs again
+                continue
+            if take.id != job.take_id or (folder / take.video).resolve() != video:
+                continue
+            self.document.insert_take(job.shot_id, take)
+            found.append((job.shot_id, take.id))
         return found
 
     # -- generation: queueing -------------------------------------------------------------------
@@ -226,6 +427,7 @@ class Session:
                  repeats: RepeatPolicy = RepeatPolicy.NOTE) -> list[Job]:
         """Queue planned jobs. Repeats (:meth:`find_repeats`) get a new seed, are announced or
         are queued as they are, as ``repeats`` says: never silently unless the caller asked."""
+        self._refuse("queue takes")
         found = self.find_repeats(jobs)
         if found and repeats is RepeatPolicy.NEW_SEED:
             for r in found:
@@ -537,6 +739,8 @@ class Session:
         shot cannot be generated fail with the reason; both are announced."""
         from studio.engine.runner import finished_take, prepare_job
 
+        if self.read_only:
+            return None  # takes are written by the project's writer only
         while True:
             job = self.queue.start_next(limit)
             if job is None:
@@ -594,7 +798,7 @@ class Session:
         job = self.queue.get(result.job_id)
         series = job is not None and job.until_identity is not None
         added = commit_take(self.document, result)
-        if added and self.save_after_take:
+        if added and self.save_after_take and not self.read_only:
             self.document.save()  # the take is safe before anything else happens
         try:
             self.queue.finish(result.job_id, result.timings, result.notes)
@@ -809,6 +1013,10 @@ class Session:
         """Start the next queued analysis and snapshot what its worker needs."""
         while self._analysis_queue and self.analysing is None:
             shot_id, take_id, force = self._analysis_queue.popleft()
+            if self.read_only:  # an analysis writes analysis/<take>.json
+                self.events.emit(ev.AnalysisFailed(shot_id, take_id,
+                                                   f"the project is {_read_only_words(self)}"))
+                continue
             if self.document.folder is None:
                 self.events.emit(ev.AnalysisFailed(shot_id, take_id,
                                                    "save the project before analysing takes"))
@@ -839,7 +1047,7 @@ class Session:
             eng = summary.get("engine", {})
             self.document.update_take(job.shot.id, job.take.id, identity_mean=float(mean),
                                       analysis_engine=f"{eng.get('name')}/{eng.get('model')}")
-            if self.save_after_take:
+            if self.save_after_take and not self.read_only:
                 self.document.save()
         self.events.emit(ev.AnalysisReady(job.shot.id, job.take.id, dict(summary),
                                           cached=bool(summary.get("cached"))))
@@ -898,6 +1106,26 @@ def _settings_key(backend: str | None, model: str | None, record: dict[str, Any]
     rec = {k: v for k, v in record.items() if k != "face_landmarks"}
     return json.dumps({"backend": backend, "model": model, "request": rec}, sort_keys=True,
                       default=str)
+
+
+def _read_only_queue(folder: Path) -> JobQueue:
+    """The project's saved queue, shown but never saved (a read-only session's)."""
+    from studio.engine.queue import QUEUE_FILE, read_queue_files
+
+    queue = JobQueue()  # no path: nothing it does is written
+    try:
+        state = read_queue_files(Path(folder) / QUEUE_FILE)
+    except StudioError as exc:
+        queue.restore_notes.append(str(exc))
+        return queue
+    queue._adopt(state)  # as JobQueue.load, without re-queueing the writer's running jobs
+    queue.restore_notes.extend(state.problems)
+    return queue
+
+
+def _read_only_words(session: "Session") -> str:
+    why = session.read_only_reason or "opened read-only"
+    return f"read-only here ({why})"
 
 
 def _sentence(text: str) -> str:
