@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,28 +18,7 @@ from studio.core.errors import StudioError
 from studio.engine.base import GenerationRequest, Progress
 from studio.engine.preview import PreviewBackend, parse_motion
 from studio.media.video import probe
-
-
-def returns_within(fn: Callable[[], Any], seconds: float, fifo: Path | None = None) -> Any:
-    """``fn()``'s result (or its exception); the test fails if it runs longer than ``seconds``."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # handed back to the test's thread
-            box["error"] = exc
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    if t.is_alive():
-        if fifo is not None:  # release a reader blocked on the FIFO
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        pytest.fail(f"still running after {seconds} s (a hang)")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+from tests.hostile_support import returns_within
 
 
 @pytest.fixture

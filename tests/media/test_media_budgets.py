@@ -6,13 +6,10 @@ from __future__ import annotations
 import errno
 import os
 import struct
-import threading
 import tracemalloc
 import warnings
 import zlib
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -21,6 +18,7 @@ from studio.core.errors import AssetError, StudioError
 from studio.media import images, video
 from studio.media.images import inspect_image, load_rgb, thumbnail_png
 from studio.media.video import VideoWriter, encode_video, iter_frames, probe
+from tests.hostile_support import returns_within
 
 
 def png_header(path: Path, width: int, height: int) -> Path:
@@ -34,31 +32,6 @@ def png_header(path: Path, width: int, height: int) -> Path:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
                      + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
     return path
-
-
-def returns_within(fn: Callable[[], Any], seconds: float, fifo: Path | None = None) -> Any:
-    """``fn()``'s result or exception; fails the test if it is still running after ``seconds``
-    (a reader blocked on a FIFO is then released by opening the FIFO's write end)."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # handed back to the test's thread
-            box["error"] = exc
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    if t.is_alive():
-        if fifo is not None:
-            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            os.close(fd)
-        t.join(5)
-        pytest.fail(f"still running after {seconds} s (blocked?)")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 @pytest.mark.parametrize("size, words", [
