@@ -181,12 +181,13 @@ def execute_job(spec: JobSpec, on_progress: ProgressFn, cancelled: Callable[[], 
     """Generate and write one take (worker thread). Raises Cancelled, StudioError or anything
     the backend raises; leaves no partial take behind."""
     from studio.engine.registry import get_backend
-    from studio.engine.takes import take_files, take_paths
+    from studio.engine.takes import take_files
 
     # The ids come from queue.json: prove the take's files inside the project before the
     # backend is even loaded, so nothing is ever written elsewhere.
-    video_rel, _ = take_paths(spec.shot_id, spec.take_id)
-    take_files(spec.folder, spec.shot_id, spec.take_id)
+    # The absolute path: a project opened by a relative path ("render proj") must not have
+    # the folder joined twice (proj/proj/takes/...) when the backend resolves it against root.
+    video_abs, _ = take_files(spec.folder, spec.shot_id, spec.take_id)
     t_start = time.perf_counter()
     backend = get_backend(spec.backend)
     on_progress(Progress(0, 1, "loading", f"loading {backend.label or backend.name}"))
@@ -213,7 +214,7 @@ def execute_job(spec: JobSpec, on_progress: ProgressFn, cancelled: Callable[[], 
             from studio.engine.chain import generate_chained
 
             fps = float(request.fps or caps.default_fps)
-            chained = generate_chained(backend, request, spec.folder / video_rel, fps=fps,
+            chained = generate_chained(backend, request, video_abs, fps=fps,
                                        root=spec.folder, window=window, on_progress=on_progress,
                                        cancelled=cancelled, identity_refs=spec.identity_refs,
                                        resegment=spec.resegment)
@@ -224,7 +225,7 @@ def execute_job(spec: JobSpec, on_progress: ProgressFn, cancelled: Callable[[], 
             fps = float(req.fps or caps.default_fps)
             # Through generate_take, always: a backend whose frames live in another process
             # (the GPU runtime's worker) encodes the MP4 there, and only its description returns.
-            made = backend.generate_take(req, spec.folder / video_rel, fps, on_progress, cancelled,
+            made = backend.generate_take(req, video_abs, fps, on_progress, cancelled,
                                          root=spec.folder)
     except Cancelled:
         if judge is not None and judge.gave_up:

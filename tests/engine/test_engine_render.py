@@ -44,6 +44,17 @@ def test_render_default_one_take_per_shot_without_one(tmp_path: Path, photo_png:
     assert sum(len(s.takes) for s in load_project(folder).shots) == 2
 
 
+def test_render_of_a_project_named_by_a_relative_path(tmp_path: Path, photo_png: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # "render p" from the folder above it: the take lands in p/takes/, not p/p/takes/ (the
+    # folder was once joined to the take path twice and every job failed).
+    make_project(tmp_path / "p", photo_png, shots=1)
+    monkeypatch.chdir(tmp_path)
+    assert main(["render", "p", "--size", "64x48", "--frames", "2"]) == 0
+    take = load_project(tmp_path / "p").shots[0].takes[0]
+    assert (tmp_path / "p" / take.video).is_file() and not (tmp_path / "p" / "p").exists()
+
+
 def test_render_takes_n_rerolls_with_distinct_seeds(tmp_path: Path, photo_png: Path) -> None:
     folder = tmp_path / "p"
     doc = make_project(folder, photo_png, shots=2)
