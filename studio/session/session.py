@@ -55,6 +55,9 @@ class ReadOnlySession(ProjectError):
 
 
 PROGRAM = "Continuity Studio"
+# Under the lock no other program writes the project; an encoder of this process touches its
+# temp file every frame, so a temp file a minute old is debris.
+DEBRIS_AGE_UNDER_LOCK_S = 60.0
 # The session of this process that writes each project (resolved folder -> session). A newer
 # session on the same project takes the writer's role (and the lock) over from an older one.
 _WRITERS: "dict[Path, weakref.ref[Session]]" = {}
@@ -229,6 +232,22 @@ class Session:
         document.saved.connect(self._on_saved)
         if self._lock is not None:
             self._become_writer(Path(document.folder))  # type: ignore[arg-type]
+        if document.folder is not None and not self.read_only and (
+                self._lock is not None or held_here(Path(document.folder)) is not None):
+            self._clean_debris(Path(document.folder))
+
+    @staticmethod
+    def _clean_debris(folder: Path) -> None:
+        """Remove the temp files killed writes left in the project (a render killed mid-take
+        leaves ``takes/<shot>/.<take>.<random>.part``; a killed save a ``.tmp``). Only the
+        writer holding the project's lock does it, so no other program is writing them; the
+        age rule still spares a write of this very process that is in progress."""
+        from studio.core.atomic import remove_debris
+        from studio.core.persistence import ANALYSIS_DIR, TAKES_DIR
+
+        remove_debris(folder, min_age_s=DEBRIS_AGE_UNDER_LOCK_S)
+        remove_debris(folder / TAKES_DIR, min_age_s=DEBRIS_AGE_UNDER_LOCK_S, recursive=True)
+        remove_debris(folder / ANALYSIS_DIR, min_age_s=DEBRIS_AGE_UNDER_LOCK_S)
 
     # -- lifecycle ------------------------------------------------------------------------------
     @classmethod

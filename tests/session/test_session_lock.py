@@ -210,3 +210,35 @@ def test_a_take_made_but_never_recorded_is_recovered_not_run_again(
     assert [t.id for t in load_project(folder).shot(sid).takes] == [result.take.id]
     final = JobQueue.for_project(folder).get(job.id)
     assert final.state is JobState.DONE
+
+
+def test_a_writer_removes_the_debris_of_killed_writes_and_a_reader_does_not(
+        tmp_path: Path, photo_png: Path) -> None:
+    # Issue 15, finding 7: killed renders left hidden temp videos in takes/<shot>/ for ever.
+    import time as _time
+
+    from studio.core.persistence import save_project
+
+    folder = tmp_path / "p"
+    doc = make_project(folder, photo_png, shots=1)
+    save_project(doc.project, folder)
+    (folder / "takes" / "s1").mkdir(parents=True, exist_ok=True)
+    debris = [folder / "takes" / "s1" / ".t1.ab12cd34.part", folder / ".queue.json.zz99yy88.tmp",
+              folder / "analysis" / ".t1.qq11ww22.tmp"]
+    young = folder / "takes" / "s1" / ".t2.ee33rr44.part"  # a write of this process going on
+    theirs = folder / "takes" / "s1" / "notes.part"
+    old = _time.time() - 3600
+    for path in (*debris, young, theirs):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        if path is not young:
+            os.utime(path, (old, old))
+    reader = Session.open(folder, read_only=True)
+    reader.close()
+    assert all(p.exists() for p in debris)
+    writer = Session.open(folder, read_only=False)
+    try:
+        assert not any(p.exists() for p in debris)
+        assert young.exists() and theirs.exists()
+    finally:
+        writer.close()
