@@ -57,6 +57,7 @@ _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[
 _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # CMX 3600 lines are read as fixed columns by old systems; comments and titles are kept short.
 EDL_NAME_MAX = 60
+EDL_MAX_EVENTS = 999
 
 
 def clean_text(text: object, limit: int | None = None) -> str:
@@ -299,6 +300,11 @@ def check_edl(plan: "ExportPlan") -> None:
         raise StudioError("CMX 3600 EDL needs the 'otio-cmx3600-adapter' package "
                           "(pip install opentimelineio-plugins)")
     _check_rate(plan, "CMX 3600 EDL")
+    # Event numbers are three digits: a 1000th event would be written as an unparseable line.
+    events = sum(1 for it in plan.items if it.kind != "skip")
+    if events > EDL_MAX_EVENTS:
+        raise StudioError(f"a CMX 3600 EDL holds at most {EDL_MAX_EVENTS} events and this cut has "
+                          f"{events}: export OTIO or Final Cut Pro XML for it instead")
 
 
 def check_fcp_xml(plan: "ExportPlan") -> None:

@@ -16,6 +16,7 @@ from export_testkit import make_project, write_analysis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from studio.core.errors import StudioError
 from studio.core.model import Project
 from studio.export.interchange import (EDL_NAME_MAX, clean_text, write_edl, write_fcp_xml,
                                        write_otio)
@@ -108,6 +109,19 @@ def test_edl_with_hostile_names_has_exactly_the_events_we_meant(tmp_path: Path) 
     assert first.count("* FROM CLIP:") == 1  # the forged one in the reason is in the LOC line
     for line in events[0]["comments"]:  # type: ignore[union-attr]
         assert len(str(line)) <= 100, line
+
+
+def test_an_edl_of_more_than_999_events_is_refused_not_written(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # CMX 3600 numbers events with three digits: event 1000 would be an unparseable line.
+    import studio.export.interchange as interchange
+
+    monkeypatch.setattr(interchange, "EDL_MAX_EVENTS", 1)
+    project = _hostile_project(tmp_path)
+    plan = plan_export(project, tmp_path)
+    with pytest.raises(StudioError, match="at most 1 events and this cut has 2"):
+        write_edl(project, tmp_path, plan, tmp_path / "cut.edl")
+    assert not (tmp_path / "cut.edl").exists()
 
 
 def test_otio_with_hostile_names_reads_back_clean(tmp_path: Path) -> None:
