@@ -163,9 +163,13 @@ def _depth_exceeds(text: str, max_depth: int) -> bool:
 
 
 def parse_json(data: bytes | str, path: Path | None = None, max_depth: int = DEFAULT_MAX_DEPTH,
-               error: type[StudioError] = StudioError) -> Any:
+               error: type[StudioError] = StudioError, non_finite: bool = False) -> Any:
     """Parse JSON strictly: UTF-8, nesting at most ``max_depth``, no duplicate keys, only
-    finite numbers. Raises only ``error``."""
+    finite numbers. Raises only ``error``.
+
+    ``non_finite=True`` lets ``NaN``/``Infinity`` through as floats: only for answers of a
+    server we merely read metadata from (ComfyUI's node list, where Python's json writes a node's
+    unbounded maximum as ``Infinity``); nothing read so is stored or computed with unchecked."""
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8")
@@ -174,6 +178,8 @@ def parse_json(data: bytes | str, path: Path | None = None, max_depth: int = DEF
     if _depth_exceeds(data, max_depth):
         raise error(f"holds JSON nested too deeply (more than {max_depth} levels)", path)
     try:
+        if non_finite:
+            return json.loads(data, object_pairs_hook=_no_duplicates)
         return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constant,
                           parse_float=_finite_float)
     except json.JSONDecodeError as exc:

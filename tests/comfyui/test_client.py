@@ -559,6 +559,16 @@ def test_malformed_answers_are_errors_naming_the_server(
     assert comfy_server.url in str(exc.value) and not isinstance(exc.value, Unreachable)
 
 
+def test_a_node_list_with_an_unbounded_maximum_is_read(comfy_server: FakeComfyUI) -> None:
+    # Python's json (ComfyUI's) writes float("inf") as Infinity: a custom node with an unbounded
+    # maximum must not make the whole server unusable; every other answer stays strict.
+    body = b'{"Node": {"input": {"required": {"x": ["FLOAT", {"max": Infinity}]}}}}'
+    comfy_server.override("GET", "/object_info",
+                          lambda request: web.Response(body=body, content_type="application/json"))
+    info = client_for(comfy_server).object_info()
+    assert info["Node"]["input"]["required"]["x"][1]["max"] == float("inf")
+
+
 def test_oversized_json_and_redirects_are_refused(comfy_server: FakeComfyUI, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(client_mod, "MAX_JSON_BYTES", 1000)
     client = client_for(comfy_server)

@@ -361,8 +361,11 @@ class ComfyClient:
     def _parse(self, body: bytes, what: str) -> Any:
         from studio.core.safeio import parse_json
 
-        try:  # strict: bounded depth, no duplicate keys, no NaN (an answer is data, not trusted)
-            return parse_json(body, max_depth=_MAX_ANSWER_DEPTH)
+        # Strict: bounded depth, no duplicate keys (an answer is data, not trusted); NaN and
+        # Infinity only in the node list, where a custom node's unbounded maximum is Infinity.
+        try:
+            return parse_json(body, max_depth=_MAX_ANSWER_DEPTH,
+                              non_finite=what.endswith("/object_info"))
         except StudioError:
             raise self._error(ComfyError, f"answered {what} with something that is not JSON") from None
 
