@@ -78,10 +78,18 @@ def test_startup_path_stays_light(tmp_path: Path, demo: bool) -> None:
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", STUDIO_BENCH_STARTUP="1",
                CONTINUITY_STUDIO_HOME=str(tmp_path), PYTHONPATH=str(ROOT))
     probe = ("import sys, atexit, os\n"
+             "_dumped = []\n"
              "def _dump():\n"
+             "    if _dumped: return\n"
+             "    _dumped.append(1)\n"
              "    open(os.environ['MODS_OUT'], 'w').write('\\n'.join(sorted(sys.modules)))\n"
              "atexit.register(_dump)\n"
              "import studio.ui.app as a\n"
+             # The modules at the first paint (a preload task starts right after it).
+             "_report = a._FirstPaint._report\n"
+             "def _report_and_dump(self):\n"
+             "    _dump(); _report(self)\n"
+             "a._FirstPaint._report = _report_and_dump\n"
              "_orig = os._exit\n"
              "def _exit(code):\n"
              "    _dump(); _orig(code)\n"

@@ -137,12 +137,20 @@ def start_face(path: Path, rgb: "np.ndarray | None" = None) -> "np.ndarray | Non
     except Exception:  # noqa: BLE001 - no face models, a detector error: frame without a face
         return None
     lm = None if found is None else np.asarray(found, dtype=np.float64) / scale
+    remember_start_face(path, lm, key)
+    return lm
+
+
+def remember_start_face(path: Path, landmarks: "np.ndarray | None",
+                        key: tuple[str, int, int] | None = None) -> None:
+    """Cache what :func:`start_face` would find in ``path`` as it is now, found elsewhere (the
+    window finds faces in a child process, away from its own threads' GIL)."""
+    key = key if key is not None else _file_key(path)
     if key is not None:
         with _faces_lock:
-            _faces[key] = lm
+            _faces[key] = landmarks
             while len(_faces) > _FACES_MAX:
                 _faces.popitem(last=False)
-    return lm
 
 
 def _face_box(lm: "np.ndarray") -> tuple[tuple[float, float, float, float], float]:

@@ -217,10 +217,13 @@ def recover_takes(document: ProjectDocument) -> list[tuple[str, str]]:
         return []
     saved_at = document.project.modified_at or 0.0
     found: list[tuple[str, str]] = []
+    # Looked up once: a project of thousands of shots and takes must not cost shots × takes.
+    shots = {s.id: s for s in document.project.shots}
+    listed = {t.id for s in document.project.shots for t in s.takes}
     for sidecar in sorted(root.glob("*/*.json")):
         shot_id = sidecar.parent.name
-        shot = document.project.shot(shot_id)
-        if shot is None or shot.take(sidecar.stem) is not None:
+        shot = shots.get(shot_id)
+        if shot is None or sidecar.stem in listed:
             continue
         try:
             data = read_sidecar(sidecar)
@@ -235,6 +238,7 @@ def recover_takes(document: ProjectDocument) -> list[tuple[str, str]]:
         if saved_at and take.created_at and take.created_at <= saved_at:
             continue  # existed when the project was last saved: deleted on purpose
         document.insert_take(shot_id, take)
+        listed.add(take.id)
         found.append((shot_id, take.id))
     return found
 

@@ -40,15 +40,18 @@ class AnalysisIndex:
         self._engine_key: str | None = None
         doc = session.document
         self._doc = doc
-        doc.character_changed.connect(self._on_change)
-        doc.shot_changed.connect(self._on_change)
-        doc.structure_changed.connect(self._on_change)
+        # O(change): a shot's edit re-checks that shot's takes, a character's the shots that
+        # use it; only a structural change (shots or takes added/removed) re-checks them all.
+        self._slots = ((doc.character_changed, self._on_character_changed),
+                       (doc.shot_changed, self._on_shot_changed),
+                       (doc.structure_changed, self._on_change))
+        for sig, slot in self._slots:
+            sig.connect(slot)
 
     def close(self) -> None:
-        for sig in (self._doc.character_changed, self._doc.shot_changed,
-                    self._doc.structure_changed):
+        for sig, slot in self._slots:
             try:
-                sig.disconnect(self._on_change)
+                sig.disconnect(slot)
             except ValueError:
                 pass
         self._cache.clear()
@@ -103,7 +106,10 @@ class AnalysisIndex:
 
     def stale(self) -> dict[str, tuple[str, ...]]:
         """Take id -> reasons, for every analysed take that is stale now."""
-        return {take.id: reasons for shot in self._doc.project.shots for take in shot.takes
+        return self._stale_of(self._doc.project.shots)
+
+    def _stale_of(self, shots: Any) -> dict[str, tuple[str, ...]]:
+        return {take.id: reasons for shot in shots for take in shot.takes
                 if (reasons := self.stale_reasons(shot.id, take.id))}
 
     # -- keeping track ------------------------------------------------------------------------
@@ -129,9 +135,32 @@ class AnalysisIndex:
         announce the takes whose staleness changed."""
         if self._session.folder is None:
             return
-        now = self.stale()
+        self._announce(self.stale(), set(self._stale))
+
+    def _on_shot_changed(self, shot_id: str = "", *_args: Any) -> None:
+        shot = self._doc.project.shot(shot_id) if shot_id else None
+        if shot is None:  # unknown (or removed): the structure's re-check covers it
+            self._on_change()
+            return
+        if self._session.folder is not None:
+            self._announce(self._stale_of([shot]), {t.id for t in shot.takes})
+
+    def _on_character_changed(self, character_id: str = "", *_args: Any) -> None:
+        if not character_id:
+            self._on_change()
+            return
+        if self._session.folder is None:
+            return
+        shots = [s for s in self._doc.project.shots if s.character_id == character_id]
+        self._announce(self._stale_of(shots), {t.id for s in shots for t in s.takes})
+
+    def _announce(self, now: dict[str, tuple[str, ...]], scope: set[str]) -> None:
+        """``now``: the stale takes among ``scope`` (take ids re-checked); announce what
+        changed there and keep the rest as it was."""
         changed = {t: r for t, r in now.items() if self._stale.get(t) != r}
-        fresh_again = {t: () for t in self._stale if t not in now}
-        self._stale = now
+        fresh_again = {t: () for t in scope if t in self._stale and t not in now}
+        for t in scope:
+            self._stale.pop(t, None)
+        self._stale.update(now)
         if changed or fresh_again:
             self._session.events.emit(ev.AnalysisStale({**changed, **fresh_again}))

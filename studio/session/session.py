@@ -398,9 +398,11 @@ class Session:
         folder = Path(self.document.folder)  # type: ignore[arg-type]
         project = self.document.project
         found: list[tuple[str, str]] = []
+        shots = {s.id: s for s in project.shots}
+        listed = {t.id for s in project.shots for t in s.takes}
         for job in self.queue.pending():
-            shot = project.shot(job.shot_id)
-            if shot is None or any(s.take(job.take_id) is not None for s in project.shots):
+            shot = shots.get(job.shot_id)
+            if shot is None or job.take_id in listed:
                 continue
             try:
                 video, sidecar = take_files(folder, job.shot_id, job.take_id)
@@ -412,6 +414,7 @@ class Session:
             if take.id != job.take_id or (folder / take.video).resolve() != video:
                 continue
             self.document.insert_take(job.shot_id, take)
+            listed.add(take.id)
             found.append((job.shot_id, take.id))
         return found
 

@@ -22,7 +22,7 @@ from studio.core.model import ANGLE_LABELS, Angle, Character
 from studio.core.tasks import Cancelled, CancelledFn, ProgressFn
 from studio.ui import drops
 from studio.ui.layouts import ElidedLabel
-from studio.ui.tasks import run_task, task_pool
+from studio.ui.tasks import ChildWorker, run_task, task_pool
 from studio.ui.undo import (AddCharacterCommand, EditReferenceCommand, RemoveCharacterCommand,
                                 RemoveReferenceCommand, push)
 
@@ -45,7 +45,6 @@ VERDICT_STYLE = {"good": ("✓", "#3c8d40", "Good reference"),
                  "unknown": ("?", "#707070", "Could not be checked")}
 Verdict = dict[str, Any]  # {"level": str, "reasons": [str]}
 
-
 class ReferenceChecks(QObject):
     """Quality verdicts of bible images (:func:`studio.identity.checks.reference_quality`: one
     face, its size, sharpness, light, background, the angle tag), made one at a time off the UI
@@ -60,6 +59,9 @@ class ReferenceChecks(QObject):
     def __init__(self, parent: QObject | None = None, delay_ms: int = 800) -> None:
         super().__init__(parent)
         self.pool = task_pool(self, 1)  # the other core stays with the UI and generation
+        # dlib holds the GIL for a whole detection: checks run in a child process
+        self._checker = ChildWorker()
+        self.destroyed.connect(lambda *_a, c=self._checker: c.close())
         self._verdicts: dict[tuple[str, str], Verdict] = {}
         self._running: set[tuple[str, str]] = set()
         self._waiting: list[tuple[str, str]] = []
@@ -114,6 +116,10 @@ class ReferenceChecks(QObject):
     def busy(self) -> bool:
         return bool(self._running)
 
+    def pending(self) -> int:
+        """Checks asked for and not answered yet (waiting for the pause, or running)."""
+        return len(self._waiting) + len(self._running)
+
     def _start_waiting(self) -> None:
         for key in list(self._waiting):
             self._start(key)
@@ -126,13 +132,15 @@ class ReferenceChecks(QObject):
         self._running.add(key)
         path, angle = key
 
-        def work(_progress: ProgressFn, cancelled: CancelledFn) -> Verdict:
-            from studio.identity.checks import reference_quality
+        checker = self._checker
 
+        def work(_progress: ProgressFn, cancelled: CancelledFn) -> Verdict:
             if cancelled():
                 raise Cancelled()
-            report = reference_quality(Path(path), angle)
-            return {"level": report.level, "reasons": list(report.reasons)}
+            verdict = checker.call("studio.ui.child_work:reference_verdict",
+                                   {"path": path, "angle": angle}, cancelled)
+            return {"level": str(verdict["level"]),
+                    "reasons": [str(r) for r in verdict["reasons"]]}
 
         run_task(work, parent=self, pool=self.pool, name="reference-check",
                  on_done=lambda verdict, k=key: self._done(k, verdict),

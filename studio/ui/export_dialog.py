@@ -357,6 +357,7 @@ class ExportDialog(QDialog):
                     written[kind] = getattr(outputs, kind)
             if outputs.media:
                 written["media"] = list(outputs.media)
+            written["warnings"] = list(outputs.warnings)  # e.g. a damaged sidecar set aside
             return written
 
         self._task = run_task(work, parent=self, name="export", on_done=self._on_finished,
@@ -400,8 +401,9 @@ class ExportDialog(QDialog):
         media = written.get("media") or []
         if media:
             files.append(f"{len(media)} conformed take(s) in {Path(media[0]).parent}")
+        warnings = [f"warning: {w}" for w in written.get("warnings") or []]
         self.status_label.setText(f"Done in {written['seconds']:.1f} s ({how}):\n"
-                                  + "\n".join(files))
+                                  + "\n".join(files + warnings))
         self.show_folder_button.setEnabled(True)
         self.play_button.setEnabled(True)
         self.export_ended.emit("done", written)
@@ -422,6 +424,9 @@ class ExportDialog(QDialog):
 
     def _on_failed(self, message: str) -> None:
         self._finish_task()
+        # The export layer words its suggestions for the CLI; here the film's field is --out.
+        message = message.replace("choose another folder with --out",
+                                  "choose another folder for the film")
         self.last_error = message
         self.status_label.setText(f"Export failed: {message}")
         self.status_label.setStyleSheet("color: #b04040;")

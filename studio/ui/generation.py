@@ -13,6 +13,7 @@ session itself; other views listen to ``main_window.session_bridge``.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, Signal
@@ -64,6 +65,37 @@ def _series_text(document: ProjectDocument, e: ev.SeriesFinished) -> str:
             + (" — it is now the active take." if e.made_active and e.best_take_id else "."))
 
 
+def _listed_takes(session: Session) -> frozenset[tuple[str, str]]:
+    return frozenset((shot.id, take.id) for shot in session.document.project.shots
+                     for take in shot.takes)
+
+
+def _unlisted_sidecars(folder: Path | None, listed: frozenset[tuple[str, str]]) -> bool:
+    """True when ``takes/<shot>/`` holds a sidecar whose take ``listed`` lacks there (only then
+    can :meth:`Session.recover_takes` find anything): one ``scandir`` a shot folder."""
+    import os
+
+    from studio.core.persistence import TAKES_DIR
+
+    if folder is None:
+        return False
+    try:
+        with os.scandir(os.path.join(folder, TAKES_DIR)) as shots:
+            for entry in shots:
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                with os.scandir(entry.path) as files:
+                    for f in files:
+                        if f.name.endswith(".json") and not f.name.startswith(".") and \
+                                (entry.name, f.name[:-5]) not in listed:
+                            return True
+    except FileNotFoundError:  # no takes folder: nothing to recover
+        return False
+    except OSError:  # unreadable: let recovery decide and report
+        return True
+    return False
+
+
 class _Requeued:
     """The outcome of a job whose server stopped answering: it goes back in the queue."""
 
@@ -101,6 +133,7 @@ class GenerationController(QObject):
         self.notes: list[str] = []
         self.session = session
         self._unsubscribe: Any = None
+        self._recovery_pending = False  # a window's open: unsaved takes not checked for yet
         self.set_session(session)
         app = QApplication.instance()
         if app is not None:
@@ -133,7 +166,7 @@ class GenerationController(QObject):
         self.note.emit(text)
 
     # -- project switching and restore ------------------------------------------------------
-    def set_session(self, session: Session) -> None:
+    def set_session(self, session: Session, defer_recovery: bool = False) -> None:
         """Follow ``session`` (another project, or the same one after Save As): a job running
         for the previous one goes back to the head of its queue, finished takes the project
         does not list yet are recovered, the restored queue resumes."""
@@ -147,15 +180,40 @@ class GenerationController(QObject):
             self._unsubscribe()
         self.session = session
         self._unsubscribe = session.events.subscribe(self._on_event)
-        found = session.recover_takes()
-        if found:
-            self._note(f"Recovered {len(found)} finished take(s) that were not saved in the "
-                       "project yet.")
         session.queue.changed.connect(self._on_queue_changed)
         for text in session.restore_notes:
             self._note(text)
         self.queue_changed.emit()
-        self._pump()
+        self._recovery_pending = False  # a check for an earlier session no longer counts
+        if not defer_recovery:
+            if _unlisted_sidecars(session.document.folder, _listed_takes(session)):
+                self._recover(session)
+            self._pump()
+            return
+        # A project opened in the window: which takes/<shot>/ folders hold unlisted sidecars is
+        # found by a worker (one listing a shot: 70 ms at 2000 shots); no job starts before it
+        # is known, so a take made by a job is recovered before that job could run again.
+        self._recovery_pending = True
+        listed = _listed_takes(session)
+        folder = session.document.folder
+
+        def done(unlisted: bool, s: Session = session) -> None:
+            if s is not self.session:
+                return
+            self._recovery_pending = False
+            if unlisted:
+                self._recover(s)
+            self._pump()
+
+        run_task(lambda _p, _c: _unlisted_sidecars(folder, listed), parent=self,
+                 name="recovery-check", on_done=done, on_error=lambda _m: done(True),
+                 on_cancelled=lambda: setattr(self, "_recovery_pending", False))
+
+    def _recover(self, session: Session) -> None:
+        found = session.recover_takes()
+        if found:
+            self._note(f"Recovered {len(found)} finished take(s) that were not saved in the "
+                       "project yet.")
 
     def _on_event(self, e: ev.SessionEvent) -> None:
         if isinstance(e, ev.Note):
@@ -340,7 +398,7 @@ class GenerationController(QObject):
     # -- running ----------------------------------------------------------------------------
     def _pump(self) -> None:
         """Start jobs while the session allows more to run (UI thread)."""
-        while not self._stop.is_set() and not self._closed:
+        while not self._stop.is_set() and not self._closed and not self._recovery_pending:
             limit = min(MAX_PARALLEL, self.session.job_slots())
             if len(self._running) >= limit:
                 return
@@ -473,7 +531,8 @@ def install_generation(main_window: "MainWindow") -> GenerationController:
     from studio.ui.takes_panel import TakesPanel
 
     ctl = GenerationController(main_window.session, main_window)
-    main_window.session_bridge.attached.connect(ctl.set_session)
+    main_window.session_bridge.attached.connect(
+        lambda session: ctl.set_session(session, defer_recovery=True))
     # A window destroyed while a job runs: stop the worker first (the job is re-queued).
     main_window.destroyed.connect(lambda *_a, c=ctl: c.shutdown())
     menu = main_window.menu("Generate")

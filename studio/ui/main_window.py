@@ -15,14 +15,15 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence, QUndoStack
+from PySide6.QtCore import QByteArray, QEvent, QEventLoop, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import (QAction, QCloseEvent, QGuiApplication, QKeySequence, QUndoStack)
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox,
-                               QUndoView, QWidget)
+                               QToolBar, QToolButton, QUndoView, QWidget)
 
 from studio import __version__
 from studio.core.document import ProjectDocument
 from studio.core.errors import ProjectError, StudioError, error_text
+from studio.core.lock import ProjectLock, ProjectLocked
 from studio.core.model import Project, new_id
 from studio.core.persistence import (AUTOSAVE_FILE, PROJECT_FILE, discard_recovery, ensure_layout,
                                      load_project, load_recovery, project_file, recovery_available)
@@ -33,6 +34,9 @@ from studio.ui.bible_panel import BiblePanel
 from studio.ui.events import DocumentEvents
 from studio.ui.session_bridge import SessionBridge
 from studio.ui.inspector import Inspector
+from studio.ui import project_lock as locks
+from studio.ui.project_lock import (READ_ONLY, WAIT, LockWaiter, ReadOnlyBar, ask_when_locked,
+                                    try_lock)
 from studio.ui.settings import add_recent, app_settings, recent_projects, remove_recent
 from studio.ui.storyboard import Storyboard
 from studio.ui.start_image_view import StartImageView
@@ -53,6 +57,8 @@ APP_NAME = "Continuity Studio"
 AUTOSAVE_MS = 60_000
 DEFAULT_SIZE = (1440, 900)  # first start; bounded by the screen (_default_size)
 MENU_NAMES = ("File", "Edit", "View", "Generate", "Settings", "Help")
+# A project.json above this is parsed in a worker while the window keeps painting.
+BIG_PROJECT_BYTES = 256 * 1024
 
 
 def untitled_root() -> Path:
@@ -72,6 +78,33 @@ def _is_inside(child: Path, parent: Path) -> bool:
         return True
     except ValueError:
         return False
+
+
+# Imported by a worker as the window starts: a first import on the UI thread (numpy, PyAV, the
+# landmark module behind the face checks) costs 0.1–0.4 s, a visible freeze while a project
+# opens. Only modules the window is about to need anyway.
+PRELOAD_MODULES = ("numpy", "PIL.Image", "av", "studio.identity.landmarks", "studio.media.video",
+                   "studio.media.frames", "studio.identity.record")
+
+
+def _preload_libraries(parent: QWidget) -> None:
+    import importlib
+
+    from studio.ui.tasks import run_task
+
+    def work(_progress: object, cancelled: object) -> None:
+        for name in PRELOAD_MODULES:
+            if cancelled():  # type: ignore[operator]
+                return
+            try:
+                importlib.import_module(name)
+            except ImportError:  # an optional library: its feature says so when used
+                pass
+        from studio.identity.record import AnalysisRecord
+
+        AnalysisRecord.model_rebuild()  # its validator is built on first use: 0.05 s
+
+    run_task(work, parent=parent, name="preload", on_error=lambda _m: None)
 
 
 class MainWindow(QMainWindow):
@@ -114,6 +147,13 @@ class MainWindow(QMainWindow):
         self.errors: list[str] = []  # every message shown, newest last (status/tests)
         self._error_box: QMessageBox | None = None
         self._menus: dict[str, QMenu] = {}
+        # One writer per project: the lock of the open project (None: untitled, read-only, or
+        # given by the caller), read-only mode while another writer holds it.
+        self.project_lock: ProjectLock | None = None
+        self.read_only = False
+        self.lock_holder = ""
+        self._lock_waiter: LockWaiter | None = None
+        self._opening = False
         self.events.attach(self.document)
         # The project at work (Qt-free): queue, analyses, one event stream; views listen to it
         # through the bridge, which outlives the session when another project opens.
@@ -141,6 +181,7 @@ class MainWindow(QMainWindow):
         self.inspector_dock.raise_()
         self._build_edit_actions()
         self._build_status_bar()
+        self._build_read_only_bar()
 
         self.storyboard.shot_selected.connect(self._on_shot_selected)
         self.bible.character_selected.connect(self._on_character_selected)
@@ -156,6 +197,7 @@ class MainWindow(QMainWindow):
         self.autosave_timer.start()
 
         self._install_extensions()
+        self._preloaded = False  # the libraries of an open are imported after the first show
         self.resize(self._default_size())
         if not self.restore_layout():
             self._default_layout()
@@ -296,6 +338,149 @@ class MainWindow(QMainWindow):
         self.importer.busy_changed.connect(
             lambda busy: self.statusBar().showMessage("Importing…") if busy else None)
 
+    def _build_read_only_bar(self) -> None:
+        self.read_only_bar = ReadOnlyBar(self, on_wait=self.wait_for_write_access,
+                                         on_stop_wait=self.stop_waiting)
+        bar = QToolBar("Read-only", self)
+        bar.setObjectName("readOnlyToolBar")
+        bar.setMovable(False)
+        bar.setFloatable(False)
+        bar.toggleViewAction().setVisible(False)
+        bar.addWidget(self.read_only_bar)
+        self.addToolBar(Qt.TopToolBarArea, bar)
+        self._read_only_toolbar = bar
+        bar.setVisible(False)
+
+    # -- one writer per project -----------------------------------------------------------------
+    def _hold_lock(self, lock: ProjectLock | None, read_only: bool, holder: str = "") -> None:
+        """Keep ``lock`` (the open project's), dropping the one held before."""
+        old, self.project_lock = self.project_lock, lock
+        if old is not None and old is not lock:
+            locks.release(old)
+        if self._lock_waiter is not None:  # a wait belongs to the project it was started for
+            self._lock_waiter.cancel()
+            self._lock_waiter = None
+        self.read_only = read_only
+        self.lock_holder = holder if read_only else ""
+        self._apply_read_only()
+
+    def _apply_read_only(self) -> None:
+        ro = self.read_only
+        self._read_only_toolbar.setVisible(ro)
+        self.read_only_bar.setVisible(ro)
+        self.read_only_bar.set_state(self.lock_holder, self._lock_waiter is not None
+                                     and self._lock_waiter.waiting)
+        self.save_action.setEnabled(not ro)  # Save As stays: a copy elsewhere is allowed
+        for name in ("Edit", "Generate"):
+            menu = self._menus.get(name)
+            if menu is not None:
+                for act in menu.actions():
+                    if not act.isSeparator() and act not in (self.undo_action, self.redo_action):
+                        act.setEnabled(not ro)
+        self.inspector.setEnabled(not ro)
+        for panel in (self.bible, self.storyboard):
+            for button in panel.findChildren(QToolButton):
+                button.setEnabled(not ro)
+        self.storyboard.view.viewport().setAcceptDrops(not ro)
+        self.bible.setAcceptDrops(not ro)
+        if ro:
+            self.undo_stack.clear()
+        self._update_title()
+
+    def wait_for_write_access(self) -> None:
+        """Poll the open project's lock off the UI thread; open it for writing when free."""
+        folder = self.document.folder
+        if not self.read_only or folder is None or (
+                self._lock_waiter is not None and self._lock_waiter.waiting):
+            return
+        waiter = LockWaiter(folder, self)
+        waiter.acquired.connect(lambda lock, w=waiter: self._on_write_access(w, lock))
+        waiter.stopped.connect(lambda message, w=waiter: self._on_wait_stopped(w, message))
+        self._lock_waiter = waiter
+        waiter.start()
+        self._apply_read_only()
+
+    def stop_waiting(self) -> None:
+        if self._lock_waiter is not None:
+            self._lock_waiter.cancel()
+
+    def _on_wait_stopped(self, waiter: LockWaiter, message: str) -> None:
+        if waiter is self._lock_waiter:
+            self._lock_waiter = None
+            if message != "stopped waiting":
+                self.show_error(message)
+            self._apply_read_only()
+        waiter.deleteLater()
+
+    def _on_write_access(self, waiter: LockWaiter, lock: ProjectLock) -> None:
+        folder = self.document.folder
+        if waiter is not self._lock_waiter or folder is None or not self.read_only \
+                or lock.folder != folder:
+            lock.release()  # another project is open now
+            return
+        locks.adopt(lock)
+        self._lock_waiter = None
+        waiter.deleteLater()
+        try:  # the other writer may have changed it: show what is on disk now
+            project = self._load_project_file(folder, recovery=False)
+        except StudioError as exc:
+            locks.release(lock)
+            self.show_error(exc)
+            self._apply_read_only()
+            return
+        self._hold_lock(lock, read_only=False)
+        self.set_project(ProjectDocument(project, folder), untitled=False)
+        self.statusBar().showMessage(f"Opened {folder} for writing", 8000)
+
+    def _take_lock(self, folder: Path) -> tuple[ProjectLock | None, str, str] | None:
+        """(lock, mode, holder) for opening ``folder``: mode "" (ours to write), READ_ONLY or
+        WAIT; None when the user cancels."""
+        if self.project_lock is not None and self.project_lock.held and \
+                self.project_lock.folder.resolve() == folder.resolve():
+            return self.project_lock, "", ""  # reopening our own project
+        try:
+            return try_lock(folder), "", ""
+        except ProjectLocked as exc:
+            holder = exc.holder.describe() if exc.holder is not None else ""
+            choice = ask_when_locked(self, folder, exc)
+            if choice in (READ_ONLY, WAIT):
+                return None, choice, holder
+            return None
+        except ProjectError as exc:  # a read-only folder: nobody can write it, so read-only
+            self.statusBar().showMessage(str(exc), 15_000)
+            return None, READ_ONLY, exc.problem
+
+    def _load_project_file(self, folder: Path, recovery: bool) -> Project:
+        """Load project.json (or the autosave); a big one is parsed in a worker while the
+        window keeps handling events (a nested loop: the caller still gets its answer)."""
+        from studio.core.safeio import check_regular
+
+        path = folder / (AUTOSAVE_FILE if recovery else PROJECT_FILE)
+        st = check_regular(path, ProjectError)  # a FIFO or a device is refused before any read
+        load = (lambda: load_recovery(folder)) if recovery else (lambda: load_project(folder))
+        if st.st_size <= BIG_PROJECT_BYTES:
+            return load()
+        from studio.ui.tasks import run_task
+
+        loop = QEventLoop(self)
+        box: dict[str, object] = {}
+
+        def finish(key: str, value: object) -> None:
+            box[key] = value
+            loop.quit()
+
+        run_task(lambda _p, _c: load(), parent=self, name="open-project",
+                 on_done=lambda project: finish("project", project),
+                 on_error=lambda message: finish("error", message),
+                 on_cancelled=lambda: finish("error", f"{path}: the open was cancelled"))
+        self.statusBar().showMessage(f"Opening {folder}…")
+        loop.exec()
+        if "error" in box:
+            raise StudioError(str(box["error"]))
+        project = box["project"]
+        assert isinstance(project, Project)
+        return project
+
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
         items = recent_projects(self.settings)
@@ -312,7 +497,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.addAction("Clear Recent", self._clear_recent)
 
     def _open_recent(self, path: str) -> None:
-        if not (Path(path) / PROJECT_FILE).is_file():
+        if not (Path(path) / PROJECT_FILE).exists():
             remove_recent(self.settings, path)
             self.show_error(ProjectError("the project is no longer there", path))
             return
@@ -371,7 +556,8 @@ class MainWindow(QMainWindow):
     def _update_title(self) -> None:
         name = self.document.project.name or "Untitled"
         where = "" if self._untitled or self.document.folder is None else f" ({self.document.folder})"
-        self.setWindowTitle(f"{name}[*]{where} — {APP_NAME}")
+        ro = " (read-only)" if self.read_only else ""
+        self.setWindowTitle(f"{name}[*]{where}{ro} — {APP_NAME}")
         self.setWindowModified(self.is_dirty())
 
     # -- project lifecycle ----------------------------------------------------------------------
@@ -405,7 +591,9 @@ class MainWindow(QMainWindow):
         controller, which hears ``session_bridge.attached``. (Save As keeps the session: it
         follows the project to its new folder by itself.)"""
         old = self.session
-        self.session = Session(document)
+        # The window holds the project's lock itself (studio.ui.project_lock); a read-only
+        # window's session must never write the folder (not even the queue it restores).
+        self.session = Session(document, read_only=True if self.read_only else None)
         self.session_bridge.attach(self.session)
         old.close()
 
@@ -422,6 +610,7 @@ class MainWindow(QMainWindow):
         except StudioError as exc:
             self.show_error(exc)
             return False
+        self._hold_lock(None, read_only=False)
         self.set_project(doc, untitled=True)
         return True
 
@@ -435,11 +624,19 @@ class MainWindow(QMainWindow):
                 return False
             path = chosen
         folder = project_file(Path(path)).parent
+        if self._opening:  # a big project is being parsed: one open at a time
+            return False
         if not self.maybe_save():
             return False
+        taken = self._take_lock(folder)
+        if taken is None:
+            return False
+        lock, mode, holder = taken
+        self._opening = True
         recovered = False
         try:
-            if recovery_available(folder):
+            # A read-only window never recovers (discarding or recovering writes the folder).
+            if not mode and recovery_available(folder):
                 answer = dialogs.ask(
                     self, "Recover unsaved changes?",
                     f"“{folder.name}” has unsaved changes from a session that did not close "
@@ -449,22 +646,34 @@ class MainWindow(QMainWindow):
                     informative="Recover loads the autosaved version; Discard deletes it and "
                                 "opens the last saved project.")
                 if answer == QMessageBox.Yes:
-                    project = load_recovery(folder)
+                    project = self._load_project_file(folder, recovery=True)
                     recovered = True
                 else:
                     discard_recovery(folder)
-                    project = load_project(folder)
+                    project = self._load_project_file(folder, recovery=False)
             else:
-                project = load_project(folder)
+                project = self._load_project_file(folder, recovery=False)
         except StudioError as exc:
+            if lock is not None and lock is not self.project_lock:
+                locks.release(lock)
             self.show_error(exc)
             return False
-        self.set_project(ProjectDocument(project, folder), untitled=False)
+        finally:
+            self._opening = False
+        self._hold_lock(lock, read_only=bool(mode), holder=holder)
+        document = ProjectDocument(project, folder)
+        document.read_only = bool(mode)  # the document refuses a save in place by itself too
+        self.set_project(document, untitled=False)
+        self._apply_read_only()  # on the new project's panels
+        if mode == WAIT:
+            self.wait_for_write_access()
         if recovered:
             self.document.saved_revision = -1  # differs from the file on disk until saved
             self._external_dirty = True
             self._update_title()
             self.statusBar().showMessage("Recovered unsaved changes from the autosave", 8000)
+        elif mode:
+            self.statusBar().showMessage(f"Opened {folder} read-only", 8000)
         else:
             self.statusBar().showMessage(f"Opened {folder}", 5000)
         add_recent(self.settings, folder)
@@ -477,6 +686,12 @@ class MainWindow(QMainWindow):
     def save(self) -> bool:
         if self._untitled or self.document.folder is None:
             return self.save_as()
+        if self.read_only:
+            self.show_error(ProjectError(
+                "opened read-only (in use by " + (self.lock_holder or "another program")
+                + "): it is not saved in place; use Save As to keep the changes in another "
+                  "folder", self.document.folder / PROJECT_FILE))
+            return False
         try:
             self.document.save()
         except StudioError as exc:
@@ -521,17 +736,32 @@ class MainWindow(QMainWindow):
         was_untitled = self._untitled
         try:
             target.mkdir(parents=True, exist_ok=True)
+            new_lock = try_lock(target)  # the copy is ours to write; refused if in use
+        except ProjectLocked as exc:
+            self.show_error(exc)
+            return False
+        except StudioError as exc:
+            self.show_error(exc)
+            return False
+        except OSError as exc:
+            self.show_error(ProjectError(f"cannot create the folder: {exc.strerror or exc}",
+                                         target))
+            return False
+        try:
             if source is not None and source.is_dir():
                 self._copy_project_files(source, target)
             if was_untitled and self.document.project.name == "Untitled":
                 self.document.update_project(name=target.name[:200] or "Untitled")
             self.document.save(target)
         except StudioError as exc:
+            locks.release(new_lock)
             self.show_error(exc)
             return False
         except OSError as exc:
+            locks.release(new_lock)
             self.show_error(ProjectError(f"cannot copy the project: {exc.strerror or exc}", target))
             return False
+        self._hold_lock(new_lock, read_only=False)
         self._untitled = False
         self._mark_clean()
         add_recent(self.settings, target)
@@ -553,7 +783,7 @@ class MainWindow(QMainWindow):
                 shutil.copy2(entry, dest)
 
     def autosave(self) -> Path | None:
-        if not self.is_dirty():
+        if not self.is_dirty() or self.read_only:  # read-only: nothing is written in the folder
             return None
         try:
             path = self.document.autosave()
@@ -573,9 +803,9 @@ class MainWindow(QMainWindow):
                              [QMessageBox.Save, QMessageBox.Discard, QMessageBox.Cancel],
                              QMessageBox.Save)
         if answer == QMessageBox.Save:
-            return self.save()
+            return self.save_as() if self.read_only else self.save()
         if answer == QMessageBox.Discard:
-            if self.document.folder is not None and not self._untitled:
+            if self.document.folder is not None and not self._untitled and not self.read_only:
                 try:
                     discard_recovery(self.document.folder)
                 except OSError as exc:
@@ -626,6 +856,16 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.bible_dock, self.inspector_dock], [290, 370], Qt.Horizontal)
         self.resizeDocks([self.storyboard_dock], [230], Qt.Vertical)
 
+    def event(self, event: QEvent) -> bool:
+        handled = super().event(event)
+        # (event() runs during construction too, before _preloaded exists)
+        if not getattr(self, "_preloaded", True) and event.type() == QEvent.Type.Paint:
+            # After the first paint (not the show, which comes before it): start-up itself
+            # stays light, and the imports never compete with the first frame.
+            self._preloaded = True
+            QTimer.singleShot(0, self, lambda: _preload_libraries(self))
+        return handled
+
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self.maybe_save():
             event.ignore()
@@ -636,6 +876,11 @@ class MainWindow(QMainWindow):
         self.thumbnails.wait()
         if self._untitled:
             self._remove_scratch(self.document.folder)
+        if self._lock_waiter is not None:
+            self._lock_waiter.cancel()
+            self._lock_waiter.wait()
+            self._lock_waiter = None
+        self._hold_lock(None, read_only=False)  # the next writer may go on at once
         event.accept()
 
     def report_exception(self, exc_type: type[BaseException], exc: BaseException,

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
+from studio.core.errors import StudioError
+from studio.core.safeio import is_regular, parse_json
 from studio.core.userdirs import config_dir
 
 MAX_RECENT = 10
@@ -17,17 +21,26 @@ def settings_path() -> Path:
 
 
 def app_settings() -> QSettings:
-    return QSettings(str(settings_path()), QSettings.IniFormat)
+    path = settings_path()
+    if os.path.lexists(path) and not is_regular(path):
+        # A FIFO or a device here would block the window's start for ever: set it aside.
+        try:
+            os.replace(path, path.with_name(f"{path.name}.damaged-{int(time.time())}"))
+        except OSError:
+            pass
+    return QSettings(str(path), QSettings.IniFormat)
 
 
 def recent_projects(settings: QSettings) -> list[str]:
     # Stored as one JSON string: INI lists come back as str when they hold a single item.
     raw = settings.value("recent/projects", "[]")
     try:
-        items = json.loads(raw) if isinstance(raw, str) else []
-    except ValueError:
+        items = parse_json(raw, max_depth=2) if isinstance(raw, str) else []
+    except StudioError:
         items = []
-    return [str(p) for p in items if isinstance(p, str)][:MAX_RECENT]
+    if not isinstance(items, list):
+        items = []
+    return [str(p) for p in items if isinstance(p, str) and len(p) < 4096][:MAX_RECENT]
 
 
 def add_recent(settings: QSettings, folder: Path) -> list[str]:

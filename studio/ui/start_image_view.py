@@ -62,10 +62,13 @@ class AutoFraming(QObject):
 
     def __init__(self, parent: QObject) -> None:
         super().__init__(parent)
-        from studio.ui.tasks import task_pool
+        from studio.ui.tasks import ChildWorker, task_pool
 
         self.setObjectName("autoFraming")
         self.pool = task_pool(self, 1)  # one thread: playback and thumbnails keep the other core
+        # dlib holds the GIL for a whole detection (up to seconds): it runs in a child process
+        self._child = ChildWorker()
+        self.destroyed.connect(lambda *_a, c=self._child: c.close())
         self._waiting: list[str] = []
         self._running: set[str] = set()
         self._no_answer: set[str] = set()  # the detector could not run: framed without a face
@@ -97,11 +100,13 @@ class AutoFraming(QObject):
         for path in waiting:
             self._running.add(path)
 
-            def work(_progress: Any, _cancelled: Any, file: Path = Path(path)) -> bool:
-                from studio.engine.base import cached_start_face, start_face
-
-                start_face(file)
-                return cached_start_face(file)[0]
+            def work(_progress: Any, cancelled: Any, file: Path = Path(path),
+                     child: Any = self._child) -> bool:
+                found = child.call("studio.ui.child_work:start_face", {"path": str(file)},
+                                   cancelled)
+                if found["known"]:
+                    _remember_start_face(file, found["landmarks"])
+                return bool(found["known"])
 
             run_task(work, parent=self, pool=self.pool, name="find face",
                      on_done=lambda known, p=path: self._finish(p, bool(known)),
@@ -113,6 +118,17 @@ class AutoFraming(QObject):
         if not known:
             self._no_answer.add(path)
         self.ready.emit(path)
+
+
+def _remember_start_face(path: Path, landmarks: list[list[float]] | None) -> None:
+    """Put a face found in the child into the engine's per-file cache, where framing, the
+    preview's face rig and the inspector look (:func:`studio.engine.base.cached_start_face`)."""
+    import numpy as np
+
+    from studio.engine.base import remember_start_face
+
+    remember_start_face(path, None if landmarks is None else np.asarray(landmarks,
+                                                                         dtype=np.float64))
 
 
 def auto_framing(win: QObject) -> AutoFraming:

@@ -41,7 +41,8 @@ from studio.core.tasks import Cancelled, CancelledFn, Progress, ProgressFn
 
 T = TypeVar("T")
 
-__all__ = ["TaskHandle", "eta_text", "run_task", "shutdown_tasks", "task_pool"]
+__all__ = ["ChildWorker", "TaskHandle", "eta_text", "run_task", "shutdown_tasks",
+           "task_pool"]
 
 
 class TaskHandle(QObject):
@@ -242,3 +243,108 @@ def eta_text(seconds: float | None) -> str:
         return ""
     s = int(round(seconds))  # noqa: RUF046 (a numpy float rounds to a float)
     return f"{s // 60}:{s % 60:02d} left"
+
+
+# -- work that must not hold this process's GIL ------------------------------------------------
+
+# The child: one JSON request a line on stdin ({"fn": "module:function", "kwargs": {...}}), one
+# JSON answer a line on stdout ({"result": ...} or {"error": "..."}). It ends when stdin closes,
+# so it never outlives the app (the pipe closes when the app dies, however it dies).
+_CHILD = r"""
+import importlib, json, sys
+from studio.core.errors import StudioError
+out_fd = sys.stdout
+sys.stdout = sys.stderr  # a library that prints must not corrupt the answers
+for line in sys.stdin:
+    req = json.loads(line)
+    try:
+        mod, _, name = req["fn"].partition(":")
+        answer = {"result": getattr(importlib.import_module(mod), name)(**req["kwargs"])}
+    except StudioError as exc:
+        answer = {"error": str(exc)}
+    except Exception as exc:
+        answer = {"error": "the check failed: " + (str(exc) or type(exc).__name__)[:300]}
+    out_fd.write(json.dumps(answer) + "\n")
+    out_fd.flush()
+"""
+
+
+class ChildWorker:
+    """A long-lived child Python process for task functions that hold the GIL for long (dlib's
+    face detector: 0.1–2 s a call, during which a worker *thread* would freeze the UI). The task
+    thread only waits on a pipe. Use it from inside :func:`run_task` functions, from one thread
+    at a time (a one-thread :func:`task_pool`); functions are named ``"module:function"``, take
+    and return JSON values, and live in Qt-free modules (:mod:`studio.ui.child_work`)."""
+
+    def __init__(self) -> None:
+        self._proc: Any = None
+        self._lock = threading.Lock()
+
+    def _ensure(self) -> Any:
+        import os
+        import subprocess
+        from pathlib import Path
+
+        if self._proc is None or self._proc.poll() is not None:
+            root = str(Path(__file__).resolve().parents[2])  # the folder holding ``studio``
+            env = dict(os.environ)
+            env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"]
+                                        if env.get("PYTHONPATH") else "")
+            self._proc = subprocess.Popen([sys.executable, "-c", _CHILD], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                          env=env, text=True, bufsize=1)
+        return self._proc
+
+    def call(self, fn: str, kwargs: dict[str, Any], cancelled: CancelledFn) -> Any:
+        """``fn(**kwargs)`` in the child; a StudioError there is raised here with its message,
+        a cancel kills the child (the next call starts another)."""
+        import json
+        import select
+
+        if getattr(sys, "frozen", False):
+            # A frozen bundle's executable is the app, not a Python that runs "-c": call here
+            # (on the task's thread, as before there was a child).
+            import importlib
+
+            module, _, name = fn.partition(":")
+            return json.loads(json.dumps(getattr(importlib.import_module(module), name)(**kwargs)))
+        with self._lock:
+            proc = self._ensure()
+            try:
+                proc.stdin.write(json.dumps({"fn": fn, "kwargs": kwargs}) + "\n")
+                proc.stdin.flush()
+            except OSError:
+                self._close()
+                raise StudioError("the check process stopped unexpectedly") from None
+            while not select.select([proc.stdout], [], [], 0.1)[0]:
+                if cancelled():
+                    self._close()
+                    raise Cancelled()
+            line = proc.stdout.readline()
+            if not line:
+                code = proc.poll()
+                self._close()
+                raise StudioError(f"the check process stopped unexpectedly (exit code {code})")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise StudioError(str(answer["error"]))
+        return answer["result"]
+
+    def close(self) -> None:
+        """End the child now (any thread; a call waiting on it then fails)."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+
+    def _close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+        for f in (proc.stdin, proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass

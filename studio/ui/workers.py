@@ -23,9 +23,12 @@ from studio.ui.tasks import TaskHandle, run_task, task_pool
 # -- thumbnails -------------------------------------------------------------------------------
 
 def _make_thumbnail(path: Path, side: int) -> QImage:
+    from studio.core.errors import AssetError
+    from studio.core.safeio import check_regular
     from studio.core.userdirs import cache_dir
     from studio.media.images import thumbnail_png
 
+    check_regular(path, AssetError)  # again in the worker: the file may have been swapped
     data = thumbnail_png(path, side, cache_dir=cache_dir("thumbnails"))
     img = QImage.fromData(data, "PNG")  # QImage (unlike QPixmap) may be made off the UI thread
     if img.isNull():
@@ -73,6 +76,15 @@ class ThumbnailService(QObject):
             return pic
         if key in self._errors or key in self._tasks:
             return None
+        if self._make is None:  # image files: a pipe or a device would block a pool thread
+            from studio.core.errors import AssetError
+            from studio.core.safeio import check_regular
+
+            try:
+                check_regular(Path(key[0]), AssetError)  # a stat: never blocks
+            except StudioError as exc:
+                self._on_failed(key, str(exc))
+                return None
         make = self._make
 
         def work(_progress: Any, _cancelled: Any, file: Path = Path(key[0]), side: int = key[1]

@@ -292,6 +292,10 @@ class ThumbnailCache(QObject):
     def wait(self, msecs: int = 10000) -> bool:
         return self._service.wait(msecs)
 
+    def pending(self) -> int:
+        """Thumbnails asked for and not made yet."""
+        return self._service.pending()
+
     def drain(self) -> None:
         """Drop queued thumbnails and wait for the running one (before the process exits)."""
         self._service.cancel_pending()

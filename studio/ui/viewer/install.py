@@ -77,7 +77,10 @@ def install_viewer(win: "MainWindow") -> ViewerWidget:
 
     def on_project(document: "ProjectDocument") -> None:
         viewer.set_document(document)
-        on_selected(win.selected_shot_id() or "")
+        # The selected shot's take opens on the next turn of the event loop: an open's work
+        # comes in pieces the window paints between (no stall over 100 ms on a big project).
+        QTimer.singleShot(0, viewer, lambda: on_selected(win.selected_shot_id() or "")
+                          if viewer.document is document else None)
 
     def reroll(shot_id: str, count: int) -> None:
         win.generation.reroll(shot_id, count)

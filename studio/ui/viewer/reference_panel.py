@@ -26,6 +26,31 @@ THUMB_SIDE = 160
 THUMB_BOX = 40  # pixels of a thumbnail in the strip
 
 
+SYNC_WAIT_MS = 40  # a small image decodes within this; longer ones finish in the background
+MAX_REFERENCE_BYTES = 256 * 1024 * 1024
+
+
+def _decode_reference(path: Path) -> QImage:
+    """Decode in a worker: the bytes are read through ``read_bounded`` (regular files only,
+    opened non-blocking, bounded) so a file swapped for a pipe after the check cannot block."""
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+
+    from studio.core.errors import AssetError
+    from studio.core.safeio import read_bounded
+
+    data = QByteArray(read_bounded(path, MAX_REFERENCE_BYTES, AssetError))
+    buf = QBuffer(data)
+    buf.open(QIODevice.OpenModeFlag.ReadOnly)
+    reader = QImageReader(buf)
+    reader.setAutoTransform(True)
+    size = reader.size()
+    if size.isValid() and max(size.width(), size.height()) > MAX_SIDE:
+        reader.setScaledSize(size.scaled(MAX_SIDE, MAX_SIDE, Qt.AspectRatioMode.KeepAspectRatio))
+    img = reader.read()
+    buf.close()
+    return img
+
+
 class _Picture(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -213,21 +238,53 @@ class ReferencePanel(QWidget):
             self.cast_rows.append(row)
         self.cast_box.setVisible(bool(rows))
 
-    def _load(self, path: Path) -> QImage:
+    def _load(self, path: Path, ref_id: str) -> QImage | None:
+        """The reference image, decoded off the UI thread (never a FIFO or a device: refused by
+        ``check_regular`` before anything opens it). A cached or quickly decoded image comes
+        back at once (waited for at most ``SYNC_WAIT_MS``, under the 100 ms stall budget);
+        otherwise None, and the picture is filled when the worker is done."""
+        from studio.core.errors import AssetError
+        from studio.core.safeio import check_regular
+        from studio.ui.tasks import run_task
+
         key = str(path)
         img = self._images.get(key)
-        if img is None:
-            reader = QImageReader(key)
-            reader.setAutoTransform(True)
-            size = reader.size()
-            if size.isValid() and max(size.width(), size.height()) > MAX_SIDE:
-                reader.setScaledSize(size.scaled(MAX_SIDE, MAX_SIDE,
-                                                 Qt.AspectRatioMode.KeepAspectRatio))
-            img = reader.read()
-            if len(self._images) > 64:
-                self._images.clear()
-            self._images[key] = img
-        return img
+        if img is not None:
+            return img
+        check_regular(path, AssetError)  # a stat: instant, even on a named pipe
+        box: dict[str, QImage] = {}
+
+        def work(_progress: Any, _cancelled: Any) -> QImage:
+            box["img"] = _decode_reference(path)
+            return box["img"]
+
+        handle = run_task(work, parent=self, name="reference-image",
+                          on_done=lambda image, k=key, r=ref_id: self._loaded(k, r, image),
+                          on_error=lambda message, r=ref_id: self._load_failed(r, message))
+        if handle.wait(SYNC_WAIT_MS) and "img" in box:
+            self._remember(key, box["img"])
+            return box["img"]
+        return None
+
+    def _remember(self, key: str, img: QImage) -> None:
+        if len(self._images) > 64:
+            self._images.clear()
+        self._images[key] = img
+
+    def _loaded(self, key: str, ref_id: str, img: QImage) -> None:
+        self._remember(key, img)
+        if ref_id != self.reference_id:  # another reference was chosen meanwhile
+            return
+        self.picture.image = img if not img.isNull() else None
+        if img.isNull():
+            self.picture.text = f"{Path(key).name}: cannot read the image"
+        self.picture.update()
+
+    def _load_failed(self, ref_id: str, message: str) -> None:
+        if ref_id == self.reference_id:
+            self.picture.image = None
+            self.picture.text = message
+            self.picture.update()
 
     def _set_caption(self, caption: str, note: str) -> None:
         self.caption.setText(caption)
@@ -254,10 +311,13 @@ class ReferencePanel(QWidget):
                 char, ref = found
                 self._set_caption(f"{char.name} · {ref.angle.label}", ref.note or "")
                 try:
-                    img = self._load(document.path_of(ref.asset))
-                    pic.image = img if not img.isNull() else None
-                    if img.isNull():
-                        pic.text = f"{ref.asset}: cannot read the image"
-                except Exception as exc:  # a missing project folder or a bad path
+                    img = self._load(document.path_of(ref.asset), ref_id)
+                    if img is None:
+                        pic.text = "Loading the reference…"
+                    else:
+                        pic.image = img if not img.isNull() else None
+                        if img.isNull():
+                            pic.text = f"{ref.asset}: cannot read the image"
+                except Exception as exc:  # a missing project folder, a bad path, a FIFO
                     pic.text = str(exc)
         pic.update()
