@@ -12,11 +12,14 @@ import os
 import re
 import shutil
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QByteArray, QEvent, QEventLoop, QSettings, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import (QAction, QCloseEvent, QGuiApplication, QKeySequence, QUndoStack)
+from PySide6.QtCore import (QByteArray, QEvent, QEventLoop, QObject, QSettings, QSize, Qt, QTimer,
+                            Signal)
+from PySide6.QtGui import (QAction, QCloseEvent, QGuiApplication, QKeySequence, QShowEvent,
+                           QUndoStack)
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox,
                                QToolBar, QToolButton, QUndoView, QWidget)
 
@@ -105,6 +108,21 @@ def _preload_libraries(parent: QWidget) -> None:
         AnalysisRecord.model_rebuild()  # its validator is built on first use: 0.05 s
 
     run_task(work, parent=parent, name="preload", on_error=lambda _m: None)
+
+
+class _AfterFirstPaint(QObject):
+    """Calls ``then`` once, on the event-loop turn after its window's first paint."""
+
+    def __init__(self, win: QWidget, then: Callable[[], None]) -> None:
+        super().__init__(win)
+        self._then = then
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Paint and self._then is not None:
+            then, self._then = self._then, None
+            obj.removeEventFilter(self)
+            QTimer.singleShot(0, self, then)
+        return False
 
 
 class MainWindow(QMainWindow):
@@ -856,15 +874,14 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.bible_dock, self.inspector_dock], [290, 370], Qt.Horizontal)
         self.resizeDocks([self.storyboard_dock], [230], Qt.Vertical)
 
-    def event(self, event: QEvent) -> bool:
-        handled = super().event(event)
-        # (event() runs during construction too, before _preloaded exists)
-        if not getattr(self, "_preloaded", True) and event.type() == QEvent.Type.Paint:
-            # After the first paint (not the show, which comes before it): start-up itself
-            # stays light, and the imports never compete with the first frame.
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._preloaded:
             self._preloaded = True
-            QTimer.singleShot(0, self, lambda: _preload_libraries(self))
-        return handled
+            # After the first paint (the show comes before it): start-up itself stays light
+            # and the imports never compete with the first frame. A filter, not an event()
+            # override: a Python event() would hold the GIL through every C++ teardown it runs.
+            self.installEventFilter(_AfterFirstPaint(self, lambda: _preload_libraries(self)))
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self.maybe_save():
