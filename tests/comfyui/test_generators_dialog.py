@@ -237,6 +237,9 @@ def test_test_connection_reports_version_device_and_workflows(qtbot: Any, comfy_
 
     def spy(*a: Any, **k: Any) -> Any:  # the real check, noting the thread it runs on
         threads.append(threading.current_thread())
+        # A check of the fake server can finish in 80 ms with warm caches: held a little, so
+        # "the event loop kept turning meanwhile" is measured over a span that shows it.
+        time.sleep(0.2)
         return real_check(*a, **k)
 
     monkeypatch.setattr(check, "check_server", spy)
