@@ -364,8 +364,13 @@ class MainWindow(QMainWindow):
         bar.setMovable(False)
         bar.setFloatable(False)
         bar.toggleViewAction().setVisible(False)
-        bar.addWidget(self.read_only_bar)
+        # A widget in a tool bar is shown and hidden through its action, never setVisible (the
+        # bar would keep an 8-pixel stub); and on a row of its own, so the words fit at 1366 px.
+        self._read_only_bar_action = bar.addWidget(self.read_only_bar)
         self.addToolBar(Qt.TopToolBarArea, bar)
+        # A row of its own: the tool bars the extensions add come after this break (beside it,
+        # the Generate bar would squeeze the words to nothing at 1366 px).
+        self.addToolBarBreak(Qt.TopToolBarArea)
         self._read_only_toolbar = bar
         bar.setVisible(False)
 
@@ -385,7 +390,7 @@ class MainWindow(QMainWindow):
     def _apply_read_only(self) -> None:
         ro = self.read_only
         self._read_only_toolbar.setVisible(ro)
-        self.read_only_bar.setVisible(ro)
+        self._read_only_bar_action.setVisible(ro)
         self.read_only_bar.set_state(self.lock_holder, self._lock_waiter is not None
                                      and self._lock_waiter.waiting)
         self.save_action.setEnabled(not ro)  # Save As stays: a copy elsewhere is allowed

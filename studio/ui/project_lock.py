@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMessageBox, QPushButton, QWidget
 
 from studio.core.lock import ProjectLock, ProjectLocked, held_here
@@ -145,6 +145,9 @@ class ReadOnlyBar(QWidget):
         self.setObjectName("readOnlyBar")
         self.setStyleSheet("#readOnlyBar { background: #5a4a12; } QLabel { color: #f4e6b0; }")
         self.setAutoFillBackground(True)
+        # A plain QWidget subclass paints a style-sheet background only with this attribute:
+        # without it the pale words sat on the light window colour, unreadable.
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(8, 3, 8, 3)
         self.label = QLabel(self)
@@ -159,7 +162,8 @@ class ReadOnlyBar(QWidget):
         if on_stop_wait is not None:
             self.stop_button.clicked.connect(on_stop_wait)
         self.set_state("", waiting=False)
-        self.setVisible(False)
+        # Shown and hidden by its tool-bar action (MainWindow): an explicit hide here would
+        # keep it hidden inside the bar for good.
 
     def set_state(self, holder: str, waiting: bool) -> None:
         who = holder or "another program"

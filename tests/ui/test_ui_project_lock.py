@@ -50,6 +50,9 @@ def test_locked_project_opens_read_only_naming_the_holder(qtbot, tmp_path, held,
     assert set(q["labels"].values()) == {"Open Read-Only", "Wait", "Cancel"}
     assert win.read_only and "(read-only)" in win.windowTitle()
     assert not win.read_only_bar.isHidden() and "read-only" in win.read_only_bar.label.text().lower()
+    # Really on screen, on a row of its own: beside the Generate bar it was squeezed to 8 px.
+    win.resize(1366, 768)
+    qtbot.waitUntil(lambda: win.read_only_bar.isVisible() and win.read_only_bar.width() > 600)
     assert not win.save_action.isEnabled() and win.save_as_action.isEnabled()
     assert not win.inspector.isEnabled()
     assert not win.save()
